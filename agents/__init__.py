@@ -1,0 +1,1 @@
+"""Agents: SB3 training in the learned simulator and campaign recommendations."""

@@ -1,0 +1,1 @@
+"""Environments: the reference market, its exact optimum, baselines and the FlashSale env."""

@@ -1,0 +1,1 @@
+"""Forecasters: one contract for the transformer and the baseline demand forecasters."""

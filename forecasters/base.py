@@ -1,0 +1,116 @@
+"""The one forecaster contract, shared by the transformer and every baseline.
+
+Two faces:
+
+* **Analyst face** (pandas, any horizon): ``fit(history) -> self``;
+  ``predict(history, future, horizon, quantiles)`` -> a frame with one row per item and future
+  period and the columns ``item_id, date, mean, q<quantile>...``; ``sample(...)`` -> sample
+  paths (probabilistic models only); ``save(dir)`` / ``load(dir)``.
+  ``future`` holds the known-future covariates of the forecast periods: one row per item and
+  period with ``item_id, date, price`` and optionally ``list_price, promo``; the planned prices
+  and promotions.
+* **Simulator face** (torch, one step, batched): :meth:`Forecaster.one_step` takes a
+  :class:`DemandContext` of ``B`` contexts already on the device and a ladder of candidate
+  discounts, and returns the negative-binomial demand distribution (mean, dispersion) for each
+  context x candidate, with no pandas and no Python loop over items.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import torch
+
+from promogym.data import SalesHistory
+
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class DemandContext:
+    """``B`` one-step prediction contexts, as tensors on one device.
+
+    ``C`` is the context length (periods of history the model looks at).
+    """
+
+    past_units: torch.Tensor  # (B, C) float32, units sold (any value where unobserved)
+    past_observed: torch.Tensor  # (B, C) bool, False where demand was censored or missing
+    past_discount: torch.Tensor  # (B, C) float32, 1 - price / list_price
+    past_promo: torch.Tensor  # (B, C) float32, 0/1
+    past_day: torch.Tensor  # (B, C) long, calendar day (days since 1970-01-01)
+    item: torch.Tensor  # (B,) long, index into the forecaster's item vocabulary
+    day: torch.Tensor  # (B,) long, calendar day of the period to predict
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.item.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.item.device
+
+
+class Forecaster(abc.ABC):
+    """Base class of every demand forecaster (see the module docstring for the contract)."""
+
+    name: str = "forecaster"
+    probabilistic: bool = False
+
+    @abc.abstractmethod
+    def fit(self, history: SalesHistory) -> Self:
+        """Learn from ``history``; returns ``self``."""
+
+    @abc.abstractmethod
+    def predict(
+        self,
+        history: SalesHistory,
+        future: pd.DataFrame,
+        horizon: int,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    ) -> pd.DataFrame:
+        """Forecast ``horizon`` periods after the end of ``history`` for the items in ``future``.
+
+        Returns columns ``item_id, date, mean`` and one ``q{q:g}`` column per quantile
+        (e.g. ``q0.1``), one row per item and forecast period.
+        """
+
+    def sample(
+        self,
+        history: SalesHistory,
+        future: pd.DataFrame,
+        horizon: int,
+        n_samples: int,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Sample paths, shape ``(n_items, n_samples, horizon)`` in ``sorted(item_ids)`` order."""
+        raise NotImplementedError(f"{self.name} is not probabilistic; it has no sample()")
+
+    def one_step(
+        self, context: DemandContext, discounts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Demand distribution for each context and candidate discount.
+
+        Args:
+            context: ``B`` contexts on the model's device.
+            discounts: ``(A,)`` or ``(B, A)`` candidate discounts for the predicted period.
+
+        Returns:
+            ``(mean, dispersion)``, each ``(B, A)`` float64: negative-binomial parameters
+            (variance ``mean + mean**2 / dispersion``).
+        """
+        raise NotImplementedError(f"{self.name} has no batched one-step simulator face")
+
+    @abc.abstractmethod
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write everything needed to reproduce predictions exactly into ``directory``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Self:
+        """Read a forecaster written by :meth:`save`."""

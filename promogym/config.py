@@ -1,0 +1,311 @@
+"""Campaign config: one typed, validated object loaded from TOML and saved with every run.
+
+Per period of a campaign (the data's frequency, days or weeks):
+
+1. the order due this period lands (on-hand is capped at ``inventory.capacity``; excess is lost),
+2. the policy picks a discount from ``campaign.discounts`` and an order from
+   ``inventory.order_quantities`` (it arrives ``lead_time`` periods later),
+3. demand is drawn at price ``list_price * (1 - discount)``; sales = min(demand, on hand),
+4. reward = revenue - lost_sale_penalty * unmet - holding_cost * left
+   - (unit_cost * q + order_fixed_cost if q > 0); after the last period + salvage_value * left.
+
+>>> cfg = CampaignConfig()
+>>> cfg.campaign.horizon, cfg.inventory.lead_time, cfg.economics.unit_cost
+(28, 2, 9.0)
+>>> CampaignConfig.from_dict({"campaign": {"horizon": 0}})
+Traceback (most recent call last):
+...
+promogym.errors.ConfigError: <dict>: campaign.horizon must be an integer >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from promogym.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CampaignSection:
+    """``[campaign]``: length, discount ladder and sale budget."""
+
+    horizon: int = 28
+    discounts: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    max_sale_periods: int | None = None
+    start_date: dt.date | None = None
+
+    @property
+    def sale_budget(self) -> int:
+        """Periods on sale allowed per campaign (``horizon`` when unlimited)."""
+        if self.max_sale_periods is None:
+            return self.horizon
+        return min(self.max_sale_periods, self.horizon)
+
+
+@dataclass(frozen=True)
+class InventorySection:
+    """``[inventory]``: starting stock, order ladder, lead time and shelf capacity."""
+
+    initial: int = 60
+    order_quantities: tuple[int, ...] = (0, 40, 80)
+    lead_time: int = 2
+    capacity: int = 160
+
+
+@dataclass(frozen=True)
+class EconomicsSection:
+    """``[economics]``: prices and costs in currency units."""
+
+    list_price: float | None = 20.0
+    unit_cost: float = 9.0
+    holding_cost: float = 0.05
+    order_fixed_cost: float = 15.0
+    lost_sale_penalty: float = 2.0
+    salvage_value: float = 5.0
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``[data]``: how to read the sales history (all optional)."""
+
+    categorical: tuple[str, ...] = ()
+    columns: dict[str, str] = field(default_factory=dict)
+    fill_gaps: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """A whole campaign config. Build with defaults, :meth:`from_dict` or :func:`load_config`."""
+
+    campaign: CampaignSection = field(default_factory=CampaignSection)
+    inventory: InventorySection = field(default_factory=InventorySection)
+    economics: EconomicsSection = field(default_factory=EconomicsSection)
+    data: DataSection = field(default_factory=DataSection)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> CampaignConfig:
+        """Validate a parsed TOML mapping; unknown sections or keys are errors (typos)."""
+        sections = {f.name: f.type for f in fields(cls)}
+        for name in raw:
+            if name not in sections:
+                raise ConfigError(
+                    f"{source}: unknown section [{name}]; expected one of {sorted(sections)}"
+                )
+        kwargs = {}
+        for name, section_cls in (
+            ("campaign", CampaignSection),
+            ("inventory", InventorySection),
+            ("economics", EconomicsSection),
+            ("data", DataSection),
+        ):
+            values = raw.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table of keys")
+            known = {f.name for f in fields(section_cls)}
+            for key in values:
+                if key not in known:
+                    raise ConfigError(
+                        f"{source}: unknown key {name}.{key}; expected one of {sorted(known)}"
+                    )
+            kwargs[name] = section_cls(**_coerce_section(name, values, source))
+        config = cls(**kwargs)
+        config.validate(source)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain TOML/JSON-ready mapping; ``None`` values are dropped (TOML has no null)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            section = dataclasses.asdict(getattr(self, f.name))
+            clean = {}
+            for key, value in section.items():
+                if value is None:
+                    continue
+                if isinstance(value, tuple):
+                    value = list(value)
+                if isinstance(value, dt.date):
+                    value = value.isoformat()
+                clean[key] = value
+            out[f.name] = clean
+        return out
+
+    def to_toml(self) -> str:
+        """Serialise to TOML text that :func:`load_config` reads back to an equal config."""
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the config as TOML atomically (temp file, then rename)."""
+        from promogym.io import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_toml())
+
+    def replace(self, **sections: Any) -> CampaignConfig:
+        """Copy with some sections or section fields replaced, re-validated.
+
+        >>> CampaignConfig().replace(campaign={"horizon": 7}).campaign.horizon
+        7
+        """
+        raw = self.to_dict()
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return CampaignConfig.from_dict(raw)
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self, source: str = "<config>") -> None:
+        """Raise :class:`ConfigError` naming the first bad key."""
+        c, inv, eco = self.campaign, self.inventory, self.economics
+
+        def bad(key: str, want: str, got: Any) -> ConfigError:
+            return ConfigError(f"{source}: {key} must be {want}, got {got!r}")
+
+        if c.horizon < 1:
+            raise bad("campaign.horizon", "an integer >= 1", c.horizon)
+        if not c.discounts:
+            raise bad("campaign.discounts", "a non-empty list", list(c.discounts))
+        if any(not 0.0 <= d < 1.0 for d in c.discounts):
+            raise bad("campaign.discounts", "fractions in [0, 1)", list(c.discounts))
+        if list(c.discounts) != sorted(set(c.discounts)) or c.discounts[0] != 0.0:
+            raise bad(
+                "campaign.discounts",
+                "strictly increasing and starting at 0.0 (no sale)",
+                list(c.discounts),
+            )
+        if c.max_sale_periods is not None and c.max_sale_periods < 0:
+            raise bad("campaign.max_sale_periods", "an integer >= 0", c.max_sale_periods)
+        if inv.initial < 0:
+            raise bad("inventory.initial", "an integer >= 0", inv.initial)
+        if inv.capacity < 1:
+            raise bad("inventory.capacity", "an integer >= 1", inv.capacity)
+        if inv.initial > inv.capacity:
+            raise bad("inventory.initial", f"<= inventory.capacity ({inv.capacity})", inv.initial)
+        q = list(inv.order_quantities)
+        if not q or q != sorted(set(q)) or q[0] != 0:
+            raise bad("inventory.order_quantities", "strictly increasing integers starting at 0", q)
+        if q[-1] > inv.capacity:
+            raise bad("inventory.order_quantities", f"<= capacity ({inv.capacity})", q)
+        if not 0 <= inv.lead_time <= 8:
+            raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
+        if eco.list_price is not None and not eco.list_price > 0:
+            raise bad("economics.list_price", "> 0", eco.list_price)
+        for key in (
+            "unit_cost",
+            "holding_cost",
+            "order_fixed_cost",
+            "lost_sale_penalty",
+            "salvage_value",
+        ):
+            value = getattr(eco, key)
+            if not value >= 0:
+                raise bad(f"economics.{key}", ">= 0", value)
+        if self.data.fill_gaps not in (None, "zero", "drop"):
+            raise bad("data.fill_gaps", "'zero' or 'drop'", self.data.fill_gaps)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CampaignConfig:
+    """Load and validate a campaign TOML file; ``None`` gives the default campaign."""
+    if path is None:
+        return CampaignConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; pass an existing campaign TOML") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
+    return CampaignConfig.from_dict(raw, source=str(path))
+
+
+# ---- helpers -------------------------------------------------------------------------------
+_INT_KEYS = {
+    "horizon",
+    "max_sale_periods",
+    "initial",
+    "lead_time",
+    "capacity",
+}
+_FLOAT_KEYS = {
+    "list_price",
+    "unit_cost",
+    "holding_cost",
+    "order_fixed_cost",
+    "lost_sale_penalty",
+    "salvage_value",
+}
+
+
+def _coerce_section(name: str, values: dict[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{source}: {name}.{key}"
+        if key in _INT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{where} must be an integer, got {value!r}")
+        elif key in _FLOAT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{where} must be a number, got {value!r}")
+            value = float(value)
+        elif key == "discounts":
+            if not isinstance(value, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
+                raise ConfigError(f"{where} must be a list of numbers, got {value!r}")
+            value = tuple(float(v) for v in value)
+        elif key == "order_quantities":
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+            value = tuple(value)
+        elif key == "start_date":
+            if isinstance(value, str):
+                try:
+                    value = dt.date.fromisoformat(value)
+                except ValueError:
+                    raise ConfigError(
+                        f"{where} must be an ISO date like 2026-12-01, got {value!r}"
+                    ) from None
+            elif isinstance(value, dt.datetime):
+                value = value.date()
+            elif not isinstance(value, dt.date):
+                raise ConfigError(f"{where} must be an ISO date like 2026-12-01, got {value!r}")
+        elif key == "categorical":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where} must be a list of column names, got {value!r}")
+            value = tuple(value)
+        elif key == "columns":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f"{where} must be a table of name = source-column, got {value!r}")
+            value = dict(value)
+        out[key] = value
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} to TOML")

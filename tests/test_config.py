@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from promogym.cli import app
+from promogym.config import CampaignConfig, load_config
+from promogym.errors import ConfigError
+
+ISSUE_EXAMPLE = """
+[campaign]
+horizon = 28
+discounts = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+max_sale_periods = 28
+start_date = "2026-12-01"
+[inventory]
+initial = 60
+order_quantities = [0, 40, 80]
+lead_time = 2
+capacity = 160
+[economics]
+list_price = 20.0
+unit_cost = 9.0
+holding_cost = 0.05
+order_fixed_cost = 15.0
+lost_sale_penalty = 2.0
+salvage_value = 5.0
+"""
+
+
+def test_issue_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    cfg = load_config(path)
+    assert cfg.campaign.start_date == dt.date(2026, 12, 1)
+    assert cfg.campaign.sale_budget == 28
+    assert cfg.inventory.order_quantities == (0, 40, 80)
+
+
+def test_toml_round_trip(tmp_path: Path) -> None:
+    cfg = CampaignConfig().replace(
+        campaign={"start_date": "2026-12-01", "max_sale_periods": 5},
+        data={"columns": {"units_sold": "move"}, "fill_gaps": "zero"},
+    )
+    cfg.save(tmp_path / "c.toml")
+    assert load_config(tmp_path / "c.toml") == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[campaign]\nhorizon = 0", "campaign.horizon"),
+        ("[campaign]\nhorizon = 'x'", "campaign.horizon"),
+        ("[campaign]\ndiscounts = [0.1, 0.2]", "campaign.discounts"),
+        ("[campaign]\ndiscounts = [0.0, 1.2]", "campaign.discounts"),
+        ("[campaign]\ndiscounts = [0.0, 0.3, 0.2]", "campaign.discounts"),
+        ("[campaign]\nstart_date = 'tomorrow'", "campaign.start_date"),
+        ("[campaign]\nhorizn = 3", "campaign.horizn"),
+        ("[inventory]\norder_quantities = [40, 80]", "inventory.order_quantities"),
+        ("[inventory]\ninitial = 500", "inventory.initial"),
+        ("[inventory]\nlead_time = -1", "inventory.lead_time"),
+        ("[economics]\nunit_cost = -1.0", "economics.unit_cost"),
+        ("[economics]\nlist_price = 0", "economics.list_price"),
+        ("[data]\nfill_gaps = 'mean'", "data.fill_gaps"),
+        ("[pricing]\nx = 1", "[pricing]"),
+        ("[campaign\nhorizon = 3", "invalid TOML"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert key in message and str(path) in message
+    assert "\n" not in message
+
+
+def test_cli_check_config_exit_code(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[campaign]\nhorizon = -3\n")
+    result = CliRunner().invoke(app, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "campaign.horizon" in result.output
+    ok = CliRunner().invoke(app, ["check-config"])
+    assert ok.exit_code == 0 and "horizon = 28" in ok.output
