@@ -86,6 +86,220 @@ def check_config(config: ConfigOption = None) -> None:
     typer.echo(load_config(config).to_toml())
 
 
+@app.command("simulate-history")
+@user_errors
+def simulate_history_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet file.")],
+    items: Annotated[int, typer.Option(min=1, help="Number of items in the market.")] = 8,
+    periods: Annotated[int, typer.Option(min=2, help="Periods (days) per item.")] = 730,
+    seed: Annotated[int, typer.Option(help="Seed of the market and the simulation.")] = 0,
+    start_date: Annotated[str, typer.Option(help="Date of the first period (ISO).")] = (
+        "2024-01-01"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Simulate a shop's sales history on the reference market; write the market beside it.
+
+    Writes OUT (the sales-history contract) and OUT.market.json (the market's true parameters,
+    for scoring). Example: promogym simulate-history --items 8 --periods 730 --seed 0 --out data.csv
+    """
+    from promogym.config import load_config
+    from promogym.simulate import write_simulated_history
+
+    summary = write_simulated_history(
+        out,
+        n_items=items,
+        periods=periods,
+        seed=seed,
+        start_date=start_date,
+        config=load_config(config),
+    )
+    typer.echo(summary)
+
+
+@app.command("check-data")
+@user_errors
+def check_data(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
+    ] = None,
+    fill_gaps: Annotated[
+        str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
+    ] = None,
+    categorical: Annotated[
+        str | None, typer.Option(help="Extra categorical columns to keep, comma-separated.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate a sales-history file against the contract and print a one-screen summary.
+
+    Options override the config's [data] section. Example: promogym check-data --data
+    data.csv --columns units_sold=move,date=week_start --fill-gaps zero
+    """
+    from promogym.config import load_config
+    from promogym.data import load_history_with_config
+
+    names = None
+    if categorical is not None:
+        names = tuple(c.strip() for c in categorical.split(",") if c.strip())
+    history = load_history_with_config(
+        data,
+        load_config(config) if config is not None else None,
+        columns=parse_columns(columns),
+        fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
+        categorical=names,
+    )
+    typer.echo(history.describe())
+
+
+@app.command("solve")
+@user_errors
+def solve_command(
+    config: ConfigOption = None,
+    item: Annotated[str, typer.Option(help="Item of the default market.")] = "sku-0",
+    market_seed: Annotated[int, typer.Option(help="Seed of the default market.")] = 0,
+    episodes: Annotated[
+        int, typer.Option(min=2, help="Monte-Carlo campaigns per policy scored.")
+    ] = 2000,
+    tune_episodes: Annotated[
+        int, typer.Option(min=2, help="Campaigns per candidate when tuning baselines.")
+    ] = 400,
+    seed: Annotated[int, typer.Option(help="Seed of the random numbers.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Solve a campaign exactly (DP) on the default market and compare tuned baselines.
+
+    Example: promogym solve --item sku-0 --episodes 2000
+    """
+    import json
+
+    from promogym.config import load_config
+    from promogym.envs.dp import format_optimum_report, optimum_report
+
+    typer.echo("solving the DP and tuning baselines by simulation ...", err=True)
+    report = optimum_report(
+        load_config(config),
+        item=item,
+        market_seed=market_seed,
+        episodes=episodes,
+        tune_episodes=tune_episodes,
+        seed=seed,
+    )
+    typer.echo(json.dumps(report, indent=2) if as_json else format_optimum_report(report))
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory to write.")],
+    run: Annotated[
+        Path | None, typer.Option(help="Trained run directory (default: baselines only).")
+    ] = None,
+    config: ConfigOption = None,
+    item: Annotated[str, typer.Option(help="Item of the demo shop.")] = "sku-0",
+    policy: Annotated[str, typer.Option(help="Run policy: best, last or a PATH.")] = "best",
+    episodes: Annotated[int, typer.Option(min=2, help="Campaigns per policy.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the common random numbers.")] = 0,
+    market: Annotated[
+        str, typer.Option(help="Demand model: reference, learned or both.")
+    ] = "reference",
+    tune_episodes: Annotated[
+        int, typer.Option(min=2, help="Campaigns per candidate when tuning baselines.")
+    ] = 400,
+) -> None:
+    """Score policies with common random numbers; write report.html, report.md, report.json.
+
+    Example: promogym evaluate --episodes 1000 --seed 0 --out reports/demo
+    """
+    from promogym.config import load_config
+    from promogym.evaluate import evaluate_campaign
+
+    report = evaluate_campaign(
+        out,
+        load_config(config),
+        item=item,
+        run=run,
+        policy=policy,
+        market=market,
+        episodes=episodes,
+        seed=seed,
+        tune_episodes=tune_episodes,
+        log=lambda msg: typer.echo(msg, err=True),
+    )
+    for line in report.verdicts():
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("pretrain")
+@user_errors
+def pretrain_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the base weights.")],
+    seed: Annotated[int, typer.Option(help="Seed of the corpus and the training.")] = 0,
+    series: Annotated[int, typer.Option(min=8, help="Synthetic series in the corpus.")] = 2400,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Training epochs (default: the base's).")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads (1 = reproducible).")] = 1,
+) -> None:
+    """Pre-train the transformer base on a synthetic promotional-demand corpus.
+
+    Writes OUT/config.json and OUT/model.safetensors. Example: promogym pretrain --out
+    forecasters/weights/base --seed 0
+    """
+    import torch
+
+    from promogym.forecasters.corpus import pretrain
+
+    torch.set_num_threads(threads)
+    base = pretrain(
+        out, seed=seed, n_series=series, epochs=epochs, progress=lambda m: typer.echo(m, err=True)
+    )
+    typer.echo(
+        f"wrote {out}: best validation NLL {base.training['best_val_nll']:.4f} after "
+        f"{base.training['epochs_run']} epochs, {base.training['seconds']:.0f} s"
+    )
+
+
+@app.command("fit-forecaster")
+@user_errors
+def fit_forecaster_command(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the fitted model.")],
+    from_scratch: Annotated[
+        bool, typer.Option("--from-scratch", help="Train from random weights, not the base.")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the training.")] = 0,
+) -> None:
+    """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
+
+    Example: promogym fit-forecaster --data data.csv --out model
+    """
+    import dataclasses
+
+    from promogym.data import load_history
+    from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
+
+    config = TransformerConfig(seed=seed)
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    model = fit_forecaster(
+        load_history(data),
+        config,
+        from_scratch=from_scratch,
+        progress=lambda m: typer.echo(m, err=True),
+    )
+    model.save(out)
+    metrics = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in model.validation_metrics.items()
+    )
+    typer.echo(f"wrote {out}: validation {metrics}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="promogym")
 
