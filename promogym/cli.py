@@ -300,6 +300,190 @@ def fit_forecaster_command(
     typer.echo(f"wrote {out}: validation {metrics}")
 
 
+@app.command("fit")
+@user_errors
+def fit_command(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
+    config: ConfigOption = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
+    ] = None,
+    fill_gaps: Annotated[
+        str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
+    ] = None,
+    from_scratch: Annotated[
+        bool, typer.Option("--from-scratch", help="Train the forecaster from random weights.")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum forecaster epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the forecaster training.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+) -> None:
+    """Fit the forecaster on a sales history and write a run directory.
+
+    Writes OUT/config.toml, run.json, history.parquet, forecaster/ (and market.json when
+    DATA.market.json exists). Example: promogym fit --data history.csv --config campaign.toml
+    --out runs/shop
+    """
+    from promogym.run import fit_run
+
+    run = fit_run(
+        data,
+        out,
+        config,
+        columns=parse_columns(columns) or None,
+        fill_gaps=fill_gaps,
+        from_scratch=from_scratch,
+        epochs=epochs,
+        seed=seed,
+        overwrite=overwrite,
+        progress=lambda m: typer.echo(m, err=True),
+    )
+    metrics = run.info["forecaster"]["validation_metrics"]
+    shown = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+    )
+    typer.echo(f"wrote {out}: forecaster validation {shown}")
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run directory (promogym fit).")],
+    algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
+    timesteps: Annotated[int, typer.Option(min=1, help="Total environment steps.")] = 200_000,
+    n_envs: Annotated[int, typer.Option(min=1, help="Campaigns simulated in parallel.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the env, the model and evaluations.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Hyper-parameter override KEY=VALUE (repeatable)."),
+    ] = None,
+    hparams: Annotated[
+        Path | None, typer.Option(help="TOML file of hyper-parameter overrides.")
+    ] = None,
+    demand: Annotated[
+        str, typer.Option(help="learned (the run's forecaster) or reference (market.json).")
+    ] = "learned",
+    eval_episodes: Annotated[int, typer.Option(min=1, help="Campaigns per evaluation.")] = 64,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train an SB3 agent in the run's learned simulator; writes RUN/agents/ALGO/.
+
+    Defaults per algorithm: see `python -m pydoc promogym.agents.hparams`. Example: promogym
+    train --run runs/shop --algo ppo --timesteps 200000 --n-envs 256 --seed 0 --set
+    learning_rate=1e-4
+    """
+    import torch
+
+    from promogym.agents.hparams import load_hparams_file, parse_set
+    from promogym.agents.train import train_agent
+
+    torch.set_num_threads(threads)
+    overrides = load_hparams_file(hparams, algo) if hparams is not None else {}
+    overrides.update(parse_set(set_ or []))
+    result = train_agent(
+        run,
+        algo,
+        timesteps=timesteps,
+        n_envs=n_envs,
+        seed=seed,
+        device=device,
+        resume=resume,
+        hparams=overrides,
+        demand=demand,
+        eval_episodes=eval_episodes,
+        progress_bar=progress,
+        log=lambda m: typer.echo(m, err=True),
+    )
+    best = result.best_mean_reward
+    typer.echo(
+        f"wrote {result.directory}: {result.timesteps:,} timesteps in {result.seconds:.0f} s, "
+        f"best held-out mean profit {best:.2f}"
+        if best is not None
+        else f"wrote {result.directory}"
+    )
+
+
+@app.command("recommend")
+@user_errors
+def recommend_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run directory with a trained agent.")],
+    history: Annotated[Path, typer.Option(help="Latest sales history (.csv or .parquet).")],
+    item: Annotated[str, typer.Option(help="Item to recommend for.")],
+    inventory: Annotated[int, typer.Option(help="Units on hand now.")],
+    pipeline: Annotated[
+        str, typer.Option(help="Units arriving in 1, 2, ... periods, comma-separated.")
+    ] = "",
+    day: Annotated[
+        int | None, typer.Option(help="Index of the next period in the campaign.")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="Trained agent (default: best).")] = None,
+    config: ConfigOption = None,
+    episodes: Annotated[int, typer.Option(min=2, help="Simulated campaigns.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the simulations.")] = 0,
+    baselines: Annotated[bool, typer.Option(help="Also score the baseline rules.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recommend the next period's discount and order for one item.
+
+    Example: promogym recommend --run runs/shop --history latest.csv --item sku-1
+    --inventory 60 --pipeline 40,0 --json
+    """
+    import json
+
+    from promogym.config import load_config
+    from promogym.run import load_run
+
+    try:
+        pipe = [int(p) for p in pipeline.split(",") if p.strip()]
+    except ValueError:
+        raise PromogymInputError(
+            f"--pipeline {pipeline!r}: give whole numbers separated by commas, e.g. 40,0"
+        ) from None
+    rec = load_run(run).recommend(
+        history,
+        item,
+        inventory,
+        pipe,
+        day,
+        agent=agent,
+        config=load_config(config) if config is not None else None,
+        episodes=episodes,
+        seed=seed,
+        baselines=baselines,
+    )
+    typer.echo(json.dumps(rec.to_dict(), indent=2) if as_json else rec.format())
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo-out"),
+    timesteps: Annotated[int, typer.Option(min=1, help="PPO training steps.")] = 300_000,
+    algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
+    seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
+) -> None:
+    """Simulate a shop, fit, train, evaluate against baselines and the optimum, recommend.
+
+    Example: promogym demo --out demo-out
+    """
+    import torch
+
+    from promogym.agents.demo import run_demo
+
+    torch.set_num_threads(threads)
+    run_demo(out, timesteps=timesteps, algo=algo, seed=seed, log=lambda m: typer.echo(m))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="promogym")
 

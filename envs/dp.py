@@ -1,0 +1,467 @@
+"""The exact optimum of a campaign on the reference market: finite-horizon dynamic programming.
+
+The reference market's only memory is the sale ``streak`` (see :mod:`promogym.envs.market`),
+so a campaign on it is a finite Markov decision process with state
+
+    (t, on_hand in 0..capacity, pipeline, streak in 0..MAX_STREAK, sale_used in 0..sale_budget)
+
+where ``pipeline`` holds the ``lead_time - 1`` slots that can be non-zero when a decision is
+made (each slot holds one order, so its value is on the order ladder; lead times 0 and 1 have
+none) and ``sale_used`` is dropped when ``sale_budget >= horizon`` (the budget never binds).
+Actions are the (discount, order) pairs that :func:`~promogym.envs.core.action_masks` allows,
+and the timing and reward are those of :func:`~promogym.envs.core.transition`.
+
+Exactness: per (period, discount, streak) the demand pmf is evaluated up to ``capacity``; the
+tail enters in closed form through ``E[min(D, y)] = sum_{k<y} P(D > k)``, the expected lost
+demand ``mean - E[min(D, y)]`` (with the analytic mean) and ``P(left = 0) = P(D >= y)``. The
+expectation over next states is one ``(capacity+1) x (capacity+1)`` transition matrix of
+``left = y - min(D, y)`` per (discount, streak), applied with batched float64 matmuls; no
+Python loop runs over inventory levels. The only approximation is float64 rounding.
+
+>>> from promogym.config import CampaignConfig
+>>> from promogym.envs.market import default_market
+>>> cfg = CampaignConfig().replace(campaign={"horizon": 5}, inventory={"capacity": 40,
+...     "initial": 20, "order_quantities": [0, 10, 20]})
+>>> sol = solve(default_market(), "sku-0", CampaignParams.from_config(cfg), start_day=20788)
+>>> sol.expected_profit > 0
+True
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from promogym.envs.core import CampaignParams, CampaignState
+from promogym.envs.demand import Memory
+from promogym.envs.market import MAX_STREAK, ReferenceMarket
+from promogym.envs.rollout import Policy
+
+from promogym.config import CampaignConfig
+from promogym.errors import PromogymInputError
+
+DEFAULT_START_DATE = dt.date(2026, 12, 1)
+"""Campaign start used when the config gives no ``campaign.start_date``."""
+
+
+def day_number(date: dt.date) -> int:
+    """Calendar day as the market counts it: days since 1970-01-01.
+
+    >>> day_number(dt.date(2026, 12, 1))
+    20788
+    """
+    return int(np.datetime64(date, "D").astype(np.int64))
+
+
+@dataclass(frozen=True)
+class DPSolution:
+    """Value and policy tables of one solved campaign (all on the CPU).
+
+    Table axes (``K = n_orders ** max(lead_time - 1, 0)`` pipeline combinations, slot 0 the
+    most significant digit of the flat index; ``U = sale_budget + 1``, or 1 when the budget
+    never binds):
+
+    * ``values``: ``(horizon + 1, capacity + 1, K, MAX_STREAK + 1, U)`` float64, expected
+      profit-to-go from the start of period ``t`` (row ``horizon`` is zero: salvage is paid
+      inside the last period's reward),
+    * ``actions``: ``(horizon, capacity + 1, K, MAX_STREAK + 1, U)`` long, optimal flat action
+      ``discount_idx * n_orders + order_idx`` (ties go to the smallest flat index).
+    """
+
+    params: CampaignParams = field(repr=False)
+    item: int
+    item_id: str
+    start_day: int
+    values: torch.Tensor = field(repr=False)
+    actions: torch.Tensor = field(repr=False)
+    solve_seconds: float = 0.0
+
+    @property
+    def budget_tracked(self) -> bool:
+        """Whether ``sale_used`` is a state dimension (the budget can bind)."""
+        return self.values.shape[-1] > 1
+
+    @property
+    def expected_profit(self) -> float:
+        """Optimal expected profit from the campaign's start (initial stock, empty pipeline)."""
+        return float(self.values[0, self.params.initial_on_hand, 0, 0, 0].item())
+
+    def grid_index(self, state: CampaignState) -> tuple[torch.Tensor, ...]:
+        """Table indices ``(t, on_hand, pipeline, streak, sale_used)`` of each state (CPU).
+
+        Raises:
+            ValueError: a state is off the DP grid (other item or calendar, fractional or
+                out-of-range stock, pipeline values not on the order ladder, ...).
+        """
+        p = self.params
+        t = state.t.detach().cpu().long()
+        if bool(((t < 0) | (t > p.horizon)).any()):
+            raise ValueError(f"state.t must lie in 0..{p.horizon}, got {t.tolist()}")
+        item = state.item.detach().cpu().long()
+        if bool((item != self.item).any()):
+            raise ValueError(
+                f"the DP was solved for item {self.item_id!r} (index {self.item}); "
+                f"state has items {sorted(set(item.tolist()))}"
+            )
+        expected_day = self.start_day + t * p.period_days
+        day = state.day.detach().cpu().long()
+        if bool((day != expected_day).any()):
+            bad = int(torch.nonzero(day != expected_day)[0, 0])
+            raise ValueError(
+                f"state day {int(day[bad])} at t={int(t[bad])} is off the DP's calendar "
+                f"(start_day {self.start_day} + t * {p.period_days} = {int(expected_day[bad])});"
+                " solve the DP for this start day"
+            )
+        on_hand = state.on_hand.detach().cpu().to(torch.float64)
+        if bool(((on_hand != on_hand.round()) | (on_hand < 0) | (on_hand > p.capacity)).any()):
+            raise ValueError(
+                f"on_hand must be whole units in 0..{p.capacity}, got {on_hand.tolist()}"
+            )
+        ladder = p.order_quantities.detach().cpu().to(torch.float64)
+        pipeline = state.pipeline.detach().cpu().to(torch.float64)
+        slots = max(p.lead_time - 1, 0)
+        if bool((pipeline[:, slots:] != 0).any()):
+            raise ValueError(
+                f"pipeline slots {slots}.. must be empty at decision time with lead_time "
+                f"{p.lead_time}, got {pipeline.tolist()}"
+            )
+        flat = torch.zeros(state.batch_size, dtype=torch.long)
+        for slot in range(slots):
+            match = pipeline[:, slot : slot + 1] == ladder.unsqueeze(0)
+            if not bool(match.any(dim=1).all()):
+                raise ValueError(
+                    f"pipeline slot {slot} holds {pipeline[:, slot].tolist()}, not all on the "
+                    f"order ladder {ladder.tolist()}: the DP grid has no such state"
+                )
+            flat = flat * p.n_orders + match.long().argmax(dim=1)
+        streak = state.streak.detach().cpu().long()
+        if bool(((streak < 0) | (streak > MAX_STREAK)).any()):
+            raise ValueError(f"streak must lie in 0..{MAX_STREAK}, got {streak.tolist()}")
+        used = state.sale_used.detach().cpu().long()
+        if bool(((used < 0) | (used > p.sale_budget)).any()):
+            raise ValueError(f"sale_used must lie in 0..{p.sale_budget}, got {used.tolist()}")
+        if not self.budget_tracked:
+            used = torch.zeros_like(used)
+        return t, on_hand.long(), flat, streak, used
+
+    def value(self, state: CampaignState) -> torch.Tensor:
+        """Optimal expected profit-to-go of each state, ``(B,)`` float64 on the state's device."""
+        t, x, k, s, u = self.grid_index(state)
+        return self.values[t, x, k, s, u].to(state.on_hand.device)
+
+    def policy(self) -> DPPolicy:
+        """The optimal policy as a batched :class:`~promogym.envs.rollout.Policy`."""
+        return DPPolicy(self)
+
+
+class DPPolicy(Policy):
+    """Look-up of a :class:`DPSolution`'s optimal actions for batched states on its grid."""
+
+    name = "dp-optimal"
+
+    def __init__(self, solution: DPSolution) -> None:
+        self.solution = solution
+
+    def act(
+        self, state: CampaignState, params: CampaignParams, memory: Memory
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mine = self.solution.params
+        if (
+            params.horizon != mine.horizon
+            or params.capacity != mine.capacity
+            or params.lead_time != mine.lead_time
+            or params.sale_budget != mine.sale_budget
+            or not torch.equal(params.discounts.cpu(), mine.discounts.cpu())
+            or not torch.equal(params.order_quantities.cpu(), mine.order_quantities.cpu())
+        ):
+            raise ValueError("DPPolicy used with other campaign params than it was solved for")
+        t, x, k, s, u = self.solution.grid_index(state)
+        if bool((t >= mine.horizon).any()):
+            raise ValueError(f"no decision at t >= horizon ({mine.horizon})")
+        flat = self.solution.actions[t, x, k, s, u].to(state.t.device)
+        return flat // mine.n_orders, flat % mine.n_orders
+
+
+def _check_params(params: CampaignParams) -> None:
+    d = params.discounts.detach().cpu()
+    q = params.order_quantities.detach().cpu()
+    if float(d[0]) != 0.0 or bool((d[1:] <= d[:-1]).any()) or bool((d[1:] <= 0).any()):
+        raise ValueError(f"discounts must start at 0.0 and increase strictly, got {d.tolist()}")
+    if float(q[0]) != 0.0 or bool((q != q.round()).any()) or bool((q[1:] <= q[:-1]).any()):
+        raise ValueError(f"order_quantities must be 0, then increasing integers, got {q.tolist()}")
+    if not 0 <= params.initial_on_hand <= params.capacity:
+        raise ValueError(f"initial_on_hand must lie in 0..capacity, got {params.initial_on_hand}")
+
+
+def solve(
+    market: ReferenceMarket,
+    item: int | str,
+    params: CampaignParams,
+    start_day: int,
+) -> DPSolution:
+    """Solve a campaign of ``item`` starting on calendar day ``start_day`` exactly.
+
+    Args:
+        market: the reference market (ground-truth demand).
+        item: item index or id in ``market``.
+        params: campaign parameters (ladders, lead time, capacity, economics).
+        start_day: calendar day (days since 1970-01-01) of period 0; period ``t`` falls on
+            ``start_day + t * params.period_days``.
+
+    Returns:
+        The value and policy tables; ``expected_profit`` is the optimum from the config's
+        initial state.
+
+    Cost: ``horizon`` steps of one batched matmul
+    ``(n_discounts * (MAX_STREAK+1)) x (C+1) x (C+1) @ (C+1) x (K * n_orders * U)``.
+    """
+    started = time.perf_counter()
+    _check_params(params)
+    item_idx = market.item_index(item) if isinstance(item, str) else int(item)
+    if not 0 <= item_idx < len(market.item_ids):
+        raise ValueError(f"item index {item_idx} out of range 0..{len(market.item_ids) - 1}")
+    f64 = torch.float64
+    cap = params.capacity
+    n_x = cap + 1
+    n_d, n_o, n_s = params.n_discounts, params.n_orders, MAX_STREAK + 1
+    lead = params.lead_time
+    slots = max(lead - 1, 0)
+    n_k = n_o**slots
+    track_budget = params.sale_budget < params.horizon
+    n_u = params.sale_budget + 1 if track_budget else 1
+    discounts = params.discounts.detach().cpu().to(f64)
+    ladder = params.order_quantities.detach().cpu().to(f64)
+    ladder_int = ladder.long()
+    order_cost = torch.where(
+        ladder > 0, params.unit_cost * ladder + params.order_fixed_cost, torch.zeros_like(ladder)
+    )
+
+    # Pipeline bookkeeping per (pipeline index k, order o): units arriving at the end of this
+    # period and the next period's pipeline index.
+    k_range = torch.arange(n_k)
+    o_range = torch.arange(n_o)
+    if lead >= 2:
+        top = n_o ** (slots - 1)
+        arrive_q = ladder_int[k_range // top].unsqueeze(1).expand(n_k, n_o)
+        next_k = (k_range % top).unsqueeze(1) * n_o + o_range.unsqueeze(0)
+        digits = torch.stack([(k_range // n_o ** (slots - 1 - i)) % n_o for i in range(slots)])
+        pipe_sum = ladder_int[digits].sum(dim=0)
+    elif lead == 1:
+        arrive_q = ladder_int.unsqueeze(0)
+        next_k = torch.zeros(1, n_o, dtype=torch.long)
+        pipe_sum = torch.zeros(1, dtype=torch.long)
+    else:
+        arrive_q = torch.zeros(1, n_o, dtype=torch.long)
+        next_k = torch.zeros(1, n_o, dtype=torch.long)
+        pipe_sum = torch.zeros(1, dtype=torch.long)
+    j = torch.arange(n_x)
+    # next on-hand index of (left j, k, o): arrivals land, excess over capacity is lost
+    next_x = (j.view(-1, 1, 1) + arrive_q.unsqueeze(0)).clamp(max=cap)
+    s_range = torch.arange(n_s)
+    next_s = torch.stack([torch.zeros_like(s_range), (s_range + 1).clamp(max=MAX_STREAK)], 1)
+    u_range = torch.arange(n_u)
+    next_u = torch.stack([u_range, (u_range + 1).clamp(max=n_u - 1)], 1)
+    sale_of_d = (torch.arange(n_d) > 0).long()
+
+    # Feasibility (as action_masks): order only if position + q <= capacity; sale in budget.
+    x_col = j.view(n_x, 1, 1)
+    order_ok = (x_col + pipe_sum.view(1, n_k, 1) + ladder_int.view(1, 1, n_o)) <= cap
+    order_ok[..., 0] = True  # (X, K, O)
+    sale_ok = u_range < params.sale_budget if track_budget else torch.ones(n_u, dtype=torch.bool)
+    disc_ok = torch.ones(n_u, n_d, dtype=torch.bool)
+    disc_ok[:, 1:] = sale_ok.unsqueeze(1)  # (U, D)
+    feasible = order_ok.view(n_x, n_k, n_o, 1, 1, 1) & disc_ok.view(1, 1, 1, 1, n_u, n_d)
+
+    # Demand grid: (D, S) means and pmfs on day t.
+    item_t = torch.full((n_d, n_s), item_idx, dtype=torch.long)
+    disc_grid = discounts.view(n_d, 1).expand(n_d, n_s)
+    streak_grid = s_range.view(1, n_s).expand(n_d, n_s)
+    price = params.list_price * (1.0 - discounts)  # (D,)
+    y = j  # stock facing demand
+    diff = y.view(-1, 1) - j.view(1, -1)  # y - left = units sold
+    sold_idx = diff.clamp(min=0, max=cap)
+    band = (j.view(1, -1) >= 1) & (diff >= 0)  # left >= 1 needs D = y - left exactly
+
+    values = torch.zeros(params.horizon + 1, n_x, n_k, n_s, n_u, dtype=f64)
+    actions = torch.zeros(params.horizon, n_x, n_k, n_s, n_u, dtype=torch.long)
+    for t in range(params.horizon - 1, -1, -1):
+        day = torch.full((n_d, n_s), start_day + t * params.period_days, dtype=torch.long)
+        mean = market.mean_demand(item_t, day, disc_grid, streak_grid)  # (D, S)
+        pmf = market.pmf(item_t, day, disc_grid, streak_grid, support=n_x)  # (D, S, X)
+        tail = (1.0 - torch.cumsum(pmf, dim=-1)).clamp(min=0.0)  # P(D > k), k = 0..cap
+        # E[min(D, y)] = sum_{k<y} P(D > k)
+        e_sold = torch.cat([torch.zeros(n_d, n_s, 1, dtype=f64), tail[..., :-1].cumsum(-1)], -1)
+        e_left = y.to(f64) - e_sold
+        last = t == params.horizon - 1
+        reward = (
+            price.view(n_d, 1, 1) * e_sold
+            - params.lost_sale_penalty * (mean.unsqueeze(-1) - e_sold)
+            - params.holding_cost * e_left
+            + (params.salvage_value * e_left if last else 0.0)
+        )  # (D, S, Y)
+        # Transition matrix of left given y: P(left = j) = pmf[y - j] (j >= 1), P(D >= y) (j = 0).
+        trans = torch.where(band, pmf[..., sold_idx], torch.zeros((), dtype=f64))
+        p_zero = torch.cat([torch.ones(n_d, n_s, 1, dtype=f64), tail[..., :-1]], -1)
+        trans[..., 0] = p_zero
+        # Continuation W[j, k, o, s, u, sale] = V_{t+1}(next state).
+        v_next = values[t + 1]
+        cont_src = v_next[
+            next_x.view(n_x, n_k, n_o, 1, 1, 1),
+            next_k.view(1, n_k, n_o, 1, 1, 1),
+            next_s.view(1, 1, 1, n_s, 1, 2),
+            next_u.view(1, 1, 1, 1, n_u, 2),
+        ]  # (J, K, O, S, U, 2)
+        cont_by_d = cont_src[..., sale_of_d]  # (J, K, O, S, U, D)
+        rhs = cont_by_d.permute(5, 3, 0, 1, 2, 4).reshape(n_d, n_s, n_x, n_k * n_o * n_u)
+        cont = torch.matmul(trans, rhs).view(n_d, n_s, n_x, n_k, n_o, n_u)  # y-indexed
+        q_y = cont + reward.view(n_d, n_s, n_x, 1, 1, 1) - order_cost.view(1, 1, 1, 1, n_o, 1)
+        q_y = q_y.permute(2, 3, 4, 1, 5, 0)  # (Y, K, O, S, U, D)
+        if lead == 0:
+            # the order lands before demand: stock facing demand is min(x + q, capacity)
+            y_of_x = (j.view(-1, 1) + ladder_int.view(1, -1)).clamp(max=cap)  # (X, O)
+            q_x = q_y[y_of_x, 0, o_range.view(1, -1)].unsqueeze(1)  # (X, 1, O, S, U, D)
+        else:
+            q_x = q_y
+        q_x = torch.where(feasible, q_x, torch.full((), -torch.inf, dtype=f64))
+        # flat action = d * n_orders + o
+        q_flat = q_x.permute(0, 1, 3, 4, 5, 2).reshape(n_x, n_k, n_s, n_u, n_d * n_o)
+        best, arg = q_flat.max(dim=-1)
+        values[t] = best
+        actions[t] = arg
+    if isinstance(item, str):
+        item_id = item
+    else:
+        item_id = market.item_ids[item_idx]
+    return DPSolution(
+        params=params,
+        item=item_idx,
+        item_id=item_id,
+        start_day=int(start_day),
+        values=values,
+        actions=actions,
+        solve_seconds=time.perf_counter() - started,
+    )
+
+
+def campaign_start_day(config: CampaignConfig) -> int:
+    """Day number of ``config.campaign.start_date`` (default :data:`DEFAULT_START_DATE`)."""
+    return day_number(config.campaign.start_date or DEFAULT_START_DATE)
+
+
+def optimum_report(
+    config: CampaignConfig | None = None,
+    *,
+    item: str = "sku-0",
+    market_seed: int = 0,
+    n_items: int = 8,
+    episodes: int = 2000,
+    seed: int = 0,
+    tune_episodes: int = 400,
+) -> dict[str, Any]:
+    """Solve the default market's campaign exactly and score the DP policy and baselines.
+
+    The DP policy and every tuned baseline are simulated on the reference market with the
+    same common random numbers (``seed + 1``); baselines are tuned on other numbers
+    (``seed``) so their scores carry no selection bias.
+
+    Returns:
+        A JSON-ready dict: ``item``, ``start_date``, ``expected_profit``, ``solve_seconds``,
+        ``monte_carlo`` (``mean``, ``se``, ``ci95`` of the DP policy and ``within_ci``), and
+        ``baselines``: name -> ``mean``, ``se``, ``ratio`` (mean / DP expected profit),
+        ``description``; plus ``best_baseline`` and its ``best_ratio``.
+    """
+    from promogym.envs.baselines import baseline_suite, torch_threads
+    from promogym.envs.core import initial_state
+    from promogym.envs.demand import MarketDemand
+    from promogym.envs.market import default_market
+    from promogym.envs.rollout import simulate
+
+    # small tensors: one thread is fastest (see baselines.torch_threads)
+    with torch_threads(1):
+        config = config or CampaignConfig()
+        market = default_market(n_items, market_seed)
+        if item not in market.item_ids:
+            raise PromogymInputError(
+                f"--item: unknown item {item!r}; choose one of {list(market.item_ids)}"
+            )
+        item_idx = market.item_index(item)
+        period_days = 7 if market.freq == "W" else 1
+        params = CampaignParams.from_config(
+            config,
+            list_price=float(market.params.list_price[item_idx]),
+            period_days=period_days,
+        )
+        start_day = campaign_start_day(config)
+        solution = solve(market, item_idx, params, start_day)
+        demand = MarketDemand(market)
+        start = initial_state(params, torch.tensor([item_idx]), torch.tensor([start_day]))
+        eval_seed = seed + 1
+        rollout = simulate(
+            solution.policy(), demand, params, start, n_episodes=episodes, seed=eval_seed
+        )
+        mc = rollout.summary()
+        half = 1.96 * mc["se_profit"]
+        optimum = solution.expected_profit
+        suite = baseline_suite(demand, params, start, seed=seed, n_episodes=tune_episodes)
+        baselines: dict[str, dict[str, Any]] = {}
+        for name, policy in suite.items():
+            out = simulate(policy, demand, params, start, n_episodes=episodes, seed=eval_seed)
+            summary = out.summary()
+            baselines[name] = {
+                "mean": summary["mean_profit"],
+                "se": summary["se_profit"],
+                "ratio": summary["mean_profit"] / optimum if optimum else float("nan"),
+                "description": policy.describe(params) if hasattr(policy, "describe") else name,
+            }
+        best = max(baselines, key=lambda n: baselines[n]["mean"])
+    return {
+        "item": item,
+        "market_seed": market_seed,
+        "start_date": (config.campaign.start_date or DEFAULT_START_DATE).isoformat(),
+        "config": config.to_dict(),
+        "expected_profit": optimum,
+        "solve_seconds": solution.solve_seconds,
+        "episodes": episodes,
+        "monte_carlo": {
+            "mean": mc["mean_profit"],
+            "se": mc["se_profit"],
+            "ci95": [mc["mean_profit"] - half, mc["mean_profit"] + half],
+            "within_ci": abs(mc["mean_profit"] - optimum) <= half,
+        },
+        "baselines": baselines,
+        "best_baseline": best,
+        "best_ratio": baselines[best]["ratio"],
+    }
+
+
+def format_optimum_report(report: dict[str, Any]) -> str:
+    """Human-readable table of an :func:`optimum_report`."""
+    mc = report["monte_carlo"]
+    lo, hi = mc["ci95"]
+    verdict = "inside" if mc["within_ci"] else "OUTSIDE"
+    lines = [
+        f"item {report['item']} (market seed {report['market_seed']}), "
+        f"campaign from {report['start_date']}",
+        f"DP expected profit   {report['expected_profit']:10.2f}",
+        f"DP solve time        {report['solve_seconds']:10.3f} s",
+        f"Monte-Carlo check    {mc['mean']:10.2f} +- {1.96 * mc['se']:.2f} (95% CI "
+        f"[{lo:.2f}, {hi:.2f}], {report['episodes']} episodes): optimum {verdict} the CI",
+        "",
+        f"{'policy':<22}{'profit':>10}{'+- 95%':>9}{'ratio':>8}  rule",
+        f"{'dp-optimal':<22}{report['expected_profit']:10.2f}{'exact':>9}{1.0:8.3f}  "
+        "exact dynamic programming",
+    ]
+    for name, row in sorted(report["baselines"].items(), key=lambda kv: -kv[1]["mean"]):
+        lines.append(
+            f"{name:<22}{row['mean']:10.2f}{1.96 * row['se']:9.2f}{row['ratio']:8.3f}  "
+            f"{row['description']}"
+        )
+    lines.append("")
+    lines.append(
+        f"best baseline: {report['best_baseline']} at {report['best_ratio']:.3f} of the optimum"
+    )
+    return "\n".join(lines)
