@@ -198,13 +198,19 @@ def evaluate_command(
         Path | None, typer.Option(help="Trained run directory (default: baselines only).")
     ] = None,
     config: ConfigOption = None,
-    item: Annotated[str, typer.Option(help="Item of the demo shop.")] = "sku-0",
-    policy: Annotated[str, typer.Option(help="Run policy: best, last or a PATH.")] = "best",
+    item: Annotated[str, typer.Option(help="Item whose campaign is evaluated.")] = "sku-0",
+    policy: Annotated[
+        str, typer.Option(help="Run's agent model: best, last, or PATH (RUN/agents/NAME).")
+    ] = "best",
     episodes: Annotated[int, typer.Option(min=2, help="Campaigns per policy.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the common random numbers.")] = 0,
     market: Annotated[
-        str, typer.Option(help="Demand model: reference, learned or both.")
-    ] = "reference",
+        str | None,
+        typer.Option(
+            help="Demand model: reference, learned or both (default: reference; with --run, "
+            "both if the run knows its true market, else learned)."
+        ),
+    ] = None,
     tune_episodes: Annotated[
         int, typer.Option(min=2, help="Campaigns per candidate when tuning baselines.")
     ] = 400,
@@ -218,7 +224,7 @@ def evaluate_command(
 
     report = evaluate_campaign(
         out,
-        load_config(config),
+        load_config(config) if config is not None else None,
         item=item,
         run=run,
         policy=policy,
