@@ -37,14 +37,14 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from promogym.config import CampaignConfig
+from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.demand import DemandModel, MarketDemand
 from promogym.envs.flash_sale import FlashSaleEnv
 from promogym.envs.forecaster_demand import ForecasterDemand
 from promogym.envs.market import default_market
 from promogym.envs.vec_env import FlashSaleVecEnv
-
-from promogym.config import CampaignConfig
-from promogym.data import SalesHistory, history_from_frame
 from promogym.io import atomic_write_text
 from promogym.simulate import simulate_history
 

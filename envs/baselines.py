@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from promogym.envs.core import CampaignParams, CampaignState, action_masks
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.market import weekday

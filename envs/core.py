@@ -32,9 +32,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from promogym.envs.market import next_streak
 
 from promogym.config import CampaignConfig
+from promogym.envs.market import next_streak
 
 
 @dataclass(frozen=True)

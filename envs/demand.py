@@ -11,10 +11,10 @@ from __future__ import annotations
 import abc
 
 import torch
-from promogym.envs.core import CampaignState
-from promogym.envs.market import ReferenceMarket
 
 from promogym.distributions import sample_negative_binomial
+from promogym.envs.core import CampaignState
+from promogym.envs.market import ReferenceMarket
 
 Memory = dict[str, torch.Tensor]
 

@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import Memory
 from promogym.envs.market import MAX_STREAK, ReferenceMarket
 from promogym.envs.rollout import Policy
-
-from promogym.config import CampaignConfig
 from promogym.errors import PromogymInputError
 
 DEFAULT_START_DATE = dt.date(2026, 12, 1)

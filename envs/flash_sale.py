@@ -10,8 +10,8 @@ Randomness is per campaign row: row ``i`` draws its uniforms from a counter-base
 (SplitMix64 of ``key[i] + counter[i] * golden``), so a row's demand and start draws do not
 depend on how many other rows share the batch. That is what makes the batched env equal to
 ``N`` single envs step for step; demand is the negative-binomial inverse CDF of the row's
-uniform (:func:`nb_inverse_cdf`, the same draws as :func:`promogym.envs.rollout.simulate`
-makes from the same uniform).
+uniform (:func:`~promogym.distributions.negative_binomial_icdf`, the same draws as
+:func:`promogym.envs.rollout.simulate` makes from the same uniform).
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
+
+from promogym.config import CampaignConfig
+from promogym.data import SalesHistory
+from promogym.distributions import negative_binomial_icdf
 from promogym.envs import FLASH_SALE_ID
 from promogym.envs.core import (
     CampaignParams,
@@ -39,9 +43,6 @@ from promogym.envs.core import (
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
 from promogym.envs.forecaster_demand import HistoryWindows, trailing_sale_streak
 from promogym.envs.market import MAX_STREAK, default_market, weekday
-
-from promogym.config import CampaignConfig
-from promogym.data import SalesHistory
 from promogym.errors import PromogymInputError
 
 ENV_ID = FLASH_SALE_ID
@@ -111,42 +112,6 @@ def key_from_seed(seed: int) -> int:
 
 def key_from_rng(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**63 - 1))
-
-
-def nb_inverse_cdf(
-    u: torch.Tensor, mean: torch.Tensor, dispersion: torch.Tensor, chunk: int = 32
-) -> torch.Tensor:
-    """Negative-binomial inverse CDF, the smallest ``k`` with ``P(D <= k) >= u`` (float64).
-
-    Same draws as :func:`promogym.distributions.negative_binomial_icdf`, about 6x faster on a
-    batch of 1024 (11 vs 73 ms measured): the pmf comes from the recurrence
-    ``p(k+1) = p(k) (k + r) / (k + 1) * mean / (r + mean)`` (one log per term instead of three
-    lgamma), in chunks of ``chunk`` values of ``k`` that stop once every row's CDF has passed
-    its ``u``. Each row searches up to its own ``mean + 12 sd + 16``, so its draw does not
-    depend on the other rows of the batch.
-    """
-    mean = mean.to(torch.float64).clamp_min(1e-12)
-    r = torch.broadcast_to(
-        torch.as_tensor(dispersion, dtype=torch.float64, device=mean.device), mean.shape
-    )
-    u = u.to(torch.float64)
-    log_q = torch.log(mean / (r + mean))
-    log_pmf = r * torch.log(r / (r + mean))  # log P(D = 0)
-    cap = torch.ceil(mean + 12.0 * torch.sqrt(mean + mean * mean / r)) + 16.0
-    cdf = torch.zeros_like(mean)
-    count = torch.zeros_like(mean)
-    offsets = torch.arange(chunk, dtype=torch.float64, device=mean.device)
-    k0 = 0
-    while True:
-        k = (k0 + offsets).unsqueeze(0)
-        ratio = torch.log((k + r.unsqueeze(1)) / (k + 1.0)) + log_q.unsqueeze(1)
-        logs = torch.cat([log_pmf.unsqueeze(1), log_pmf.unsqueeze(1) + ratio.cumsum(1)], dim=1)
-        chunk_cdf = cdf.unsqueeze(1) + torch.exp(logs[:, :-1]).cumsum(1)
-        count += ((chunk_cdf < u.unsqueeze(1)) & (k < cap.unsqueeze(1))).sum(dim=1)
-        cdf, log_pmf = chunk_cdf[:, -1], logs[:, -1]
-        k0 += chunk
-        if not bool(((cdf < u) & (k0 < cap)).any()):
-            return count
 
 
 # ---- observation layout -----------------------------------------------------------------------
@@ -567,7 +532,7 @@ class CampaignBatch:
             )
             mean, dispersion = mean[:, 0], dispersion[:, 0]
         all_rows = torch.arange(self.n_envs, device=self.device)
-        demand = nb_inverse_cdf(self._draw(all_rows, 1)[:, 0], mean, dispersion)
+        demand = negative_binomial_icdf(self._draw(all_rows, 1)[:, 0], mean, dispersion)
         scale = self.reward_scale
         next_state, profit, done, info = transition(state, params, d, o, demand)
         self.memory = self.demand_model.update_memory(

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from promogym.data import SalesHistory
 from promogym.envs.core import CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.market import MAX_STREAK
-from promogym.forecasters.base import DemandContext, Forecaster
-
-from promogym.data import SalesHistory
 from promogym.errors import PromogymInputError
+from promogym.forecasters.base import DemandContext, Forecaster
 
 DEFAULT_CONTEXT_LENGTH = 56
 """Context length used when a forecaster does not declare ``context_length``."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from promogym.distributions import negative_binomial_icdf
 from promogym.envs.core import (
     CampaignParams,
     CampaignState,
@@ -21,8 +23,6 @@ from promogym.envs.core import (
     transition,
 )
 from promogym.envs.demand import DemandModel, Memory
-
-from promogym.distributions import negative_binomial_icdf
 
 PERIOD_FIELDS = (
     "reward",

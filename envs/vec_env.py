@@ -11,6 +11,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
+
+from promogym.config import CampaignConfig
 from promogym.envs.demand import DemandModel
 from promogym.envs.flash_sale import (
     CampaignBatch,
@@ -21,14 +29,6 @@ from promogym.envs.flash_sale import (
     key_from_seed,
     make_spaces,
 )
-from stable_baselines3.common.vec_env.base_vec_env import (
-    VecEnv,
-    VecEnvIndices,
-    VecEnvObs,
-    VecEnvStepReturn,
-)
-
-from promogym.config import CampaignConfig
 from promogym.errors import PromogymInputError
 
 

@@ -14,4 +14,14 @@ __all__ = [
     "PromogymInputError",
     "__version__",
     "load_config",
+    "load_run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy exports: ``promogym.load_run`` imports torch and SB3 only when first used."""
+    if name == "load_run":
+        from promogym.run import load_run
+
+        return load_run
+    raise AttributeError(f"module 'promogym' has no attribute {name!r}")

@@ -473,7 +473,7 @@ def recommend_command(
 @user_errors
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo-out"),
-    timesteps: Annotated[int, typer.Option(min=1, help="PPO training steps.")] = 300_000,
+    timesteps: Annotated[int, typer.Option(min=1, help="Agent training steps.")] = 400_000,
     algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
     seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,

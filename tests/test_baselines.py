@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from promogym.config import CampaignConfig
 from promogym.envs.baselines import (
     FixedDiscount,
     NoPromotion,
@@ -23,8 +25,6 @@ from promogym.envs.core import CampaignParams, CampaignState, action_masks, init
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
 from promogym.envs.market import default_market, weekday
 from promogym.envs.rollout import Policy, simulate
-
-from promogym.config import CampaignConfig
 
 START_DAY = 20788  # 2026-12-01, a Tuesday
 

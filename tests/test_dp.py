@@ -9,16 +9,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from promogym.cli import app
+from promogym.config import CampaignConfig
 from promogym.envs.baselines import baseline_suite, torch_threads
 from promogym.envs.core import CampaignParams, action_masks, initial_state, transition
 from promogym.envs.demand import MarketDemand
 from promogym.envs.dp import campaign_start_day, day_number, optimum_report, solve
 from promogym.envs.market import MAX_STREAK, MarketParams, ReferenceMarket, default_market
 from promogym.envs.rollout import simulate
-from typer.testing import CliRunner
-
-from promogym.cli import app
-from promogym.config import CampaignConfig
 
 START_DAY = 20788  # 2026-12-01, a Tuesday
 

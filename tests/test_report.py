@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from promogym.envs.core import CampaignParams, CampaignState, action_masks
-from promogym.envs.demand import MarketDemand, Memory
-from promogym.envs.rollout import Policy, simulate
 from scipy.stats import trim_mean
 from typer.testing import CliRunner
 
 from promogym import report as report_mod
 from promogym.cli import app
 from promogym.config import CampaignConfig
+from promogym.envs.core import CampaignParams, CampaignState, action_masks
+from promogym.envs.demand import MarketDemand, Memory
+from promogym.envs.rollout import Policy, simulate
 from promogym.errors import PromogymInputError
 from promogym.evaluate import evaluate_policies, reference_setup
 from promogym.report import (

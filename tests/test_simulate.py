@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from promogym.envs.market import MarketParams, ReferenceMarket, default_market
 from typer.testing import CliRunner
 
 from promogym.cli import app
 from promogym.config import CampaignConfig
 from promogym.data import history_from_frame, load_history, save_frame
+from promogym.envs.market import MarketParams, ReferenceMarket, default_market
 from promogym.errors import PromogymInputError
 from promogym.simulate import HISTORY_COLUMNS, simulate_history
 
