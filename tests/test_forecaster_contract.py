@@ -1,0 +1,241 @@
+"""One conformance check for every forecaster (forecasters/base.py), plus baseline specifics.
+
+Each forecaster is fitted once per module on a tiny synthetic daily history (3 items x 70 days,
+promotions lift demand) and then checked: fit returns self, predict's columns / rows /
+quantile order, exact save-load round trip, sample shapes, one-step shapes, and bad futures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from promogym.data import SalesHistory, history_from_frame
+from promogym.distributions import negative_binomial_pmf
+from promogym.errors import DataError
+from promogym.forecasters.base import DemandContext, Forecaster
+from promogym.forecasters.baselines import (
+    SeasonalNaive,
+    forecast_dates,
+    negative_binomial_quantiles,
+)
+
+HORIZON = 3
+QUANTILES = (0.1, 0.5, 0.9)
+ITEMS = ("apple", "kiwi", "pear")
+
+
+def synthetic_history(days: int = 70, seed: int = 0) -> SalesHistory:
+    """Daily sales of 3 items with a weekday pattern; 20% / 40% discounts lift demand."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2024-01-01", periods=days)
+    rows = []
+    for k, item in enumerate(ITEMS):
+        base = 5.0 + 4.0 * k
+        discount = rng.choice([0.0, 0.0, 0.0, 0.2, 0.4], size=days)
+        weekday = 1.0 + 0.3 * np.sin(2 * np.pi * dates.day_of_week.to_numpy() / 7)
+        mean = base * weekday * (1.0 - discount) ** -2.0
+        rows.append(
+            pd.DataFrame(
+                {
+                    "date": dates.strftime("%Y-%m-%d"),
+                    "item_id": item,
+                    "units_sold": rng.poisson(mean),
+                    "price": 10.0 * (1.0 - discount),
+                    "list_price": 10.0,
+                    "category": "fruit" if k < 2 else "other",
+                }
+            )
+        )
+    return history_from_frame(pd.concat(rows, ignore_index=True), categorical=["category"])
+
+
+def future_frame(history: SalesHistory, horizon: int = HORIZON, items=ITEMS) -> pd.DataFrame:
+    dates = forecast_dates(history, horizon)
+    grid = pd.MultiIndex.from_product([list(items), dates], names=["item_id", "date"])
+    out = grid.to_frame(index=False)
+    out["price"] = 8.0
+    out["list_price"] = 10.0
+    out["promo"] = 1
+    return out
+
+
+def _seasonal_naive() -> Forecaster:
+    return SeasonalNaive()
+
+
+def _lightgbm() -> Forecaster:
+    pytest.importorskip("lightgbm")
+    from promogym.forecasters.baselines import LightGBMForecaster
+
+    return LightGBMForecaster(
+        max_horizon=HORIZON,
+        n_lags=3,
+        windows=(3,),
+        holdout_periods=7,
+        num_boost_round=30,
+        early_stopping_rounds=5,
+        params={"min_data_in_leaf": 5, "num_leaves": 7},
+        num_threads=1,
+    )
+
+
+def _transformer() -> Forecaster:
+    module = pytest.importorskip("promogym.forecasters.transformer")
+    config = module.TransformerConfig(
+        context_length=14,
+        prediction_length=3,
+        lags=(1, 2, 7),
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        heads=2,
+        ffn_dim=16,
+        epochs=1,
+        batch_size=16,
+        windows_per_epoch=32,
+        validation_periods=7,
+        num_samples=20,
+    )
+    return module.TransformerForecaster(config, from_scratch=True)
+
+
+FACTORIES: dict[str, Callable[[], Forecaster]] = {
+    "seasonal_naive": _seasonal_naive,
+    "lightgbm": _lightgbm,
+    "transformer": _transformer,
+}
+
+
+@pytest.fixture(scope="module")
+def history() -> SalesHistory:
+    return synthetic_history()
+
+
+@pytest.fixture(scope="module", params=list(FACTORIES))
+def fitted(request: pytest.FixtureRequest, history: SalesHistory) -> Forecaster:
+    model = FACTORIES[request.param]()
+    returned = model.fit(history)
+    assert returned is model, "fit must return self"
+    return model
+
+
+def test_predict_columns_rows_and_quantile_order(fitted: Forecaster, history: SalesHistory):
+    pred = fitted.predict(history, future_frame(history), HORIZON, QUANTILES)
+    assert list(pred.columns) == ["item_id", "date", "mean", "q0.1", "q0.5", "q0.9"]
+    dates = forecast_dates(history, HORIZON)
+    expected = pd.MultiIndex.from_product([sorted(ITEMS), dates])
+    got = pd.MultiIndex.from_arrays([pred["item_id"], pd.to_datetime(pred["date"])])
+    assert got.equals(expected), "one row per item and forecast period, item then date order"
+    values = pred[["mean", "q0.1", "q0.5", "q0.9"]].to_numpy(dtype=np.float64)
+    assert np.isfinite(values).all()
+    assert (pred["mean"] >= 0).all()
+    assert (pred["q0.1"] <= pred["q0.5"]).all() and (pred["q0.5"] <= pred["q0.9"]).all()
+    assert (pred["q0.9"] > pred["q0.1"]).any(), "a probabilistic forecast has spread"
+
+
+def test_save_load_reproduces_predictions_exactly(
+    fitted: Forecaster, history: SalesHistory, tmp_path: Path
+):
+    future = future_frame(history)
+    before = fitted.predict(history, future, HORIZON, QUANTILES)
+    fitted.save(tmp_path / "model")
+    loaded = type(fitted).load(tmp_path / "model")
+    after = loaded.predict(history, future, HORIZON, QUANTILES)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+
+
+def test_sample_shape_and_seed(fitted: Forecaster, history: SalesHistory):
+    if not fitted.probabilistic:
+        pytest.skip(f"{fitted.name} is not probabilistic")
+    future = future_frame(history)
+    draws = fitted.sample(history, future, HORIZON, n_samples=16, seed=3)
+    assert draws.shape == (len(ITEMS), 16, HORIZON)
+    assert np.isfinite(draws).all() and (draws >= 0).all()
+    again = fitted.sample(history, future, HORIZON, n_samples=16, seed=3)
+    np.testing.assert_array_equal(draws, again)
+
+
+def _context(model: Forecaster, history: SalesHistory) -> DemandContext:
+    width = int(getattr(model, "context_length", 14))
+    frame = history.frame
+    days = (frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64)).reshape(
+        len(ITEMS), -1
+    )[:, -width:]
+
+    def last(column: str) -> torch.Tensor:
+        values = frame[column].to_numpy(dtype=np.float32).reshape(len(ITEMS), -1)
+        return torch.from_numpy(values[:, -width:].copy())
+
+    vocab = getattr(model, "items_", None) or getattr(model, "item_ids", None)
+    return DemandContext(
+        past_units=last("units_sold"),
+        past_observed=torch.ones(len(ITEMS), width, dtype=torch.bool),
+        past_discount=last("discount"),
+        past_promo=last("promo"),
+        past_day=torch.from_numpy(days.copy()),
+        item=torch.tensor([list(vocab).index(i) for i in ITEMS]),
+        day=torch.from_numpy(days[:, -1] + 1),
+    )
+
+
+def test_one_step_shape(fitted: Forecaster, history: SalesHistory):
+    context = _context(fitted, history)
+    discounts = torch.tensor([0.0, 0.2, 0.4])
+    try:
+        mean, dispersion = fitted.one_step(context, discounts)
+    except NotImplementedError:
+        pytest.skip(f"{fitted.name} has no one-step face")
+    assert mean.shape == dispersion.shape == (len(ITEMS), 3)
+    assert mean.dtype == dispersion.dtype == torch.float64
+    assert (mean >= 0).all() and (dispersion > 0).all()
+
+
+def test_unknown_item_is_a_data_error(fitted: Forecaster, history: SalesHistory):
+    future = future_frame(history, items=("apple", "durian"))
+    with pytest.raises(DataError, match="durian"):
+        fitted.predict(history, future, HORIZON, QUANTILES)
+
+
+# ---- baseline specifics ----------------------------------------------------------------------
+def test_seasonal_naive_one_step_matches_predict(history: SalesHistory):
+    model = SeasonalNaive().fit(history)
+    pred = model.predict(history, future_frame(history, horizon=1), 1)
+    context = _context(model, history)
+    mean, _ = model.one_step(context, torch.tensor([0.0, 0.5]))
+    np.testing.assert_array_equal(mean[:, 0].numpy(), pred["mean"].to_numpy())
+    assert torch.equal(mean[:, 0], mean[:, 1]), "seasonal naive is price-blind"
+
+
+def test_missing_forecast_period_is_a_data_error(history: SalesHistory):
+    model = SeasonalNaive().fit(history)
+    future = future_frame(history).iloc[1:]
+    with pytest.raises(DataError, match="no row for forecast period"):
+        model.predict(history, future, HORIZON)
+
+
+def test_nb_quantiles_gamma_branch_matches_exact_cdf():
+    mean, r = np.array([3000.0, 20000.0]), np.array([40.0, 8.0])
+    approx = negative_binomial_quantiles(mean, r, [0.1, 0.5, 0.9])
+    for k in range(2):
+        support = int(mean[k] * 3)
+        pmf = negative_binomial_pmf(torch.tensor([mean[k]]), torch.tensor([r[k]]), support)
+        cdf = torch.cumsum(pmf[0], 0).numpy()
+        exact = np.array([(cdf < q).sum() for q in (0.1, 0.5, 0.9)])
+        assert np.abs(approx[k] - exact).max() <= 0.002 * mean[k]
+
+
+def test_lightgbm_requires_extra_numeric_covariates(history: SalesHistory):
+    pytest.importorskip("lightgbm")
+    frame = history.frame.assign(feat=(history.frame["promo"] * 0.5).astype(np.float64))
+    with_feat = SalesHistory(frame=frame, freq="D", categorical=history.categorical)
+    model = _lightgbm().fit(with_feat)
+    with pytest.raises(DataError, match="'feat'"):
+        model.predict(with_feat, future_frame(with_feat), HORIZON)
+    pred = model.predict(with_feat, future_frame(with_feat).assign(feat=0.5), HORIZON)
+    assert pred.shape[0] == len(ITEMS) * HORIZON
