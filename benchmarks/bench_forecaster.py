@@ -1,0 +1,288 @@
+"""Transformer forecaster: price-response fidelity and one-step batch speed, on CPU.
+
+(a) **Price-response fidelity.** A held-out reference market (drawn with
+``random_market_params(8, default_rng(HELD_OUT_SEED))``, a generator stream the pre-training
+corpus never uses) is simulated for two years under the behaviour policy; the transformer is
+fine-tuned from the shipped base (and, with ``--from-scratch``, also trained from scratch).
+For every item and every discount ``d`` on the ladder, the model's lift
+``mean(d) / mean(0)`` from :meth:`one_step` is averaged (geometric mean) over contexts in the
+last 120 periods whose previous period was not on sale (fatigue streak 0) and compared with
+the market's true lift ``mean_demand(d, streak 0) / mean_demand(0, streak 0)``. Target:
+|model lift / true lift - 1| <= 10% at every level.
+
+(b) **Batch speed.** ``one_step`` on ``B`` contexts x 6 candidate discounts at B = 1, 64, 256,
+1024 at each of ``--threads`` torch thread counts (default 2, then 1): contexts/s, candidate
+predictions/s, and the batched/single ratio; also the same work with the candidates expanded
+into the batch (``B * A`` contexts, one candidate each), to show what sharing the encoder saves.
+
+Writes ``benchmarks/results/bench_forecaster.json`` and prints a table.
+
+Example: .venv/bin/python benchmarks/bench_forecaster.py --threads 2,1 --from-scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from promogym.config import CampaignConfig
+from promogym.data import SalesHistory, history_from_frame
+from promogym.envs.market import ReferenceMarket, random_market_params
+from promogym.forecasters.base import DemandContext
+from promogym.forecasters.transformer import (
+    BASE_WEIGHTS_DIR,
+    TransformerConfig,
+    TransformerForecaster,
+    build_network,
+    series_from_frame,
+)
+from promogym.io import atomic_write_text
+from promogym.simulate import simulate_history
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_forecaster.json"
+HELD_OUT_SEED = 20_261_123
+LADDER = CampaignConfig().campaign.discounts
+BATCH_SIZES = (1, 64, 256, 1024)
+
+
+def held_out_history(periods: int = 730, seed: int = 1) -> tuple[ReferenceMarket, SalesHistory]:
+    market = ReferenceMarket(random_market_params(8, np.random.default_rng(HELD_OUT_SEED)), "D")
+    frame = simulate_history(market, periods, "2024-01-01", seed)
+    return market, history_from_frame(frame, source="<held-out market>")
+
+
+def contexts(
+    model: TransformerForecaster, history: SalesHistory, last: int, streak_zero: bool
+) -> DemandContext:
+    """Contexts ending before each of the last ``last`` periods of every item."""
+    data, items = series_from_frame(history.frame, history.freq, model.vocab)
+    c = model.context_length
+    rows = []
+    for s in range(len(items)):
+        n = int(data.length[s])
+        for t in range(max(c, n - last), n):
+            if streak_zero and float(data.promo[s, t - 1]) > 0:
+                continue
+            rows.append((s, t))
+    idx = torch.tensor(rows)
+    pos = idx[:, 1:2] - c + torch.arange(c)
+    s = idx[:, 0:1]
+    return DemandContext(
+        past_units=data.units[s, pos],
+        past_observed=data.observed[s, pos],
+        past_discount=data.discount[s, pos],
+        past_promo=data.promo[s, pos],
+        past_day=data.day[s, pos],
+        item=data.item[idx[:, 0]] - 1,
+        day=data.day[idx[:, 0], idx[:, 1]],
+    )
+
+
+def fidelity(
+    model: TransformerForecaster, market: ReferenceMarket, history: SalesHistory
+) -> dict[str, Any]:
+    ctx = contexts(model, history, last=120, streak_zero=True)
+    ladder = torch.tensor(LADDER)
+    mean, _ = model.one_step(ctx, ladder)
+    log_lift = torch.log(mean / mean[:, :1])
+    per_item = []
+    for i, item_id in enumerate(model.item_ids):
+        rows = ctx.item == i
+        model_lift = torch.exp(log_lift[rows].mean(0))
+        m_item = torch.full((len(LADDER),), market.item_index(item_id))
+        day = torch.full((len(LADDER),), int(ctx.day[rows][0]))
+        true = market.mean_demand(
+            m_item, day, ladder.double(), torch.zeros(len(LADDER), dtype=torch.long)
+        )
+        true_lift = true / true[0]
+        per_item.append((model_lift / true_lift - 1.0).numpy())
+    err = np.stack(per_item)  # (items, levels)
+    levels = []
+    for a, d in enumerate(LADDER):
+        if d == 0:
+            continue
+        levels.append(
+            {
+                "discount": d,
+                "mean_abs_error": float(np.abs(err[:, a]).mean()),
+                "worst_abs_error": float(np.abs(err[:, a]).max()),
+                "mean_error": float(err[:, a].mean()),
+                "items_within_10pct": int((np.abs(err[:, a]) <= 0.10).sum()),
+            }
+        )
+    return {
+        "levels": levels,
+        "items": len(model.item_ids),
+        "contexts": int(ctx.batch_size),
+        "share_within_10pct": float((np.abs(err[:, 1:]) <= 0.10).mean()),
+        "per_item_error": {
+            item: err[i, 1:].round(4).tolist() for i, item in enumerate(model.item_ids)
+        },
+        "validation_metrics": model.validation_metrics,
+        "fit_seconds": model.training.get("seconds"),
+        "epochs_run": model.training.get("epochs_run"),
+    }
+
+
+def speed(model: TransformerForecaster, history: SalesHistory, repeats: int) -> dict[str, Any]:
+    pool = contexts(model, history, last=400, streak_zero=False)
+    ladder = torch.tensor(LADDER)
+    a = len(LADDER)
+    out: dict[str, Any] = {}
+    for b in BATCH_SIZES:
+        idx = torch.arange(b) % pool.batch_size
+        ctx = DemandContext(
+            **{f.name: getattr(pool, f.name)[idx] for f in dataclasses.fields(pool)}
+        )
+        expanded = DemandContext(
+            **{
+                f.name: getattr(ctx, f.name).repeat_interleave(a, dim=0)
+                for f in dataclasses.fields(ctx)
+            }
+        )
+        cand = ladder.repeat(b).unsqueeze(1)
+
+        def timed(fn, *args) -> float:
+            fn(*args)  # warm-up
+            calls, start = 0, time.perf_counter()
+            while calls < repeats or time.perf_counter() - start < 1.0:
+                fn(*args)
+                calls += 1
+            return (time.perf_counter() - start) / calls
+
+        shared = timed(model.one_step, ctx, ladder)
+        flat = timed(model.one_step, expanded, cand)
+        out[str(b)] = {
+            "seconds_per_call": shared,
+            "contexts_per_s": b / shared,
+            "predictions_per_s": b * a / shared,
+            "expanded_seconds_per_call": flat,
+            "shared_speedup": flat / shared,
+        }
+    single = out["1"]["predictions_per_s"]
+    for b in BATCH_SIZES:
+        out[str(b)]["batched_over_single"] = out[str(b)]["predictions_per_s"] / single
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads",
+        default="2,1",
+        help="Comma-separated torch thread counts for the speed test (first = headline).",
+    )
+    parser.add_argument("--fit-threads", type=int, default=1, help="Threads for fine-tuning.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-scratch", action="store_true", help="Also train from scratch.")
+    parser.add_argument("--skip-fidelity", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--base", type=Path, default=BASE_WEIGHTS_DIR, help="Base weights dir.")
+    parser.add_argument("--epochs", type=int, default=None, help="Fine-tuning epochs cap.")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a TransformerConfig training field, e.g. --set learning_rate=5e-4.",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.fit_threads)
+    market, history = held_out_history()
+    results: dict[str, Any] = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "note": "speed at each thread count; on a shared, loaded machine 2 threads can be "
+            "far slower than 1 (OpenMP threads wait on a descheduled peer)",
+            "fit_threads": args.fit_threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_avg_1min": os.getloadavg()[0],
+        },
+        "ladder": list(LADDER),
+        "held_out_seed": HELD_OUT_SEED,
+    }
+    config = TransformerConfig(seed=args.seed)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, epochs=args.epochs)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        kind = type(getattr(config, key))
+        config = dataclasses.replace(config, **{key: kind(value)})
+    results["config"] = config.to_dict()
+    if args.skip_fidelity:  # speed only: base weights, item rows initialised as fine-tuning does
+        tuned = TransformerForecaster(config, base_dir=args.base)
+        base = TransformerForecaster.load(args.base)
+        tuned.config = dataclasses.replace(base.config, unknown_items="error")
+        tuned.item_ids, tuned.freq = history.item_ids, history.freq
+        tuned.model = build_network(tuned.config, len(tuned.item_ids))
+        tuned._init_from_base(base)
+        tuned.model.eval()
+    else:
+        tuned = TransformerForecaster(config, base_dir=args.base).fit(history)
+        results["fidelity_fine_tuned"] = fidelity(tuned, market, history)
+        if args.from_scratch:
+            scratch = TransformerForecaster(config, from_scratch=True).fit(history)
+            results["fidelity_from_scratch"] = fidelity(scratch, market, history)
+    if not args.skip_speed:
+        results["speed"] = {}
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            load = os.getloadavg()[0]
+            results["speed"][str(threads)] = {
+                "load_avg_1min": load,
+                **speed(tuned, history, args.repeats),
+            }
+    results["machine"]["load_avg_1min_end"] = os.getloadavg()[0]
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+
+    for key in ("fidelity_fine_tuned", "fidelity_from_scratch"):
+        if key not in results:
+            continue
+        r = results[key]
+        print(
+            f"\n{key}: {r['items']} held-out items, {r['contexts']} streak-0 contexts, fit {r['fit_seconds']} s ({r['epochs_run']} epochs)"
+        )
+        print(
+            f"{'discount':>8} {'mean |err|':>10} {'worst |err|':>11} {'mean err':>9} {'items <=10%':>11}"
+        )
+        for lv in r["levels"]:
+            print(
+                f"{lv['discount']:>8.2f} {lv['mean_abs_error']:>10.1%} {lv['worst_abs_error']:>11.1%} "
+                f"{lv['mean_error']:>+9.1%} {lv['items_within_10pct']:>6}/{r['items']}"
+            )
+        print(f"validation: {r['validation_metrics']}")
+    for threads, table in results.get("speed", {}).items():
+        print(
+            f"\none_step speed ({threads} thread(s), {len(LADDER)} candidates per context, "
+            f"load average {table['load_avg_1min']:.1f} on {os.cpu_count()} CPUs)"
+        )
+        print(
+            f"{'batch':>6} {'ms/call':>8} {'contexts/s':>11} {'preds/s':>10} {'vs single':>9} "
+            f"{'shared vs expanded':>18}"
+        )
+        for b in BATCH_SIZES:
+            r = table[str(b)]
+            print(
+                f"{b:>6} {1000 * r['seconds_per_call']:>8.2f} {r['contexts_per_s']:>11.0f} "
+                f"{r['predictions_per_s']:>10.0f} {r['batched_over_single']:>8.1f}x "
+                f"{r['shared_speedup']:>17.2f}x"
+            )
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

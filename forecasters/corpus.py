@@ -1,0 +1,229 @@
+"""Pre-training corpus of synthetic promotional demand, and the ``pretrain`` entry point.
+
+The corpus is many random reference markets (:func:`promogym.envs.market.random_market_params`
+with wide ranges) run under randomised behaviour policies
+(:func:`promogym.simulate.simulate_history`): daily and weekly series, levels from about 0.5 to
+500 units per period, elasticities 0.3-4, weekly and yearly seasonality, flash-sale urgency and
+its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
+capacities tight enough that some promotions sell out (censored periods). Every draw comes from
+one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same weights on
+the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promogym.config import CampaignConfig
+from promogym.envs.market import ReferenceMarket, random_market_params
+from promogym.forecasters.transformer import (
+    Progress,
+    SeriesData,
+    TransformerConfig,
+    TransformerForecaster,
+    build_network,
+    train_network,
+)
+from promogym.simulate import BehaviourPolicy, simulate_history
+
+ITEMS_PER_MARKET = 8
+LADDERS = (
+    (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
+    (0.0, 0.15, 0.3, 0.45, 0.6),
+    (0.0, 0.1, 0.25, 0.4),
+    (0.0, 0.2, 0.35, 0.5, 0.65),
+)
+
+BASE_CONFIG = TransformerConfig(
+    windows_per_epoch=16384,
+    batch_size=128,
+    epochs=30,
+    learning_rate=1e-3,
+    patience=4,
+    unknown_items="generic",
+    # One generic item row: it is trained like every other weight.
+    item_learning_rate_scale=1.0,
+    item_weight_decay=1e-4,
+)
+"""The shipped base's settings (``promogym pretrain`` defaults)."""
+
+
+def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame, freq)
+    """One random market and its simulated history frame."""
+    freq = "D" if rng.random() < 0.6 else "W"
+    periods = int(rng.integers(240, 731)) if freq == "D" else int(rng.integers(100, 209))
+    level = math.exp(rng.uniform(math.log(0.5), math.log(500.0)))
+    params = random_market_params(
+        ITEMS_PER_MARKET,
+        rng,
+        level=(level / 2.0, level * 2.0),
+        elasticity=(0.3, 4.0),
+        weekly_strength=(0.0, 0.6),
+        yearly_amplitude=(0.0, 0.5),
+        urgency=(0.0, 1.5),
+        urgency_decay=(0.2, 0.9),
+        dip=(0.0, 0.4),
+        dispersion=(1.0, 50.0),
+        list_price=(2.0, 50.0),
+        cost_ratio=(0.3, 0.7),
+    )
+    ladder = LADDERS[int(rng.integers(len(LADDERS)))]
+    # Shelf room from ~3 to ~30 periods of the biggest item's regular demand: tight shelves
+    # make promotions sell out, which is what teaches the model to ignore censored periods.
+    capacity = int(
+        max(8, math.ceil(2.0 * level * math.exp(rng.uniform(math.log(3), math.log(30)))))
+    )
+    config = CampaignConfig.from_dict(
+        {
+            "campaign": {"discounts": list(ladder)},
+            "inventory": {
+                "initial": 0,
+                "order_quantities": [0, capacity],
+                "lead_time": int(rng.integers(0, 4)),
+                "capacity": capacity,
+            },
+        }
+    )
+    low = rng.uniform(0.03, 0.3)
+    policy = BehaviourPolicy(
+        promo_rate=(low, min(0.6, low + rng.uniform(0.0, 0.2))),
+        max_run=int(rng.integers(1, 7)),
+        planned_elasticity=float(rng.uniform(0.5, 3.0)),
+        planned_bump=float(rng.uniform(1.0, 2.0)),
+    )
+    market = ReferenceMarket(params, freq=freq)
+    start = np.datetime64("2018-01-01") + int(rng.integers(0, 5 * 365))
+    frame = simulate_history(market, periods, str(start), seed, config, policy=policy)
+    return frame, freq
+
+
+def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = None) -> SeriesData:
+    """``n_series`` synthetic series (rounded up to whole markets of 8 items), all on the
+    generic item row."""
+    rng = np.random.default_rng([seed, 0xC0_4B05])
+    n_markets = max(1, math.ceil(n_series / ITEMS_PER_MARKET))
+    series: list[dict[str, np.ndarray | float]] = []
+    for m in range(n_markets):
+        frame, freq = _market_frame(rng, seed * 1_000_003 + m)
+        n_items = frame["item_id"].nunique()
+        periods = len(frame) // n_items
+        shape = (n_items, periods)
+        units = frame["units_sold"].to_numpy(np.float32).reshape(shape)
+        stock = frame["stock"].to_numpy(np.float64).reshape(shape)
+        price = frame["price"].to_numpy(np.float64).reshape(shape)
+        list_price = frame["list_price"].to_numpy(np.float64).reshape(shape)
+        days = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64).reshape(shape)
+        promo = frame["promo"].to_numpy(np.float32).reshape(shape)
+        for i in range(n_items):
+            series.append(
+                {
+                    "units": units[i],
+                    "observed": units[i] < stock[i],
+                    "discount": np.clip(1.0 - price[i] / list_price[i], 0.0, 0.99).astype(
+                        np.float32
+                    ),
+                    "promo": promo[i],
+                    "day": days[i],
+                    "daily": 1.0 if freq == "D" else 0.0,
+                }
+            )
+        if progress is not None and (m + 1) % 50 == 0:
+            progress(f"corpus: {m + 1}/{n_markets} markets")
+    t_max = max(len(s["units"]) for s in series)  # type: ignore[arg-type]
+
+    def pad(key: str, dtype: type) -> torch.Tensor:
+        out = np.zeros((len(series), t_max), dtype=dtype)
+        for i, s in enumerate(series):
+            v = s[key]
+            out[i, : len(v)] = v  # type: ignore[arg-type]
+        return torch.from_numpy(out)
+
+    return SeriesData(
+        units=pad("units", np.float32),
+        observed=pad("observed", np.bool_),
+        discount=pad("discount", np.float32),
+        promo=pad("promo", np.float32),
+        day=pad("day", np.int64),
+        item=torch.zeros(len(series), dtype=torch.long),
+        daily=torch.tensor([s["daily"] for s in series], dtype=torch.float32),
+        length=torch.tensor([len(s["units"]) for s in series], dtype=torch.long),  # type: ignore[arg-type]
+    )
+
+
+def pretrain(
+    out: str | os.PathLike[str] | None,
+    *,
+    seed: int = 0,
+    n_series: int = 2400,
+    epochs: int | None = None,
+    config: TransformerConfig | None = None,
+    validation_series: float = 0.05,
+    progress: Progress | None = None,
+) -> TransformerForecaster:
+    """Train the base model on a fresh corpus and save it to ``out`` (if given).
+
+    The base has an empty item vocabulary (every series uses the generic item row) and
+    ``unknown_items="generic"``. A share ``validation_series`` of the series is held out
+    whole for early stopping. Same ``seed`` -> same corpus and weights (single-threaded CPU).
+    """
+    started = time.perf_counter()
+    cfg = config or BASE_CONFIG
+    if epochs is not None:
+        cfg = TransformerConfig.from_dict({**cfg.to_dict(), "epochs": epochs, "seed": seed})
+    else:
+        cfg = TransformerConfig.from_dict({**cfg.to_dict(), "seed": seed})
+    data = generate_corpus(n_series, seed, progress)
+    corpus_seconds = time.perf_counter() - started
+    s = data.length.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(s, generator=gen)
+    n_val = max(1, int(round(s * validation_series)))
+    is_val = torch.zeros(s, dtype=torch.bool)
+    is_val[perm[:n_val]] = True
+    window = cfg.context_length + cfg.prediction_length
+    all_idx = data.window_starts(window, window, data.length)
+    val_mask = is_val[all_idx[:, 0]]
+    train_idx = all_idx[~val_mask]
+    val_idx = all_idx[val_mask]
+    keep = torch.randperm(val_idx.shape[0], generator=gen)[:4096]
+    val_idx = val_idx[keep.sort().values]
+    torch.manual_seed(seed)
+    model = build_network(cfg, 0)
+    log = train_network(model, data, train_idx, val_idx, cfg, progress)
+    forecaster = TransformerForecaster(cfg)
+    forecaster.model = model
+    forecaster.item_ids = []
+    forecaster.freq = "D"
+    forecaster.training = {
+        **log,
+        "base": "pretrained",
+        "corpus": {
+            "series": int(s),
+            "seed": seed,
+            "train_windows": int(train_idx.shape[0]),
+            "validation_windows": int(val_idx.shape[0]),
+            "daily_share": round(float(data.daily.mean()), 3),
+            "censored_share": round(
+                float(
+                    (
+                        ~data.observed & (torch.arange(data.units.shape[1]) < data.length[:, None])
+                    ).sum()
+                    / data.length.sum()
+                ),
+                4,
+            ),
+            "seconds": round(corpus_seconds, 1),
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+    }
+    if out is not None:
+        forecaster.save(Path(out))
+    return forecaster

@@ -1,0 +1,324 @@
+"""Transformer forecaster: tiny configs (2+2 layers, d_model 16, context 14)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from promogym.data import SalesHistory, history_from_frame
+from promogym.envs.market import ReferenceMarket, random_market_params
+from promogym.errors import ConfigError, DataError
+from promogym.forecasters.base import DemandContext
+from promogym.forecasters.transformer import (
+    BASE_WEIGHTS_DIR,
+    TransformerConfig,
+    TransformerForecaster,
+    Windows,
+    build_network,
+    to_days,
+    window_loss,
+)
+from promogym.simulate import simulate_history
+
+TINY = TransformerConfig(
+    context_length=14,
+    prediction_length=2,
+    lags=(1, 2, 7),
+    d_model=16,
+    heads=2,
+    ffn_dim=16,
+    item_embedding_dim=2,
+    epochs=2,
+    batch_size=32,
+    windows_per_epoch=128,
+    validation_periods=7,
+    num_samples=32,
+)
+
+
+def make_history(n_items: int = 2, periods: int = 90, seed: int = 0, **ranges) -> SalesHistory:
+    params = random_market_params(n_items, np.random.default_rng(seed), **ranges)
+    frame = simulate_history(ReferenceMarket(params, "D"), periods, "2024-01-01", seed)
+    return history_from_frame(frame, "toy")
+
+
+def future_frame(history: SalesHistory, horizon: int, discounts=(0.0, 0.2, 0.4)) -> pd.DataFrame:
+    last = history.frame["date"].max()
+    rows = []
+    for item in history.item_ids:
+        lp = float(history.item(item)["list_price"].iloc[-1])
+        for h in range(horizon):
+            d = discounts[h % len(discounts)]
+            rows.append(
+                {"item_id": item, "date": last + pd.Timedelta(days=h + 1), "price": lp * (1 - d)}
+            )
+    return pd.DataFrame(rows)
+
+
+def context_of(history: SalesHistory, c: int, items: list[int]) -> DemandContext:
+    """One-step contexts: the last ``c`` periods of the given items (vocabulary indices)."""
+    ids = history.item_ids
+    tails = [history.item(ids[i]).iloc[-c:] for i in items]
+
+    def stack(col: str, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor(np.stack([t[col].to_numpy(np.float64) for t in tails]), dtype=dtype)
+
+    last = [int(to_days(t["date"])[-1]) for t in tails]
+    return DemandContext(
+        past_units=stack("units_sold", torch.float32),
+        past_observed=~torch.tensor(np.stack([t["censored"].to_numpy(bool) for t in tails])),
+        past_discount=stack("discount", torch.float32),
+        past_promo=stack("promo", torch.float32),
+        past_day=torch.tensor(np.stack([to_days(t["date"]) for t in tails])),
+        item=torch.tensor(items),
+        day=torch.tensor(last) + 1,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and don't oversubscribe a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def history() -> SalesHistory:
+    return make_history()
+
+
+@pytest.fixture(scope="module")
+def fitted(history: SalesHistory) -> TransformerForecaster:
+    return TransformerForecaster(TINY, from_scratch=True).fit(history)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="heads"):
+        TransformerConfig(d_model=16, heads=3)
+    with pytest.raises(ConfigError, match="context_length"):
+        TransformerConfig(context_length=7, lags=(1, 7))
+    with pytest.raises(ConfigError, match="unknown key"):
+        TransformerConfig.from_dict({"d_modle": 3})
+    assert TransformerConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_shapes(fitted: TransformerForecaster, history: SalesHistory) -> None:
+    assert fitted.context_length == 14
+    assert set(fitted.validation_metrics) >= {"nll", "mape", "pinball", "coverage80"}
+    pred = fitted.predict(history, future_frame(history, 3), 3, quantiles=(0.1, 0.5, 0.9))
+    assert list(pred.columns) == ["item_id", "date", "mean", "q0.1", "q0.5", "q0.9"]
+    assert len(pred) == 2 * 3 and (pred["mean"] > 0).all()
+    assert (pred["q0.1"] <= pred["q0.5"]).all() and (pred["q0.5"] <= pred["q0.9"]).all()
+    paths = fitted.sample(history, future_frame(history, 3), 3, n_samples=5, seed=1)
+    assert paths.shape == (2, 5, 3) and (paths >= 0).all()
+    mean, disp = fitted.one_step(context_of(history, 14, [0, 1, 1]), torch.tensor([0.0, 0.3]))
+    assert mean.shape == disp.shape == (3, 2) and mean.dtype == torch.float64
+    assert bool((mean > 0).all() and (disp > 0).all())
+
+
+def test_one_step_matches_predict_horizon_one(
+    fitted: TransformerForecaster, history: SalesHistory
+) -> None:
+    ladder = (0.0, 0.2, 0.4)
+    mean, _ = fitted.one_step(context_of(history, 14, [0, 1]), torch.tensor(ladder))
+    for a, d in enumerate(ladder):
+        pred = fitted.predict(history, future_frame(history, 1, (d,)), 1)
+        np.testing.assert_allclose(mean[:, a].numpy(), pred["mean"].to_numpy(), rtol=1e-5)
+    # Per-context candidates (B, A) give the same numbers as a shared ladder.
+    per_row = fitted.one_step(context_of(history, 14, [0, 1]), torch.tensor([ladder, ladder]))[0]
+    torch.testing.assert_close(per_row, mean, rtol=1e-6, atol=1e-9)
+
+
+def test_save_load_round_trip_is_exact(
+    fitted: TransformerForecaster, history: SalesHistory, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path / "m")
+    loaded = TransformerForecaster.load(tmp_path / "m")
+    assert loaded.item_ids == fitted.item_ids and loaded.config == fitted.config
+    assert loaded.validation_metrics == fitted.validation_metrics
+    fut = future_frame(history, 3)
+    pd.testing.assert_frame_equal(loaded.predict(history, fut, 3), fitted.predict(history, fut, 3))
+    ctx = context_of(history, 14, [0, 1])
+    ladder = torch.tensor([0.0, 0.1, 0.5])
+    assert torch.equal(loaded.one_step(ctx, ladder)[0], fitted.one_step(ctx, ladder)[0])
+
+
+def test_same_seed_same_model(history: SalesHistory) -> None:
+    cfg = dataclasses.replace(TINY, epochs=1)
+    a = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    b = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    ctx = context_of(history, 14, [0, 1])
+    assert torch.equal(
+        a.one_step(ctx, torch.tensor([0.0, 0.3]))[0], b.one_step(ctx, torch.tensor([0.0, 0.3]))[0]
+    )
+
+
+def _toy_windows(censored_value: float) -> Windows:
+    g = torch.Generator().manual_seed(0)
+    n, t = 4, 16
+    units = torch.poisson(torch.full((n, t), 8.0), generator=g)
+    observed = torch.ones(n, t, dtype=torch.bool)
+    observed[0, 3] = observed[1, 10] = observed[2, 15] = observed[3, 14] = False  # past + future
+    units = torch.where(observed, units, torch.full_like(units, censored_value))
+    discount = (torch.rand(n, t, generator=g) < 0.3) * 0.2
+    return Windows(
+        units=units,
+        observed=observed,
+        discount=discount.float(),
+        promo=(discount > 0).float(),
+        day=19_700 + torch.arange(t).expand(n, t),
+        item=torch.tensor([1, 1, 2, 2]),
+        daily=torch.ones(n),
+    )
+
+
+def test_censored_periods_do_not_change_loss_or_gradients() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dropout=0.0)
+    model = build_network(cfg, 2)
+    grads = []
+    losses = []
+    for value in (0.0, 3.0, 500.0):
+        model.zero_grad()
+        loss = window_loss(model, _toy_windows(value), cfg)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        )
+    assert losses[0] == losses[1] == losses[2]
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
+    # Sanity: an observed period's value does change the loss (the test can fail).
+    w = _toy_windows(0.0)
+    w2 = dataclasses.replace(w, units=w.units.clone())
+    w2.units[0, 15] += 5
+    assert float(window_loss(model, w2, cfg).detach()) != losses[0]
+
+
+def test_one_step_ignores_censored_units(
+    fitted: TransformerForecaster, history: SalesHistory
+) -> None:
+    ctx = context_of(history, 14, [0, 1])
+    observed = ctx.past_observed.clone()
+    observed[:, [3, 12]] = False
+    a = dataclasses.replace(ctx, past_observed=observed)
+    units = ctx.past_units.clone()
+    units[:, [3, 12]] = 0.0
+    b = dataclasses.replace(a, past_units=units)
+    ladder = torch.tensor([0.0, 0.3])
+    assert torch.equal(fitted.one_step(a, ladder)[0], fitted.one_step(b, ladder)[0])
+
+
+def test_fine_tuning_step_lowers_loss() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dropout=0.0)
+    model = build_network(cfg, 2)
+    w = _toy_windows(0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = float(window_loss(model, w, cfg).detach())
+    for _ in range(5):
+        opt.zero_grad()
+        window_loss(model, w, cfg).backward()
+        opt.step()
+    assert float(window_loss(model, w, cfg).detach()) < before
+
+
+def test_deeper_discount_predicts_more_demand() -> None:
+    history = make_history(
+        n_items=3, periods=240, seed=3, elasticity=(3.0, 3.5), urgency=(0.0, 0.1), dip=(0.0, 0.05)
+    )
+    cfg = dataclasses.replace(TINY, epochs=4, windows_per_epoch=768, learning_rate=3e-3)
+    model = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    ctx = context_of(history, 14, [0, 1, 2])
+    mean, _ = model.one_step(ctx, torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert bool((mean[:, 1:] > mean[:, :-1]).all()), mean
+    assert bool((mean[:, -1] > 1.5 * mean[:, 0]).all()), mean
+
+
+def test_bad_inputs(fitted: TransformerForecaster, history: SalesHistory) -> None:
+    short = SalesHistory(
+        history.frame.groupby("item_id").head(20).reset_index(drop=True), "D", "short.csv"
+    )
+    with pytest.raises(DataError, match="too short"):
+        TransformerForecaster(TINY, from_scratch=True).fit(short)
+    tiny = SalesHistory(
+        history.frame.groupby("item_id").tail(10).reset_index(drop=True), "D", "tiny.csv"
+    )
+    with pytest.raises(DataError, match="context_length"):
+        fitted.predict(tiny, future_frame(tiny, 1), 1)
+    unknown = future_frame(history, 1).assign(item_id="nope")
+    with pytest.raises(DataError, match="unknown item 'nope'"):
+        fitted.predict(history, unknown, 1)
+    nan_future = future_frame(history, 2)
+    nan_future.loc[1, "price"] = np.nan
+    with pytest.raises(DataError, match="'price'"):
+        fitted.predict(history, nan_future, 2)
+    frame = history.frame.copy()
+    frame.loc[frame.index[-3], "discount"] = np.nan
+    with pytest.raises(DataError, match="'discount'"):
+        fitted.predict(SalesHistory(frame, "D"), future_frame(history, 1), 1)
+    with pytest.raises(DataError, match="not enough|after the history"):
+        fitted.predict(history, future_frame(history, 1), 3)
+    bad_item = dataclasses.replace(context_of(history, 14, [0, 1]), item=torch.tensor([0, 7]))
+    with pytest.raises(DataError, match="out of range"):
+        fitted.one_step(bad_item, torch.tensor([0.0]))
+    with pytest.raises(DataError, match="context_length"):
+        fitted.one_step(context_of(history, 10, [0]), torch.tensor([0.0]))
+    # Single-line messages.
+    with pytest.raises(DataError) as info:
+        fitted.predict(history, unknown, 1)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_items_can_use_the_generic_row(
+    fitted: TransformerForecaster, history: SalesHistory
+) -> None:
+    generic = TransformerForecaster(dataclasses.replace(fitted.config, unknown_items="generic"))
+    generic.model, generic.item_ids, generic.freq = fitted.model, fitted.item_ids, fitted.freq
+    fut = future_frame(history, 1)
+    renamed = SalesHistory(history.frame.assign(item_id=history.frame["item_id"] + "-new"), "D")
+    pred = generic.predict(renamed, fut.assign(item_id=fut["item_id"] + "-new"), 1)
+    ctx = dataclasses.replace(context_of(history, 14, [0, 1]), item=torch.tensor([-1, -1]))
+    np.testing.assert_allclose(
+        pred["mean"].to_numpy(),
+        generic.one_step(ctx, torch.tensor([0.0]))[0][:, 0].numpy(),
+        rtol=1e-5,
+    )
+
+
+def test_shipped_base_loads_and_fine_tuning_starts_from_it(history: SalesHistory) -> None:
+    size = sum(p.stat().st_size for p in BASE_WEIGHTS_DIR.iterdir())
+    assert size <= 10 * 2**20
+    base = TransformerForecaster.load(BASE_WEIGHTS_DIR)
+    assert base.item_ids == [] and base.config.unknown_items == "generic"
+    ctx = context_of(history, base.context_length, [0, 1])
+    generic_ctx = dataclasses.replace(ctx, item=torch.tensor([-1, -1]))
+    mean, disp = base.one_step(generic_ctx, torch.tensor([0.0, 0.2, 0.4]))
+    assert bool(torch.isfinite(mean).all() and torch.isfinite(disp).all() and (mean > 0).all())
+    # A fine-tuned model starts from exactly the base's forecasts for every item.
+    tuned = TransformerForecaster(dataclasses.replace(base.config, unknown_items="error"))
+    tuned.item_ids, tuned.freq = history.item_ids, "D"
+    tuned.model = build_network(tuned.config, len(tuned.item_ids))
+    tuned._init_from_base(base)
+    tuned.model.eval()
+    torch.testing.assert_close(tuned.one_step(ctx, torch.tensor([0.0, 0.2, 0.4]))[0], mean)
+
+
+def test_pretraining_is_reproducible(tmp_path: Path) -> None:
+    from promogym.forecasters.corpus import pretrain
+
+    cfg = dataclasses.replace(TINY, epochs=1, unknown_items="generic")
+    a = pretrain(tmp_path / "a", seed=3, n_series=8, config=cfg)
+    b = pretrain(None, seed=3, n_series=8, config=cfg)
+    assert a.item_ids == [] and a.training["corpus"]["series"] == 8
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    loaded = TransformerForecaster.load(tmp_path / "a")
+    assert loaded.config.unknown_items == "generic" and loaded.context_length == 14
