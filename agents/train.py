@@ -1,0 +1,547 @@
+"""Train SB3 agents in a run's simulator: the library behind ``promogym train``.
+
+:func:`train_agent` builds the batched :class:`~promogym.envs.vec_env.FlashSaleVecEnv` over
+the run's learned simulator (``ForecasterDemand``: the run's forecaster rolled out from real
+windows of its history; or, with ``demand="reference"``, the true market the history was
+simulated from) and trains ``ppo``, ``maskable-ppo`` (sb3-contrib, with action masks) or
+``dqn`` (on the flattened ``Discrete`` actions). Defaults: :mod:`promogym.agents.hparams`.
+
+Held-out evaluation: training campaigns start anywhere in the history except its last
+``holdout_periods`` periods; every ``eval_freq`` timesteps the deterministic policy plays
+``eval_episodes`` campaigns starting in those held-out periods (same seed every time, so
+evaluations are comparable), the mean profit per campaign (currency) goes to
+``evaluations.csv`` (``timesteps,mean_reward,std_reward``) and the best so far is saved as
+``best_model.zip``.
+
+Output ``RUN/agents/NAME/`` (``NAME`` = the algorithm, ``-reference`` appended when trained
+on the true market): ``best_model.zip``, ``last_model.zip``, ``train.json``,
+``evaluations.csv``, ``tb/`` (TensorBoard), ``checkpoint.zip`` + ``checkpoint.json``. While
+training, everything lives in ``RUN/agents/.NAME.partial/`` and is renamed into place only
+when training finishes, so a failed run never leaves a half-written agent. Every
+``checkpoint_freq`` timesteps (at a rollout boundary) the model, its progress and, for DQN,
+the replay buffer are checkpointed there; ``resume=True`` continues from the checkpoint to
+the same total timesteps an uninterrupted run reaches.
+
+Determinism: on CPU, one seed gives identical weights (the env seeds campaign ``i`` with
+``seed + i``; SB3 seeds torch, NumPy and the action space).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+from promogym.agents.hparams import check_algo, resolve_hparams
+from promogym.errors import PromogymInputError
+from promogym.io import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from promogym.envs.vec_env import FlashSaleVecEnv
+    from promogym.run import Run
+
+DEMANDS = ("learned", "reference")
+CHECKPOINT = "checkpoint.zip"
+CHECKPOINT_STATE = "checkpoint.json"
+REPLAY_BUFFER = "replay_buffer.pkl"
+EVALUATIONS = "evaluations.csv"
+TRAIN_JSON = "train.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """How the training env was built; saved in ``train.json`` so the policy can be rebuilt."""
+
+    demand: str = "learned"
+    holdout_periods: int = 56
+    recent_periods: int = 7
+    expected_demand_obs: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train_agent` produced."""
+
+    name: str
+    directory: Path
+    timesteps: int
+    seconds: float
+    best_mean_reward: float | None
+    evaluations: list[tuple[int, float, float]]
+
+
+def agent_name(algo: str, demand: str) -> str:
+    """Directory name of an agent: the algorithm, ``-reference`` when trained on the market."""
+    return algo if demand == "learned" else f"{algo}-{demand}"
+
+
+def config_digest(config_toml: str) -> str:
+    """Short SHA-256 of a campaign config's TOML: ties an agent to the config it learned."""
+    return hashlib.sha256(config_toml.encode()).hexdigest()[:16]
+
+
+# ---- environments ---------------------------------------------------------------------------
+def training_history(run: Run, holdout_periods: int) -> Any:
+    """The run's history without its last ``holdout_periods`` periods (training starts)."""
+    from promogym.data import SalesHistory
+
+    history = run.history
+    frame = history.frame
+    dates = np.sort(frame["date"].unique())
+    if holdout_periods <= 0:
+        return history
+    if holdout_periods >= len(dates):
+        raise PromogymInputError(
+            f"holdout_periods={holdout_periods} leaves no training history "
+            f"({len(dates)} periods); use a smaller value"
+        )
+    cutoff = dates[-holdout_periods]
+    return SalesHistory(
+        frame=frame[frame["date"] < cutoff].reset_index(drop=True),
+        freq=history.freq,
+        source=f"{history.source} (before {str(cutoff)[:10]})",
+        categorical=history.categorical,
+    )
+
+
+def demand_model_for(run: Run, demand: str) -> Any:
+    """The run's learned simulator, or its true market (``demand="reference"``)."""
+    if demand not in DEMANDS:
+        raise PromogymInputError(f"demand must be one of {list(DEMANDS)}, got {demand!r}")
+    if demand == "learned":
+        return run.demand_model()
+    from promogym.envs.demand import MarketDemand
+
+    market = run.market()
+    if market is None:
+        raise PromogymInputError(
+            f"{run.path}: no market.json (the history was not simulated by promogym), so "
+            "there is no reference market to train on; use the learned simulator"
+        )
+    return MarketDemand(market)
+
+
+def make_vec_env(
+    run: Run,
+    spec: EnvSpec,
+    n_envs: int,
+    *,
+    flat: bool,
+    device: str | torch.device,
+    evaluation: bool = False,
+    demand_model: Any = None,
+) -> FlashSaleVecEnv:
+    """The run's FlashSale VecEnv: training starts before the holdout, evaluation starts in it.
+
+    The evaluation env uses the whole history with ``min_context`` set so that random
+    starts fall only in the last ``holdout_periods`` periods.
+    """
+    from promogym.envs.vec_env import FlashSaleVecEnv
+
+    model = demand_model if demand_model is not None else demand_model_for(run, spec.demand)
+    item_ids = run.item_vocabulary()
+    common = {
+        "item_ids": item_ids,
+        "recent_periods": spec.recent_periods,
+        "expected_demand_obs": spec.expected_demand_obs,
+        "device": device,
+        "list_price": run.list_price(),
+    }
+    if not evaluation:
+        history = training_history(run, spec.holdout_periods)
+        return FlashSaleVecEnv(
+            n_envs, model, run.config, flatten_actions=flat, history=history, **common
+        )
+    n_periods = int(run.history.frame["date"].nunique())
+    min_context = max(n_periods - spec.holdout_periods, 1)
+    return FlashSaleVecEnv(
+        n_envs,
+        model,
+        run.config,
+        flatten_actions=flat,
+        history=run.history,
+        min_context=min_context,
+        **common,
+    )
+
+
+# ---- models ---------------------------------------------------------------------------------
+def algo_class(algo: str) -> Any:
+    """The SB3 class of ``algo``."""
+    check_algo(algo)
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "maskable-ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    from stable_baselines3 import DQN
+
+    return DQN
+
+
+def build_model(
+    algo: str,
+    env: FlashSaleVecEnv,
+    hparams: Mapping[str, Any],
+    *,
+    seed: int,
+    device: str,
+    tensorboard_log: str | None,
+) -> Any:
+    """A fresh SB3 model of ``algo`` on ``env`` with ``hparams`` (see the defaults table)."""
+    hp = dict(hparams)
+    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[hp.pop("activation")]
+    policy_kwargs = {"net_arch": hp.pop("net_arch"), "activation_fn": activation}
+    if algo in ("ppo", "maskable-ppo"):
+        rollout = hp["n_steps"] * env.num_envs
+        hp["batch_size"] = max(2, min(hp["batch_size"], rollout))
+    else:
+        hp["train_freq"] = (hp["train_freq"], "step")
+    return algo_class(algo)(
+        "MlpPolicy",
+        env,
+        policy_kwargs=policy_kwargs,
+        tensorboard_log=tensorboard_log,
+        seed=seed,
+        device=device,
+        verbose=0,
+        **hp,
+    )
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+def evaluate_model(
+    model: Any, env: FlashSaleVecEnv, *, masked: bool, seed: int
+) -> tuple[float, float]:
+    """Mean and sd of profit per campaign (currency) of the deterministic policy.
+
+    Plays one campaign in each of ``env.num_envs`` rows, all reset with ``seed``.
+    """
+    env.seed(seed)
+    obs = env.reset()
+    horizon = env.core.params.horizon
+    profit = np.zeros(env.num_envs)
+    for _ in range(horizon):
+        kwargs: dict[str, Any] = {"deterministic": True}
+        if masked:
+            kwargs["action_masks"] = env.action_masks()
+        actions, _ = model.predict(obs, **kwargs)
+        obs, _, _, infos = env.step(actions)
+        profit += np.array([info["profit"] for info in infos])
+    sd = float(profit.std(ddof=1)) if profit.size > 1 else 0.0
+    return float(profit.mean()), sd
+
+
+class TrainingCallback(BaseCallback):
+    """Held-out evaluation, best-model saving and resumable checkpoints at rollout starts."""
+
+    def __init__(
+        self,
+        directory: Path,
+        eval_env: FlashSaleVecEnv,
+        *,
+        masked: bool,
+        eval_freq: int,
+        eval_seed: int,
+        checkpoint_freq: int,
+        progress: dict[str, Any],
+        save_replay_buffer: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        super().__init__()
+        self.directory = directory
+        self.eval_env = eval_env
+        self.masked = masked
+        self.eval_freq = eval_freq
+        self.eval_seed = eval_seed
+        self.checkpoint_freq = checkpoint_freq
+        self.progress = progress
+        self.save_replay_buffer = save_replay_buffer
+        self.log = log
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        n = self.num_timesteps
+        if n - self.progress["last_eval"] >= self.eval_freq:
+            self.evaluate()
+        if n - self.progress["last_checkpoint"] >= self.checkpoint_freq:
+            self.checkpoint()
+
+    def _on_training_end(self) -> None:
+        if self.progress["last_eval"] != self.num_timesteps or not self.progress["evaluations"]:
+            self.evaluate()
+
+    def evaluate(self) -> None:
+        n = self.num_timesteps
+        mean, sd = evaluate_model(
+            self.model, self.eval_env, masked=self.masked, seed=self.eval_seed
+        )
+        self.progress["evaluations"].append((n, mean, sd))
+        self.progress["last_eval"] = n
+        self.logger.record("eval/mean_profit", mean)
+        best = self.progress["best_mean_reward"]
+        if best is None or mean > best:
+            self.progress["best_mean_reward"] = mean
+            self.progress["best_timesteps"] = n
+            with atomic_path(self.directory / "best_model.zip") as tmp:
+                self.model.save(tmp)
+        write_evaluations(self.directory / EVALUATIONS, self.progress["evaluations"])
+        self.log(f"  eval at {n:>9,} timesteps: mean profit {mean:9.2f} (sd {sd:.2f})")
+
+    def checkpoint(self) -> None:
+        self.progress["last_checkpoint"] = self.num_timesteps
+        # Each file appears whole or not at all: a kill mid-save keeps the previous one.
+        with atomic_path(self.directory / CHECKPOINT) as tmp:
+            self.model.save(tmp)
+        if self.save_replay_buffer:
+            with atomic_path(self.directory / REPLAY_BUFFER) as tmp:
+                self.model.save_replay_buffer(tmp)
+        state = dict(self.progress, num_timesteps=self.num_timesteps)
+        atomic_write_text(self.directory / CHECKPOINT_STATE, json.dumps(state, indent=2) + "\n")
+
+
+def write_evaluations(path: Path, rows: list[tuple[int, float, float]]) -> None:
+    """``timesteps,mean_reward,std_reward`` (mean profit per held-out campaign, currency)."""
+    lines = ["timesteps,mean_reward,std_reward"]
+    lines += [f"{int(t)},{m:.6f},{s:.6f}" for t, m, s in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_evaluations(path: Path) -> list[tuple[int, float, float]]:
+    with path.open(encoding="utf-8") as fh:
+        return [
+            (int(r["timesteps"]), float(r["mean_reward"]), float(r["std_reward"]))
+            for r in csv.DictReader(fh)
+        ]
+
+
+# ---- training -------------------------------------------------------------------------------
+def train_agent(
+    run: Run | str | os.PathLike[str],
+    algo: str = "ppo",
+    *,
+    timesteps: int = 1_000_000,
+    n_envs: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    resume: bool = False,
+    hparams: Mapping[str, Any] | None = None,
+    demand: str = "learned",
+    holdout_periods: int | None = None,
+    eval_freq: int | None = None,
+    eval_episodes: int = 64,
+    checkpoint_freq: int | None = None,
+    progress_bar: bool = False,
+    tensorboard: bool = True,
+    callback: BaseCallback | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``algo`` in the run's simulator and write ``RUN/agents/NAME/``.
+
+    Args:
+        run: a :class:`~promogym.run.Run` or its directory.
+        algo: ``ppo``, ``maskable-ppo`` or ``dqn``.
+        timesteps: total environment steps (campaign periods over all envs); PPO rounds up
+            to whole rollouts of ``n_steps * n_envs``.
+        n_envs: campaigns simulated in parallel (one forecaster call per period for all).
+        seed: seeds the env, the model and the evaluation campaigns.
+        device: ``cpu``, ``cuda`` or ``auto`` (env and networks).
+        resume: continue an interrupted run from its checkpoint (same settings).
+        hparams: overrides of :data:`~promogym.agents.hparams.DEFAULT_HPARAMS`.
+        demand: ``learned`` (the run's forecaster) or ``reference`` (the true market, when
+            the run has ``market.json``; the upper bound of what RL can do).
+        holdout_periods: last periods of the history reserved for evaluation starts
+            (default: two horizons, at most a quarter of the history).
+        eval_freq: timesteps between held-out evaluations (default: timesteps / 10).
+        eval_episodes: campaigns per evaluation.
+        checkpoint_freq: timesteps between checkpoints (default: ``eval_freq``).
+        progress_bar: show SB3's progress bar.
+        tensorboard: write TensorBoard logs to ``tb/``.
+        callback: extra SB3 callback (tests use it to interrupt training).
+        log: ``callable(str)`` for status lines.
+    """
+    from promogym.envs.flash_sale import resolve_device
+    from promogym.run import Run, load_run, package_versions
+
+    say = log or (lambda _msg: None)
+    run = run if isinstance(run, Run) else load_run(run)
+    check_algo(algo)
+    if timesteps < 1 or n_envs < 1 or eval_episodes < 1:
+        raise PromogymInputError(
+            f"timesteps, n_envs and eval_episodes must be >= 1, got {timesteps}, {n_envs}, "
+            f"{eval_episodes}"
+        )
+    name = agent_name(algo, demand)
+    final_dir = run.path / "agents" / name
+    partial = run.path / "agents" / f".{name}.partial"
+    started = time.perf_counter()
+
+    hp = resolve_hparams(algo, hparams or {})
+    n_periods = int(run.history.frame["date"].nunique())
+    horizon = run.config.campaign.horizon
+    if holdout_periods is None:
+        holdout_periods = min(2 * horizon, n_periods // 4)
+    spec = EnvSpec(demand=demand, holdout_periods=holdout_periods)
+    eval_freq = eval_freq or max(timesteps // 10, n_envs)
+    checkpoint_freq = checkpoint_freq or eval_freq
+    torch_device = resolve_device(device)
+    sb3_device = str(torch_device)
+
+    progress: dict[str, Any] = {
+        "evaluations": [],
+        "best_mean_reward": None,
+        "best_timesteps": None,
+        "last_eval": -math.inf,
+        "last_checkpoint": 0,
+    }
+    settings = {
+        "algo": algo,
+        "timesteps": timesteps,
+        "n_envs": n_envs,
+        "seed": seed,
+        "hparams": hp,
+        "env": spec.to_dict(),
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "checkpoint_freq": checkpoint_freq,
+    }
+    demand_model = demand_model_for(run, demand)
+    flat = algo == "dqn"
+    env = make_vec_env(run, spec, n_envs, flat=flat, device=torch_device, demand_model=demand_model)
+    eval_env = make_vec_env(
+        run,
+        spec,
+        eval_episodes,
+        flat=flat,
+        device=torch_device,
+        evaluation=True,
+        demand_model=demand_model,
+    )
+    tb_dir = str(partial / "tb") if tensorboard else None
+    checkpoint_path = partial / CHECKPOINT
+    if resume:
+        if not checkpoint_path.exists():
+            raise PromogymInputError(
+                f"--resume: {partial} has no checkpoint to resume from; train without --resume"
+            )
+        saved = json.loads((partial / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        if saved["settings"] != json.loads(json.dumps(settings)):
+            raise PromogymInputError(
+                f"--resume: the interrupted {name} run used other settings "
+                f"({saved['settings']}); resume with the same options or train afresh"
+            )
+        done = int(saved["num_timesteps"])
+        # New seeds for the resumed part: replaying the first campaigns would bias learning.
+        env.seed(seed + done)
+        model = algo_class(algo).load(checkpoint_path, env=env, device=sb3_device)
+        model.tensorboard_log = tb_dir
+        if flat and (partial / REPLAY_BUFFER).exists():
+            model.load_replay_buffer(partial / REPLAY_BUFFER)
+        for key in progress:
+            progress[key] = saved[key]
+        progress["evaluations"] = [tuple(row) for row in progress["evaluations"]]
+        say(f"resuming {name} from {done:,} of {timesteps:,} timesteps")
+    else:
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        done = 0
+        model = build_model(algo, env, hp, seed=seed, device=sb3_device, tensorboard_log=tb_dir)
+    progress["settings"] = settings
+
+    callbacks: list[BaseCallback] = [
+        TrainingCallback(
+            partial,
+            eval_env,
+            masked=algo == "maskable-ppo",
+            eval_freq=eval_freq,
+            eval_seed=seed + 10_000,
+            checkpoint_freq=checkpoint_freq,
+            progress=progress,
+            save_replay_buffer=flat,
+            log=say,
+        )
+    ]
+    if callback is not None:
+        callbacks.append(callback)
+    say(
+        f"training {name}: {timesteps:,} timesteps, {n_envs} envs, seed {seed}, "
+        f"device {sb3_device}, demand {demand}"
+    )
+    model.learn(
+        total_timesteps=max(timesteps - done, 0),
+        callback=CallbackList(callbacks),
+        reset_num_timesteps=not resume,
+        tb_log_name=name,
+        progress_bar=progress_bar,
+    )
+    model.save(partial / "last_model.zip")
+    if progress["best_mean_reward"] is None:
+        model.save(partial / "best_model.zip")
+    seconds = time.perf_counter() - started
+    info = {
+        "name": name,
+        "algo": algo,
+        "demand": demand,
+        "timesteps": int(model.num_timesteps),
+        "requested_timesteps": timesteps,
+        "n_envs": n_envs,
+        "seeds": {"train": seed, "evaluation": seed + 10_000},
+        "device": sb3_device,
+        "hparams": hp,
+        "env": spec.to_dict(),
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "checkpoint_freq": checkpoint_freq,
+        "best_mean_reward": progress["best_mean_reward"],
+        "best_timesteps": progress["best_timesteps"],
+        "config_digest": config_digest(run.config.to_toml()),
+        "data_fingerprint": run.info.get("data", {}).get("fingerprint"),
+        "seconds": round(seconds, 2),
+        "resumed": resume,
+        "packages": package_versions(),
+    }
+    atomic_write_text(partial / TRAIN_JSON, json.dumps(info, indent=2) + "\n")
+    (partial / REPLAY_BUFFER).unlink(missing_ok=True)
+    _replace_dir(partial, final_dir)
+    say(f"wrote {final_dir} in {seconds:.0f} s")
+    return TrainResult(
+        name=name,
+        directory=final_dir,
+        timesteps=int(model.num_timesteps),
+        seconds=seconds,
+        best_mean_reward=progress["best_mean_reward"],
+        evaluations=list(progress["evaluations"]),
+    )
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move ``source`` onto ``target``, replacing an older ``target`` only once ready."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    if old.exists():
+        shutil.rmtree(old)

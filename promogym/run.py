@@ -1,0 +1,770 @@
+"""Run directories and the recommendation API: ``fit_run``, ``load_run``, ``Run.recommend``.
+
+A run directory ``runs/NAME/`` holds everything one shop's model needs:
+
+=====================  =====================================================================
+path                   content
+=====================  =====================================================================
+``config.toml``        the campaign config (:meth:`CampaignConfig.save`)
+``run.json``           data fingerprint, source, frequency, items, created-at, versions,
+                       seeds, forecaster validation metrics
+``history.parquet``    the validated training history (canonical frame)
+``forecaster/``        the fitted forecaster (:meth:`TransformerForecaster.save`)
+``market.json``        optional: the true market when the history was simulated (scoring)
+``agents/NAME/``       trained agents (:mod:`promogym.agents.train`)
+=====================  =====================================================================
+
+:func:`fit_run` builds the directory in a temporary sibling and renames it into place, so a
+failure leaves nothing behind. :func:`load_run` opens it; :meth:`Run.recommend` answers
+"what should the next period of the campaign be?" from the shop's latest history:
+
+>>> import promogym  # doctest: +SKIP
+>>> run = promogym.load_run("runs/demo")  # doctest: +SKIP
+>>> rec = run.recommend(history_df, item_id="sku-1", inventory=60, pipeline=[40, 0])  # doctest: +SKIP
+>>> rec.discount, rec.order_quantity, rec.expected_profit, rec.profit_interval  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from promogym.config import CampaignConfig, load_config
+from promogym.errors import PromogymInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from promogym.agents.policy import AgentPolicy
+    from promogym.data import SalesHistory
+    from promogym.envs.core import CampaignParams, CampaignState
+    from promogym.envs.forecaster_demand import ForecasterDemand
+    from promogym.envs.market import ReferenceMarket
+    from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
+
+RUN_FORMAT = "promogym-run/1"
+VERSION_PACKAGES = (
+    "promogym",
+    "torch",
+    "numpy",
+    "pandas",
+    "gymnasium",
+    "stable-baselines3",
+    "sb3-contrib",
+    "transformers",
+)
+AGENT_PREFERENCE = ("maskable-ppo", "ppo", "dqn")
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages a run depends on."""
+    out = {"python": sys.version.split()[0]}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+# ---- fit ------------------------------------------------------------------------------------
+def fit_run(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: CampaignConfig | str | os.PathLike[str] | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    fill_gaps: str | None = None,
+    categorical: Sequence[str] | None = None,
+    from_scratch: bool = False,
+    epochs: int | None = None,
+    seed: int = 0,
+    forecaster_config: TransformerConfig | None = None,
+    market: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Run:
+    """Validate ``data``, fit the forecaster and write the run directory ``out``.
+
+    Args:
+        data: sales history (.csv or .parquet).
+        out: run directory to create (an existing one is an error unless ``overwrite``).
+        config: campaign config, or a path to its TOML (default: the built-in campaign).
+        columns, fill_gaps, categorical: as for :func:`promogym.data.load_history_with_config`.
+        from_scratch: train the forecaster from random weights instead of the shipped base.
+        epochs: maximum forecaster epochs (default: the forecaster config's).
+        seed: forecaster seed.
+        forecaster_config: full forecaster config (tests pass tiny ones).
+        market: the true market's JSON (default: ``<data>.market.json`` if it exists, as
+            written by ``promogym simulate-history``); copied to ``market.json``.
+        overwrite: replace an existing run directory (only once the new one is complete).
+        progress: ``callable(str)`` for status lines.
+    """
+    import dataclasses
+
+    from promogym.data import load_history_with_config
+    from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
+    from promogym.io import atomic_write_text
+
+    say = progress or (lambda _msg: None)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PromogymInputError(
+            f"--out {out}: the run directory already exists; pick another name or delete it"
+        )
+    if not isinstance(config, CampaignConfig):
+        config = load_config(config)
+    history = load_history_with_config(
+        data,
+        config,
+        columns=columns,
+        fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
+        categorical=categorical,
+    )
+    market_path = Path(market) if market is not None else _market_beside(Path(data))
+    if market is not None and not market_path.is_file():
+        raise PromogymInputError(f"--market {market_path}: file not found")
+    fc_config = forecaster_config or TransformerConfig(seed=seed)
+    if epochs is not None:
+        fc_config = dataclasses.replace(fc_config, epochs=epochs)
+    say(f"fitting the forecaster on {history.source} ({len(history.item_ids)} items) ...")
+    forecaster = fit_forecaster(history, fc_config, from_scratch=from_scratch, progress=say)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        config.save(tmp / "config.toml")
+        history.frame.to_parquet(tmp / "history.parquet", index=False)
+        forecaster.save(tmp / "forecaster")
+        if market_path is not None and market_path.is_file():
+            shutil.copyfile(market_path, tmp / "market.json")
+        summary = history.summary()
+        info = {
+            "format": RUN_FORMAT,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "data": {
+                "source": str(Path(data).resolve()),
+                "fingerprint": summary["fingerprint"],
+                "freq": history.freq,
+                "items": history.item_ids,
+                "start": summary["start"],
+                "end": summary["end"],
+                "rows": summary["rows"],
+                "categorical": list(history.categorical),
+            },
+            "forecaster": {
+                "kind": forecaster.name,
+                "from_scratch": from_scratch,
+                "config": forecaster.config.to_dict(),
+                "validation_metrics": forecaster.validation_metrics,
+                "training": {k: v for k, v in forecaster.training.items() if k != "losses"},
+            },
+            "market": "market.json" if (tmp / "market.json").exists() else None,
+            "seeds": {"forecaster": fc_config.seed},
+            "packages": package_versions(),
+        }
+        atomic_write_text(tmp / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say(f"wrote {out}")
+    return load_run(out)
+
+
+def _market_beside(data: Path) -> Path | None:
+    path = data.with_name(data.name + ".market.json")
+    return path if path.is_file() else None
+
+
+# ---- load -----------------------------------------------------------------------------------
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Open a run directory written by :func:`fit_run` (``promogym fit``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise PromogymInputError(
+            f"--run {path}: no such run directory; create it with promogym fit"
+        )
+    missing = [
+        n
+        for n in ("config.toml", "run.json", "history.parquet", "forecaster")
+        if not (path / n).exists()
+    ]
+    if missing:
+        raise PromogymInputError(
+            f"--run {path}: not a run directory (missing {', '.join(missing)}); create it "
+            "with promogym fit"
+        )
+    info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    if info.get("format") != RUN_FORMAT:
+        raise PromogymInputError(
+            f"{path / 'run.json'}: format {info.get('format')!r} is not {RUN_FORMAT!r}; "
+            "re-create the run with promogym fit"
+        )
+    return Run(path=path, config=load_config(path / "config.toml"), info=info)
+
+
+@dataclass
+class Recommendation:
+    """What to do in the next period of a campaign, and what it is expected to earn.
+
+    Attributes:
+        discount: discount for the next period (from the campaign's ladder).
+        order_quantity: units to order now (from the order ladder).
+        expected_profit: mean profit over the rest of the campaign under the policy, from
+            simulated rollouts in the learned simulator (currency).
+        profit_interval: 10th and 90th percentiles of that profit.
+        plan: per remaining period, the policy's expected discount, sale probability,
+            expected order and expected units sold.
+        baselines: expected profit of each baseline policy from the same state, with the
+            same random numbers.
+    """
+
+    item_id: str
+    day: int
+    date: str
+    discount: float
+    order_quantity: int
+    expected_profit: float
+    profit_interval: tuple[float, float]
+    plan: list[dict[str, Any]]
+    baselines: dict[str, float]
+    agent: str
+    episodes: int
+    seed: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every field."""
+        return {
+            "item_id": self.item_id,
+            "day": self.day,
+            "date": self.date,
+            "discount": self.discount,
+            "order_quantity": self.order_quantity,
+            "expected_profit": self.expected_profit,
+            "profit_interval": list(self.profit_interval),
+            "plan": self.plan,
+            "baselines": self.baselines,
+            "agent": self.agent,
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "state": self.state,
+        }
+
+    def format(self) -> str:
+        """A short human-readable summary."""
+        lo, hi = self.profit_interval
+        lines = [
+            f"{self.item_id}, campaign period {self.day} ({self.date}), agent {self.agent}:",
+            f"  discount        {self.discount:.0%}",
+            f"  order now       {self.order_quantity} units",
+            f"  expected profit {self.expected_profit:.2f} (p10 {lo:.2f}, p90 {hi:.2f}) over "
+            f"the remaining {len(self.plan)} periods",
+        ]
+        for name, value in sorted(self.baselines.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  baseline {name:<22} {value:.2f}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Run:
+    """An opened run directory (see the module docstring)."""
+
+    path: Path
+    config: CampaignConfig
+    info: dict[str, Any]
+
+    # ---- contents -----------------------------------------------------------------------
+    @functools.cached_property
+    def history(self) -> SalesHistory:
+        """The validated training history."""
+        from promogym.data import load_history
+
+        categorical = tuple(self.info.get("data", {}).get("categorical", ()))
+        return load_history(self.path / "history.parquet", categorical=categorical)
+
+    @functools.cached_property
+    def forecaster(self) -> TransformerForecaster:
+        """The fitted forecaster (on the CPU)."""
+        from promogym.forecasters.transformer import TransformerForecaster
+
+        return TransformerForecaster.load(self.path / "forecaster")
+
+    def item_vocabulary(self) -> tuple[str, ...]:
+        """Item ids in the forecaster's order (``CampaignState.item`` indexes them)."""
+        return tuple(self.forecaster.item_ids)
+
+    def list_price(self) -> float:
+        """The config's list price, else the history's median list price."""
+        price = self.config.economics.list_price
+        if price is not None:
+            return float(price)
+        return float(self.history.frame["list_price"].median())
+
+    def market(self) -> ReferenceMarket | None:
+        """The true market the history was simulated from, if the run has ``market.json``."""
+        from promogym.envs.market import MarketParams, ReferenceMarket
+
+        path = self.path / "market.json"
+        if not path.is_file():
+            return None
+        freq = self.info.get("data", {}).get("freq", "D")
+        return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
+
+    def demand_model(self, history: SalesHistory | None = None) -> ForecasterDemand:
+        """The learned simulator: the forecaster rolled out from windows of ``history``."""
+        from promogym.envs.forecaster_demand import ForecasterDemand
+
+        return ForecasterDemand(
+            self.forecaster,
+            history if history is not None else self.history,
+            item_ids=self.item_vocabulary(),
+        )
+
+    def params(self, device: str | torch.device = "cpu") -> CampaignParams:
+        """Campaign parameters of the run's config."""
+        from promogym.envs.core import CampaignParams
+
+        return CampaignParams.from_config(
+            self.config,
+            list_price=self.list_price(),
+            period_days=self.history.period_days,
+            device=device,
+        )
+
+    # ---- agents -------------------------------------------------------------------------
+    def agents(self) -> list[str]:
+        """Names of the trained agents (directories with a ``train.json``)."""
+        root = self.path / "agents"
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "train.json").is_file())
+
+    def agent_info(self, name: str) -> dict[str, Any]:
+        """The agent's ``train.json``."""
+        self._check_agent(name)
+        return json.loads((self.path / "agents" / name / "train.json").read_text("utf-8"))
+
+    def default_agent(self) -> str:
+        """The agent used when none is named: the only one, else by algorithm preference."""
+        names = [n for n in self.agents() if self.agent_info(n).get("demand") == "learned"]
+        if not names:
+            raise PromogymInputError(
+                f"--run {self.path}: no trained agent; train one with "
+                f"promogym train --run {self.path} --algo ppo"
+            )
+        for algo in AGENT_PREFERENCE:
+            if algo in names:
+                return algo
+        return names[0]
+
+    def _check_agent(self, name: str) -> None:
+        if not (self.path / "agents" / name / "train.json").is_file():
+            raise PromogymInputError(
+                f"--agent {name}: no trained agent of that name in {self.path}; "
+                f"trained: {self.agents() or 'none'}"
+            )
+
+    def load_model(self, name: str | None = None, which: str = "best") -> Any:
+        """The SB3 model of agent ``name`` (``which``: ``best`` or ``last``) on the CPU."""
+        from promogym.agents.train import algo_class
+
+        name = name or self.default_agent()
+        info = self.agent_info(name)
+        if which not in ("best", "last"):
+            raise PromogymInputError(f"--policy must be 'best' or 'last', got {which!r}")
+        return algo_class(info["algo"]).load(
+            self.path / "agents" / name / f"{which}_model.zip", device="cpu"
+        )
+
+    def check_agent_config(self, name: str, config: CampaignConfig | None = None) -> None:
+        """Refuse an agent trained for another campaign config than ``config`` (default the run's)."""
+        from promogym.agents.train import config_digest
+
+        config = config or self.config
+        trained = self.agent_info(name).get("config_digest")
+        if (
+            config_digest(config.to_toml()) != trained
+            or config_digest(self.config.to_toml()) != trained
+        ):
+            raise PromogymInputError(
+                f"agent {name} in {self.path} was trained for another campaign config; "
+                f"use that config or retrain with promogym train --run {self.path} "
+                f"--algo {self.agent_info(name)['algo']}"
+            )
+
+    def policy(
+        self,
+        name: str | None = None,
+        which: str = "best",
+        *,
+        context: SalesHistory | None = None,
+        feature_model: Any = None,
+        shared_memory: bool = False,
+        device: str = "cpu",
+    ) -> AgentPolicy:
+        """Agent ``name`` as a batched :class:`~promogym.envs.rollout.Policy`.
+
+        Args:
+            name: agent name (default :meth:`default_agent`).
+            which: ``best`` or ``last`` model.
+            context: history whose latest periods the agent sees at a campaign's first
+                decision (default: the run's history).
+            feature_model: demand model behind the expected-demand features (default: the
+                learned simulator over ``context``, or the true market for an agent trained
+                on it).
+            shared_memory: read the simulating demand model's memory (it must be
+                ``feature_model``); see :mod:`promogym.agents.policy`.
+        """
+        from promogym.agents.policy import AgentPolicy
+        from promogym.agents.train import EnvSpec, training_history
+        from promogym.envs.flash_sale import CampaignBatch
+        from promogym.envs.forecaster_demand import HistoryWindows
+
+        name = name or self.default_agent()
+        info = self.agent_info(name)
+        self.check_agent_config(name)
+        spec = EnvSpec(**info["env"])
+        context = context if context is not None else self.history
+        if feature_model is None:
+            if spec.demand == "reference":
+                from promogym.agents.train import demand_model_for
+
+                feature_model = demand_model_for(self, "reference")
+            else:
+                feature_model = self.demand_model(context)
+        builder = CampaignBatch(
+            feature_model,
+            self.config,
+            n_envs=1,
+            history=training_history(self, spec.holdout_periods),
+            item_ids=self.item_vocabulary(),
+            list_price=self.list_price(),
+            recent_periods=spec.recent_periods,
+            expected_demand_obs=spec.expected_demand_obs,
+            device=device,
+        )
+        return AgentPolicy(
+            self.load_model(name, which),
+            builder,
+            feature_model,
+            context=HistoryWindows(context, self.item_vocabulary()),
+            flat=info["algo"] == "dqn",
+            masked=info["algo"] == "maskable-ppo",
+            shared_memory=shared_memory,
+            name=name,
+        )
+
+    def provenance(self, name: str | None = None) -> dict[str, Any]:
+        """Run description for reports: config, data, forecaster metrics, agent settings."""
+        out: dict[str, Any] = {
+            "run": str(self.path),
+            "config": self.config.to_dict(),
+            "data": self.info.get("data", {}),
+            "forecaster": self.info.get("forecaster", {}),
+        }
+        if name is not None or self.agents():
+            agent = name or self.default_agent()
+            info = self.agent_info(agent)
+            out["algorithm"] = {k: info[k] for k in ("name", "algo", "timesteps", "hparams")}
+            out["seeds"] = info.get("seeds", {})
+        return out
+
+    # ---- recommendation ---------------------------------------------------------------
+    def campaign_state(
+        self,
+        history: SalesHistory,
+        item_id: str,
+        inventory: int,
+        pipeline: Sequence[int],
+        day: int | None = None,
+    ) -> CampaignState:
+        """The campaign state of ``item_id`` right after ``history`` ends (see :meth:`recommend`)."""
+        import torch
+
+        from promogym.envs.core import initial_state
+        from promogym.envs.forecaster_demand import trailing_sale_streak
+        from promogym.envs.market import MAX_STREAK
+
+        cfg = self.config
+        vocab = self.item_vocabulary()
+        if item_id not in vocab:
+            raise PromogymInputError(
+                f"--item: unknown item {item_id!r}; the run knows {list(vocab)}"
+            )
+        if history.freq != self.history.freq:
+            raise PromogymInputError(
+                f"--history {history.source}: {history.freq} data, but the run was fitted on "
+                f"{self.history.freq} data; give the history at the run's frequency"
+            )
+        rows = history.frame[history.frame["item_id"] == item_id]
+        need = self.forecaster.context_length
+        if len(rows) < need:
+            raise PromogymInputError(
+                f"--history {history.source}: item {item_id!r} has {len(rows)} periods, the "
+                f"forecaster needs the last {need}; give a longer history"
+            )
+        if isinstance(inventory, bool) or not isinstance(inventory, int | np.integer):
+            raise PromogymInputError(f"--inventory must be a whole number, got {inventory!r}")
+        if not 0 <= inventory <= cfg.inventory.capacity:
+            raise PromogymInputError(
+                f"--inventory {inventory}: must be in 0..{cfg.inventory.capacity} "
+                "(inventory.capacity)"
+            )
+        pipeline = list(pipeline)
+        lead = cfg.inventory.lead_time
+        if len(pipeline) > lead:
+            raise PromogymInputError(
+                f"--pipeline {','.join(map(str, pipeline))}: {len(pipeline)} entries but "
+                f"inventory.lead_time is {lead}; pipeline[k] = units arriving in k+1 periods"
+            )
+        if any(
+            isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 0 for q in pipeline
+        ):
+            raise PromogymInputError(f"--pipeline {pipeline}: entries must be whole numbers >= 0")
+        last = pd.Timestamp(rows["date"].max())
+        period = pd.Timedelta(days=history.period_days)
+        next_date = last + period
+        start = cfg.campaign.start_date
+        if day is None:
+            day = 0
+            if start is not None and pd.Timestamp(start) <= next_date:
+                day = int((next_date - pd.Timestamp(start)) / period)
+        if isinstance(day, bool) or not isinstance(day, int | np.integer) or day < 0:
+            raise PromogymInputError(f"--day must be an integer >= 0, got {day!r}")
+        if day >= cfg.campaign.horizon:
+            raise PromogymInputError(
+                f"--day {day}: the campaign has {cfg.campaign.horizon} periods (0.."
+                f"{cfg.campaign.horizon - 1}); the history's last date {last.date()} is past "
+                "the campaign's end: pass --day or update campaign.start_date"
+            )
+        sale_budget = cfg.campaign.sale_budget
+        recent = rows.tail(max(day, MAX_STREAK))
+        discounts = torch.tensor(recent["discount"].to_numpy(), dtype=torch.float32)
+        streak = trailing_sale_streak(discounts[-MAX_STREAK:].unsqueeze(0))
+        sale_used = (
+            int((recent["discount"].to_numpy()[len(recent) - day :] > 0).sum()) if day else 0
+        )
+        slots = max(lead, 1)
+        pipe = [float(q) for q in pipeline] + [0.0] * (slots - len(pipeline))
+        day_number = int((next_date - pd.Timestamp("1970-01-01")).days)
+        return initial_state(
+            self.params(),
+            torch.tensor([vocab.index(item_id)]),
+            torch.tensor([day_number]),
+            on_hand=torch.tensor([float(inventory)]),
+            pipeline=torch.tensor([pipe]),
+            t=torch.tensor([day]),
+            streak=streak.long(),
+            sale_used=torch.tensor([min(sale_used, sale_budget)]),
+        )
+
+    def recommend(
+        self,
+        history_df: pd.DataFrame | SalesHistory | str | os.PathLike[str],
+        item_id: str,
+        inventory: int,
+        pipeline: Sequence[int] = (),
+        day: int | None = None,
+        *,
+        agent: str | None = None,
+        config: CampaignConfig | None = None,
+        episodes: int = 500,
+        seed: int = 0,
+        baselines: bool = True,
+        baseline_tune_episodes: int = 16,
+    ) -> Recommendation:
+        """Recommend the next period's discount and order for ``item_id``.
+
+        Args:
+            history_df: the shop's latest sales history (frame in the sales-history contract,
+                a :class:`SalesHistory` or a file path); it may include the campaign's own
+                past periods and must hold at least the forecaster's context length of
+                ``item_id``.
+            item_id: the item.
+            inventory: units on hand now (after this period's arrivals).
+            pipeline: ``pipeline[k]`` = units arriving in ``k + 1`` periods (at most
+                ``lead_time`` entries; missing ones are 0).
+            day: index of the next period within the campaign (default: from
+                ``campaign.start_date`` and the history's last date, else 0).
+            agent: trained agent (default :meth:`default_agent`).
+            config: the campaign config the caller expects; an agent trained for another
+                config is refused.
+            episodes: simulated campaigns behind the expected profit (common random numbers
+                for the agent and every baseline).
+            seed: seed of those random numbers.
+            baselines: also score the baseline rules (:func:`quick_baselines`, tuned in the
+                learned simulator from this state with ``baseline_tune_episodes`` campaigns
+                per candidate, on other random numbers than the scoring).
+        """
+        from promogym.data import SalesHistory, history_from_frame, load_history
+        from promogym.envs.rollout import simulate
+
+        name = agent or self.default_agent()
+        self.check_agent_config(name, config)
+        if episodes < 2:
+            raise PromogymInputError(f"episodes must be >= 2, got {episodes}")
+        if isinstance(history_df, SalesHistory):
+            history = history_df
+        elif isinstance(history_df, pd.DataFrame):
+            history = history_from_frame(
+                history_df,
+                "history_df",
+                fill_gaps=self.config.data.fill_gaps,  # type: ignore[arg-type]
+                columns=self.config.data.columns,
+            )
+        else:
+            history = load_history(
+                history_df,
+                columns=self.config.data.columns,
+                fill_gaps=self.config.data.fill_gaps,  # type: ignore[arg-type]
+            )
+        start = self.campaign_state(history, item_id, inventory, pipeline, day)
+        params = self.params()
+        simulator = self.demand_model(history)
+        policy = self.policy(name, context=history, feature_model=simulator, shared_memory=True)
+        rollout = simulate(policy, simulator, params, start, n_episodes=episodes, seed=seed)
+        first_d, first_o = policy_first_action(policy, start, params, simulator)
+        scores: dict[str, float] = {}
+        if baselines:
+            suite = quick_baselines(simulator, params, start, seed + 1, baseline_tune_episodes)
+            for base_name, base_policy in suite.items():
+                out = simulate(
+                    base_policy, simulator, params, start, n_episodes=episodes, seed=seed
+                )
+                scores[base_name] = float(out.profit.mean())
+        t0 = int(start.t[0])
+        first_day = int(start.day[0])
+        plan = []
+        periods = rollout.periods
+        for k in range(periods["discount"].shape[1]):
+            d = periods["discount"][:, k]
+            plan.append(
+                {
+                    "period": t0 + k,
+                    "date": str(np.datetime64(first_day + k * params.period_days, "D")),
+                    "expected_discount": float(d.mean()),
+                    "sale_probability": float((d > 0).mean()),
+                    "expected_order": float(periods["order_quantity"][:, k].mean()),
+                    "expected_units_sold": float(periods["units_sold"][:, k].mean()),
+                }
+            )
+        p10, p90 = np.percentile(rollout.profit, [10, 90])
+        return Recommendation(
+            item_id=item_id,
+            day=t0,
+            date=str(np.datetime64(first_day, "D")),
+            discount=float(params.discounts[first_d]),
+            order_quantity=int(params.order_quantities[first_o]),
+            expected_profit=float(rollout.profit.mean()),
+            profit_interval=(float(p10), float(p90)),
+            plan=plan,
+            baselines=scores,
+            agent=name,
+            episodes=episodes,
+            seed=seed,
+            state={
+                "on_hand": int(inventory),
+                "pipeline": [int(q) for q in start.pipeline[0].tolist()],
+                "streak": int(start.streak[0]),
+                "sale_used": int(start.sale_used[0]),
+            },
+        )
+
+
+def policy_first_action(
+    policy: AgentPolicy, start: CampaignState, params: CampaignParams, simulator: Any
+) -> tuple[int, int]:
+    """The policy's (deterministic) first action from the single state ``start``."""
+    policy.reset(start, params)
+    d, o = policy.act(start, params, simulator.initial_memory(start))
+    return int(d[0]), int(o[0])
+
+
+def quick_baselines(
+    simulator: Any, params: CampaignParams, start: CampaignState, seed: int, n_episodes: int
+) -> dict[str, Any]:
+    """The baseline rules of :mod:`promogym.envs.baselines`, tuned on a coarse grid.
+
+    Base-stock levels on a 5-point grid without refinement (about 60 short simulations in
+    all, against about 300 for :func:`~promogym.envs.baselines.baseline_suite`), so a
+    recommendation stays interactive: ``no-promotion``; ``best-fixed-discount`` (best sale
+    depth and level); ``periodic-flash-sale`` (every 2, 3, 4 or 7 periods at the best depth,
+    scored at the no-promotion level, then its own level); ``random``.
+    """
+    from promogym.envs.baselines import (
+        FixedDiscount,
+        NoPromotion,
+        PeriodicFlashSale,
+        RandomPolicy,
+        base_stock_grid,
+        mean_profit,
+        tune_base_stock,
+    )
+
+    common = {
+        "n_episodes": n_episodes,
+        "seed": seed,
+        "levels": base_stock_grid(params.capacity, 5),
+        "refine": False,
+    }
+    no_promotion = tune_base_stock(
+        lambda s: NoPromotion(base_stock=s), simulator, params, start, **common
+    )
+    suite: dict[str, Any] = {"no-promotion": no_promotion}
+    depths = range(1, params.n_discounts)
+    if depths:
+        fixed = [
+            tune_base_stock(
+                lambda s, d=d: FixedDiscount(base_stock=s, discount_idx=d),
+                simulator,
+                params,
+                start,
+                **common,
+            )
+            for d in depths
+        ]
+        suite["best-fixed-discount"] = max(fixed, key=lambda p: p.tuned_profit)
+        ranked = []
+        for every in (2, 3, 4, 7):
+            for d in depths:
+                rule = PeriodicFlashSale(
+                    base_stock=no_promotion.base_stock, discount_idx=d, every=every
+                )
+                score = mean_profit(
+                    rule, simulator, params, start, n_episodes=n_episodes, seed=seed
+                )
+                ranked.append((score, every, d))
+        _, every, d = max(ranked)
+        periodic = tune_base_stock(
+            lambda s: PeriodicFlashSale(base_stock=s, discount_idx=d, every=every),
+            simulator,
+            params,
+            start,
+            **common,
+        )
+        periodic.name = "periodic-flash-sale"
+        suite["periodic-flash-sale"] = periodic
+    suite["random"] = RandomPolicy(seed=seed)
+    return suite

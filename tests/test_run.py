@@ -1,0 +1,188 @@
+"""Run directory round trip, recommendations (API and CLI agree), bad inputs. Tiny configs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import promogym
+from promogym.agents.train import train_agent
+from promogym.cli import app
+from promogym.config import CampaignConfig
+from promogym.data import load_history
+from promogym.errors import PromogymInputError
+from promogym.forecasters.transformer import TransformerConfig
+from promogym.run import Run, fit_run, load_run
+from promogym.simulate import write_simulated_history
+
+TINY_FORECASTER = TransformerConfig(
+    context_length=14,
+    prediction_length=2,
+    lags=(1, 2, 7),
+    d_model=16,
+    heads=2,
+    ffn_dim=16,
+    item_embedding_dim=2,
+    epochs=1,
+    batch_size=32,
+    windows_per_epoch=64,
+    validation_periods=7,
+    num_samples=8,
+)
+# History 2024-01-01 .. 2024-04-29 (120 days); the campaign starts 3 days before its end.
+CONFIG = CampaignConfig().replace(campaign={"horizon": 7, "start_date": "2024-04-27"})
+TINY_PPO = {"n_steps": 7, "batch_size": 28, "n_epochs": 1, "net_arch": [16]}
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shop")
+    torch.set_num_threads(1)
+    write_simulated_history(root / "history.csv", n_items=2, periods=120, seed=0, config=CONFIG)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(shop: Path) -> Run:
+    run = fit_run(
+        shop / "history.csv",
+        shop / "run",
+        CONFIG,
+        forecaster_config=TINY_FORECASTER,
+        from_scratch=True,
+    )
+    train_agent(
+        run,
+        "ppo",
+        timesteps=56,
+        n_envs=4,
+        seed=0,
+        device="cpu",
+        hparams=TINY_PPO,
+        eval_episodes=4,
+        tensorboard=False,
+    )
+    return load_run(shop / "run")
+
+
+def test_run_directory_round_trip(shop: Path, trained: Run) -> None:
+    path = shop / "run"
+    for name in ("config.toml", "run.json", "history.parquet", "forecaster", "market.json"):
+        assert (path / name).exists(), name
+    run = promogym.load_run(path)
+    assert run.config == CONFIG
+    original = load_history(shop / "history.csv")
+    assert run.history.fingerprint() == original.fingerprint()
+    info = json.loads((path / "run.json").read_text())
+    assert info["data"]["fingerprint"] == original.fingerprint()
+    assert info["data"]["items"] == ["sku-0", "sku-1"]
+    assert info["data"]["freq"] == "D"
+    assert info["forecaster"]["validation_metrics"] == run.forecaster.validation_metrics
+    assert set(info["packages"]) >= {"torch", "stable-baselines3"}
+    assert run.market() is not None and run.market().item_ids == ("sku-0", "sku-1")
+    assert run.agents() == ["ppo"]
+    assert not list(path.parent.glob(".run.*"))  # no temp directories left
+
+
+def test_fit_refuses_existing_run_and_leaves_nothing_on_failure(shop: Path, trained: Run) -> None:
+    with pytest.raises(PromogymInputError, match="already exists"):
+        fit_run(shop / "history.csv", shop / "run", CONFIG, forecaster_config=TINY_FORECASTER)
+    bad = shop / "bad.csv"
+    bad.write_text("date,item_id,units_sold,price\n2024-01-01,a,-1,2.0\n")
+    with pytest.raises(PromogymInputError):
+        fit_run(bad, shop / "bad-run", CONFIG, forecaster_config=TINY_FORECASTER)
+    assert not (shop / "bad-run").exists()
+    assert not list(shop.glob(".bad-run*"))
+
+
+def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
+    with pytest.raises(PromogymInputError, match="no such run directory"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(PromogymInputError, match="not a run directory"):
+        load_run(tmp_path)
+
+
+def test_recommend_fields(shop: Path, trained: Run) -> None:
+    history = pd.read_csv(shop / "history.csv")
+    rec = trained.recommend(
+        history,
+        item_id="sku-1",
+        inventory=60,
+        pipeline=[40, 0],
+        episodes=32,
+        baseline_tune_episodes=4,
+    )
+    assert rec.discount in CONFIG.campaign.discounts
+    assert rec.order_quantity in CONFIG.inventory.order_quantities
+    # The campaign started on 2024-04-27; the history ends 2024-04-29: next is period 3.
+    assert rec.day == 3 and rec.date == "2024-04-30"
+    assert len(rec.plan) == CONFIG.campaign.horizon - 3
+    assert rec.plan[0]["expected_discount"] == pytest.approx(rec.discount)
+    assert rec.plan[0]["expected_order"] == pytest.approx(rec.order_quantity)
+    lo, hi = rec.profit_interval
+    assert lo <= hi and math.isfinite(rec.expected_profit)
+    assert {"no-promotion", "best-fixed-discount", "periodic-flash-sale"} <= set(rec.baselines)
+    assert rec.state["pipeline"] == [40, 0]
+    assert json.loads(json.dumps(rec.to_dict())) == rec.to_dict()
+    again = trained.recommend(
+        history,
+        item_id="sku-1",
+        inventory=60,
+        pipeline=[40, 0],
+        day=0,
+        episodes=32,
+        baselines=False,
+    )
+    assert again.day == 0 and len(again.plan) == CONFIG.campaign.horizon and not again.baselines
+
+
+def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
+    args = ["recommend", "--run", str(shop / "run"), "--history", str(shop / "history.csv")]
+    args += ["--item", "sku-0", "--inventory", "30", "--pipeline", "40", "--episodes", "16"]
+    result = CliRunner().invoke(app, [*args, "--no-baselines", "--json"])
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.output)
+    api = trained.recommend(
+        load_history(shop / "history.csv"), "sku-0", 30, [40], episodes=16, baselines=False
+    )
+    assert from_cli == api.to_dict()
+    text = CliRunner().invoke(app, [*args, "--no-baselines"])
+    assert text.exit_code == 0 and "expected profit" in text.output
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"item_id": "sku-9"}, "unknown item"),
+        ({"pipeline": [10, 10, 10]}, "lead_time"),
+        ({"inventory": 500}, "capacity"),
+        ({"inventory": -1}, "must be in"),
+        ({"day": 7}, "campaign has 7 periods"),
+        ({"config": CampaignConfig()}, "another campaign config"),
+        ({"agent": "dqn"}, "no trained agent"),
+    ],
+)
+def test_recommend_bad_inputs(shop: Path, trained: Run, kwargs: dict, message: str) -> None:
+    call = {"item_id": "sku-0", "inventory": 60, "pipeline": [0, 0], "episodes": 4}
+    call.update(kwargs)
+    with pytest.raises(PromogymInputError, match=message):
+        trained.recommend(pd.read_csv(shop / "history.csv"), baselines=False, **call)
+
+
+def test_recommend_short_history_and_cli_error(shop: Path, trained: Run) -> None:
+    short = pd.read_csv(shop / "history.csv").groupby("item_id").tail(5)
+    with pytest.raises(PromogymInputError, match="forecaster needs the last 14"):
+        trained.recommend(short, "sku-0", 60, [0, 0], episodes=4, baselines=False)
+    result = CliRunner().invoke(
+        app,
+        ["recommend", "--run", str(shop / "run"), "--history", str(shop / "history.csv")]
+        + ["--item", "nope", "--inventory", "1"],
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "unknown item" in result.output
