@@ -17,9 +17,7 @@ $(BIN)/promogym: pyproject.toml
 setup: $(BIN)/promogym
 
 demo: setup
-	$(BIN)/promogym simulate-history --items 8 --periods 730 --seed 0 --out demo-out/history.csv
-	$(BIN)/promogym check-data --data demo-out/history.csv
-	$(BIN)/promogym solve
+	$(BIN)/promogym demo --out demo-out
 
 test: setup
 	$(BIN)/ruff check .
