@@ -34,8 +34,12 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Each script prints a table and writes JSON to benchmarks/results/ (see benchmarks/README.md).
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_env.py --threads 1 --ppo-envs 256 --out benchmarks/results/bench_env_ppo256.json
+	$(BIN)/python benchmarks/bench_forecaster.py --from-scratch
+	$(BIN)/python benchmarks/bench_oj.py --models snaive,lgbm,tft,tft-scratch --rounds 12
+	$(BIN)/python benchmarks/bench_policy.py --update-readme
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
