@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from promogym.envs.core import CampaignParams, CampaignState, repair_actions
+from promogym.envs.core import CampaignParams, CampaignState, place_order, repair_actions
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.flash_sale import CampaignBatch, flat_masks
 from promogym.envs.forecaster_demand import HistoryWindows
@@ -108,17 +108,10 @@ class AgentPolicy(Policy):
         prev = self._prev
         assert prev is not None
         before: CampaignState = prev["state"]
-        q = params.order_quantities[prev["order_idx"]]
-        if params.lead_time == 0:
-            on_hand = torch.clamp(before.on_hand + q, max=float(params.capacity))
-            arrivals = before.pipeline[:, 0]
-        else:
-            on_hand = before.on_hand
-            pipeline = before.pipeline.clone()
-            pipeline[:, params.lead_time - 1] += q
-            arrivals = pipeline[:, 0]
+        ordered, _ = place_order(before, params, prev["order_idx"])
+        arrivals = ordered.pipeline[:, 0]
         left = torch.clamp(state.on_hand - arrivals, min=0.0)
-        sold = torch.clamp(on_hand - left, min=0.0)
+        sold = torch.clamp(ordered.on_hand - left, min=0.0)
         discount = params.discounts[prev["discount_idx"]]
         device = self.builder.device
         self._recent_units = torch.cat(

@@ -30,8 +30,9 @@ OPTIMUM = "dp-optimum"
 
 def next_campaign_day(run: Run) -> int:
     """Calendar day (days since 1970-01-01) of the period after the run's history."""
-    last = run.history.frame["date"].max()
-    return int(np.datetime64(last, "D").astype(np.int64)) + run.history.period_days
+    from promogym.envs.market import day_number
+
+    return day_number(run.history.frame["date"].max()) + run.history.period_days
 
 
 @dataclass

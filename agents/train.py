@@ -28,7 +28,6 @@ Determinism: on CPU, one seed gives identical weights (the env seeds campaign ``
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -325,14 +324,6 @@ def write_evaluations(path: Path, rows: list[tuple[int, float, float]]) -> None:
     lines = ["timesteps,mean_reward,std_reward"]
     lines += [f"{int(t)},{m:.6f},{s:.6f}" for t, m, s in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_evaluations(path: Path) -> list[tuple[int, float, float]]:
-    with path.open(encoding="utf-8") as fh:
-        return [
-            (int(r["timesteps"]), float(r["mean_reward"]), float(r["std_reward"]))
-            for r in csv.DictReader(fh)
-        ]
 
 
 # ---- training -------------------------------------------------------------------------------

@@ -34,27 +34,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import Memory
-from promogym.envs.market import MAX_STREAK, ReferenceMarket
+from promogym.envs.market import MAX_STREAK, ReferenceMarket, day_number
 from promogym.envs.rollout import Policy
 from promogym.errors import PromogymInputError
 
 DEFAULT_START_DATE = dt.date(2026, 12, 1)
 """Campaign start used when the config gives no ``campaign.start_date``."""
-
-
-def day_number(date: dt.date) -> int:
-    """Calendar day as the market counts it: days since 1970-01-01.
-
-    >>> day_number(dt.date(2026, 12, 1))
-    20788
-    """
-    return int(np.datetime64(date, "D").astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -347,9 +337,14 @@ def solve(
     )
 
 
+def campaign_start_date(config: CampaignConfig) -> dt.date:
+    """``config.campaign.start_date``, or :data:`DEFAULT_START_DATE` when it is unset."""
+    return config.campaign.start_date or DEFAULT_START_DATE
+
+
 def campaign_start_day(config: CampaignConfig) -> int:
-    """Day number of ``config.campaign.start_date`` (default :data:`DEFAULT_START_DATE`)."""
-    return day_number(config.campaign.start_date or DEFAULT_START_DATE)
+    """Day number of :func:`campaign_start_date`."""
+    return day_number(campaign_start_date(config))
 
 
 def optimum_report(
@@ -421,7 +416,7 @@ def optimum_report(
     return {
         "item": item,
         "market_seed": market_seed,
-        "start_date": (config.campaign.start_date or DEFAULT_START_DATE).isoformat(),
+        "start_date": campaign_start_date(config).isoformat(),
         "config": config.to_dict(),
         "expected_profit": optimum,
         "solve_seconds": solution.solve_seconds,

@@ -42,7 +42,7 @@ from promogym.envs.core import (
 )
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
 from promogym.envs.forecaster_demand import HistoryWindows, trailing_sale_streak
-from promogym.envs.market import MAX_STREAK, default_market, weekday
+from promogym.envs.market import MAX_STREAK, day_number, default_market, weekday
 from promogym.errors import PromogymInputError
 
 ENV_ID = FLASH_SALE_ID
@@ -70,10 +70,21 @@ INFO_KEYS = (
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given.
+
+    An unknown device name, or CUDA on a machine without it, is a :class:`PromogymInputError`.
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PromogymInputError(f"--device {device!r}: use cpu, cuda or auto") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise PromogymInputError(
+            f"--device {device!r}: CUDA is not available here; use cpu or auto"
+        )
+    return resolved
 
 
 # ---- per-row counter-based random numbers ----------------------------------------------------
@@ -164,10 +175,10 @@ def _to_day(value: Any, key: str) -> int:
     if isinstance(value, dt.datetime):
         value = value.date()
     if isinstance(value, dt.date):
-        return int(np.datetime64(value, "D").astype(np.int64))
+        return day_number(value)
     if isinstance(value, str):
         try:
-            return int(np.datetime64(dt.date.fromisoformat(value), "D").astype(np.int64))
+            return day_number(dt.date.fromisoformat(value))
         except ValueError:
             pass
     raise PromogymInputError(
@@ -500,18 +511,6 @@ class CampaignBatch:
         """Demand distribution at every ladder discount for the current states (one call)."""
         assert self.state is not None
         self._cache = self.demand_model.distribution(self.state, self.memory, self.params.discounts)
-
-    def check_actions(self, discount_idx: np.ndarray, order_idx: np.ndarray) -> None:
-        """Raise a clear error for action indices outside the ladders."""
-        nd, no = self.params.n_discounts, self.params.n_orders
-        bad_d = (discount_idx < 0) | (discount_idx >= nd)
-        bad_o = (order_idx < 0) | (order_idx >= no)
-        if bad_d.any() or bad_o.any():
-            row = int(np.flatnonzero(bad_d | bad_o)[0])
-            raise PromogymInputError(
-                f"action out of range in campaign {row}: discount index {int(discount_idx[row])} "
-                f"must be in [0, {nd}) and order index {int(order_idx[row])} in [0, {no})"
-            )
 
     def step(self, discount_idx: torch.Tensor, order_idx: torch.Tensor) -> StepResult:
         """Advance every campaign one period; infeasible actions are repaired, not refused."""

@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ MAX_STREAK = 6
 """Consecutive sale periods remembered by the market; longer streaks behave like this many."""
 
 Frequency = Literal["D", "W"]
+
+
+def day_number(date: dt.date | np.datetime64 | str) -> int:
+    """Calendar day as the market counts it: days since 1970-01-01.
+
+    Takes a date, a datetime or ``pandas.Timestamp`` (its date), a ``numpy.datetime64`` or an
+    ISO date string.
+
+    >>> day_number(dt.date(2026, 12, 1))
+    20788
+    """
+    return int(np.datetime64(date, "D").astype(np.int64))
 
 
 def weekday(day: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:

@@ -746,6 +746,12 @@ def _parse_number(
                 f"{numbers[pos]:g} is not a whole number",
                 f"{name} counts units: write an integer",
             )
+        # Above 2**53 float64 no longer holds every integer, and int64 soon overflows.
+        pos = check.first(known & (numbers > 2.0**53))
+        if pos is not None:
+            raise check.fail(
+                pos, name, f"{numbers[pos]:g} is too large for a unit count", f"fix {name}"
+            )
     return np.where(known, numbers, np.nan)
 
 

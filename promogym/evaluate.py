@@ -37,7 +37,7 @@ import torch
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand
-from promogym.envs.market import ReferenceMarket, default_market
+from promogym.envs.market import ReferenceMarket, day_number, default_market
 from promogym.envs.rollout import Policy, Rollout, simulate
 from promogym.errors import PromogymInputError
 from promogym.report import EvaluationReport, package_versions, summarise, write_report
@@ -214,7 +214,7 @@ def reference_setup(
     Starts on ``config.campaign.start_date`` (default 2026-12-01) with the config's initial
     stock; the list price comes from the config, else from the market's item.
     """
-    from promogym.envs.dp import DEFAULT_START_DATE, day_number
+    from promogym.envs.dp import campaign_start_date
 
     config = config or CampaignConfig()
     market = default_market(n_items, market_seed)
@@ -228,7 +228,7 @@ def reference_setup(
         list_price=float(market.params.list_price[idx]),
         period_days=7 if market.freq == "W" else 1,
     )
-    start_date = config.campaign.start_date or DEFAULT_START_DATE
+    start_date = campaign_start_date(config)
     start = initial_state(params, torch.tensor([idx]), torch.tensor([day_number(start_date)]))
     return ReferenceSetup(config, market, item, idx, start_date, params, start)
 
@@ -272,12 +272,12 @@ def evaluate_campaign(
         progress: show progress on stderr.
         log: ``callable(str)`` for status lines (default: silent).
     """
-    threads = torch.get_num_threads()
+    from promogym.envs.baselines import torch_threads
+
     # Rollout batches are small tensor ops: one thread is as fast on an idle machine and
     # avoids thread oversubscription on a busy one (measured: 2 threads ran ~10x slower on a
     # loaded 2-core box).
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         say = log or (lambda _msg: None)
         if market is not None and market not in MARKET_CHOICES:
             raise PromogymInputError(f"--market must be one of {MARKET_CHOICES}, got {market!r}")
@@ -289,8 +289,6 @@ def evaluate_campaign(
             inputs, out, episodes=episodes, seed=seed, tune_episodes=tune_episodes,
             progress=progress, say=say,
         )  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -342,7 +340,11 @@ def demo_inputs(config: CampaignConfig | None, item: str, market: str) -> Campai
 def run_inputs(
     path: Path, config: CampaignConfig | None, item: str, policy: str, market: str | None
 ) -> CampaignInputs:
-    """A trained run: its agent, learned simulator and (if simulated) true market."""
+    """A run: its agent, learned simulator and (if simulated) true market.
+
+    A run with no trained agent yet (``--policy best`` or ``last``) is evaluated with the
+    baselines alone.
+    """
     from promogym.agents.scoring import next_campaign_day
     from promogym.run import load_run
 
@@ -380,16 +382,18 @@ def run_inputs(
         markets["learned"] = run.demand_model()
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
-    provenance["policy"] = {"agent": agent, "model": which}
-    agent_dir = path / "agents" / agent
-    log = next(
-        (
-            agent_dir / n
-            for n in ("evaluations.npz", "evaluations.csv")
-            if (agent_dir / n).is_file()
-        ),
-        None,
-    )
+    log = None
+    if agent is not None:
+        provenance["policy"] = {"agent": agent, "model": which}
+        agent_dir = path / "agents" / agent
+        log = next(
+            (
+                agent_dir / n
+                for n in ("evaluations.npz", "evaluations.csv")
+                if (agent_dir / n).is_file()
+            ),
+            None,
+        )
     return CampaignInputs(
         params,
         start,
@@ -397,16 +401,16 @@ def run_inputs(
         dt.date(1970, 1, 1) + dt.timedelta(days=day),
         markets,
         true_market if "reference" in markets else None,
-        {agent: run.policy(agent, which)},
+        {agent: run.policy(agent, which)} if agent is not None else {},
         provenance,
         log,
     )
 
 
-def _agent_choice(run: Any, policy: str) -> tuple[str, str]:
-    """``--policy best|last|PATH`` -> (agent name, ``best``/``last``)."""
+def _agent_choice(run: Any, policy: str) -> tuple[str | None, str]:
+    """``--policy best|last|PATH`` -> (agent name, ``best``/``last``); no agent yet: ``None``."""
     if policy in ("best", "last"):
-        return run.default_agent(), policy
+        return (run.default_agent() if run.agents() else None), policy
     target = Path(policy).resolve()
     agents_dir = (run.path / "agents").resolve()
     if target.parent == agents_dir and target.name in run.agents():

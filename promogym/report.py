@@ -41,11 +41,9 @@ import math
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -494,13 +492,10 @@ def summarise(
 
 def package_versions() -> dict[str, str]:
     """Versions of python and the packages a result depends on (``"not installed"`` if absent)."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    from promogym.run import package_versions as versions
+
+    out = versions(VERSION_PACKAGES)
+    return {"python": out.pop("python"), "platform": platform.platform(), **out}
 
 
 # ---- training logs ---------------------------------------------------------------------------

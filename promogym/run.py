@@ -69,10 +69,13 @@ VERSION_PACKAGES = (
 AGENT_PREFERENCE = ("maskable-ppo", "ppo", "dqn")
 
 
-def package_versions() -> dict[str, str]:
-    """Python and the versions of the packages a run depends on."""
+def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
+    """Python and the versions of ``packages`` (default: those a run depends on).
+
+    A package that is not installed is reported as ``"not installed"``.
+    """
     out = {"python": sys.version.split()[0]}
-    for name in VERSION_PACKAGES:
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -121,6 +124,8 @@ def fit_run(
 
     say = progress or (lambda _msg: None)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PromogymInputError(f"--out {out}: exists and is not a directory; pick another name")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PromogymInputError(
             f"--out {out}: the run directory already exists; pick another name or delete it"
@@ -505,7 +510,7 @@ class Run:
 
         from promogym.envs.core import initial_state
         from promogym.envs.forecaster_demand import trailing_sale_streak
-        from promogym.envs.market import MAX_STREAK
+        from promogym.envs.market import MAX_STREAK, day_number
 
         cfg = self.config
         vocab = self.item_vocabulary()
@@ -568,11 +573,10 @@ class Run:
         )
         slots = max(lead, 1)
         pipe = [float(q) for q in pipeline] + [0.0] * (slots - len(pipeline))
-        day_number = int((next_date - pd.Timestamp("1970-01-01")).days)
         return initial_state(
             self.params(),
             torch.tensor([vocab.index(item_id)]),
-            torch.tensor([day_number]),
+            torch.tensor([day_number(next_date)]),
             on_hand=torch.tensor([float(inventory)]),
             pipeline=torch.tensor([pipe]),
             t=torch.tensor([day]),

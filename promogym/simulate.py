@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from promogym.config import CampaignConfig
-from promogym.envs.market import ReferenceMarket, next_streak
+from promogym.envs.market import ReferenceMarket, day_number, next_streak
 from promogym.errors import PromogymInputError
 
 HISTORY_COLUMNS = (
@@ -166,7 +166,7 @@ def simulate_history(
     order_up_to = np.minimum(capacity, reorder_point + np.ceil(regular * cycle))
 
     item = torch.arange(n_items)
-    start_day = int((start - pd.Timestamp("1970-01-01")).days)
+    start_day = day_number(start)
     on_hand = order_up_to[0].copy()
     pipeline = np.zeros((n_items, max(lead_time, 1)))
     streak = torch.zeros(n_items, dtype=torch.long)

@@ -76,6 +76,13 @@ BAD_INPUTS = [
         ["data row 1", "column 'units_sold'", "whole number"],
     ),
     (
+        "huge-units",
+        "d.csv",
+        csv_text("2024-01-01,a,3,10", "2024-01-02,a,1e30,10"),
+        {},
+        ["data row 2", "column 'units_sold'", "too large"],
+    ),
+    (
         "text-units",
         "d.csv",
         csv_text("2024-01-01,a,3,10", "2024-01-02,a,lots,10"),

@@ -19,7 +19,7 @@ from promogym.data import SalesHistory, history_from_frame
 from promogym.distributions import negative_binomial_icdf, negative_binomial_pmf
 from promogym.envs.core import CampaignParams, CampaignState, initial_state, transition
 from promogym.envs.demand import MarketDemand, Memory
-from promogym.envs.flash_sale import ENV_ID, CampaignBatch, FlashSaleEnv
+from promogym.envs.flash_sale import ENV_ID, CampaignBatch, FlashSaleEnv, resolve_device
 from promogym.envs.forecaster_demand import ForecasterDemand
 from promogym.envs.market import (
     MAX_STREAK,
@@ -546,3 +546,12 @@ def test_maskable_ppo_trains_on_the_vec_env() -> None:
         actions, _ = model.predict(obs, action_masks=masks)
         obs, _, _, infos = venv.step(actions)
         assert not any(info["repaired"] for info in infos)
+
+
+def test_resolve_device_rejects_unknown_or_unavailable_devices() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(PromogymInputError, match="--device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(PromogymInputError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -513,3 +513,21 @@ def test_evaluate_cli_with_a_trained_run(tiny_run: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "y" / "report.json").read_text(encoding="utf-8"))
     assert list(data["markets"]) == ["learned"] and data["provenance"]["policy"]["model"] == "last"
+
+
+@pytest.mark.slow
+def test_evaluate_a_run_without_agents_scores_the_baselines_alone(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    untrained = tmp_path / "untrained"
+    shutil.copytree(tiny_run, untrained, ignore=shutil.ignore_patterns("agents"))
+    out = tmp_path / "rep"
+    args = ["evaluate", "--run", str(untrained), "--episodes", "6", "--tune-episodes", "4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert set(data["markets"]) == {"reference", "learned"}
+    for market in data["markets"].values():
+        kinds = {p["kind"] for p in market["policies"].values()}
+        assert "agent" not in kinds and "baseline" in kinds
+    assert "policy" not in data["provenance"]

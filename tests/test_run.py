@@ -99,6 +99,8 @@ def test_fit_refuses_existing_run_and_leaves_nothing_on_failure(shop: Path, trai
         fit_run(bad, shop / "bad-run", CONFIG, forecaster_config=TINY_FORECASTER)
     assert not (shop / "bad-run").exists()
     assert not list(shop.glob(".bad-run*"))
+    with pytest.raises(PromogymInputError, match="not a directory"):
+        fit_run(shop / "history.csv", bad, CONFIG, forecaster_config=TINY_FORECASTER)
 
 
 def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
