@@ -35,6 +35,7 @@ import torch
 
 from promogym.config import CampaignConfig
 from promogym.envs.market import next_streak
+from promogym.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class CampaignParams:
         eco = config.economics
         price = eco.list_price if eco.list_price is not None else list_price
         if price is None:
-            raise ValueError(
-                "economics.list_price is unset: set it in the config or pass list_price"
+            raise ConfigError(
+                "economics.list_price is unset and no list price came from the data: "
+                "set economics.list_price in the campaign TOML"
             )
         return cls(
             horizon=config.campaign.horizon,

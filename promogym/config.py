@@ -62,7 +62,7 @@ class InventorySection:
 class EconomicsSection:
     """``[economics]``: prices and costs in currency units."""
 
-    list_price: float | None = 20.0
+    list_price: float | None = 20.0  # the built-in demo campaign's; a TOML without it: from data
     unit_cost: float = 9.0
     holding_cost: float = 0.05
     order_fixed_cost: float = 15.0
@@ -108,6 +108,10 @@ class CampaignConfig:
             values = raw.get(name, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"{source}: [{name}] must be a table of keys")
+            if name == "economics" and "list_price" not in values:
+                # An omitted list price means "take it from the data" (the item's list price),
+                # not the built-in demo campaign's 20.0.
+                values = {**values, "list_price": None}
             known = {f.name for f in fields(section_cls)}
             for key in values:
                 if key not in known:
@@ -258,6 +262,9 @@ def _coerce_section(name: str, values: dict[str, Any], source: str) -> dict[str,
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{where} must be an integer, got {value!r}")
         elif key in _FLOAT_KEYS:
+            if value is None and key == "list_price":
+                out[key] = None
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{where} must be a number, got {value!r}")
             value = float(value)

@@ -87,3 +87,24 @@ def test_cli_check_config_exit_code(tmp_path: Path) -> None:
     assert "campaign.horizon" in result.output
     ok = CliRunner().invoke(app, ["check-config"])
     assert ok.exit_code == 0 and "horizon = 28" in ok.output
+
+
+def test_list_price_omitted_means_from_data(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[economics]\nunit_cost = 1.2\n")
+    cfg = load_config(path)
+    assert cfg.economics.list_price is None
+    cfg.save(tmp_path / "again.toml")
+    assert load_config(tmp_path / "again.toml") == cfg
+    assert CampaignConfig().economics.list_price == 20.0  # the built-in demo campaign
+
+
+def test_params_need_a_list_price(tmp_path: Path) -> None:
+    from promogym.envs.core import CampaignParams
+
+    path = tmp_path / "c.toml"
+    path.write_text("[economics]\nunit_cost = 1.2\n")
+    cfg = load_config(path)
+    assert CampaignParams.from_config(cfg, list_price=2.5).list_price == 2.5
+    with pytest.raises(ConfigError, match="economics.list_price"):
+        CampaignParams.from_config(cfg)
