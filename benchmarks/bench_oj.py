@@ -20,6 +20,10 @@ Scores over all scored rows of all rounds:
 ``--split validation`` shifts every round 24 weeks earlier (train up to week 111+2i, forecast
 113+2i and 114+2i): no week it scores is a test week, so LightGBM settings are tuned there.
 
+Transformer settings are :data:`TFT_SETTINGS` (``--tft`` JSON overrides them). Its fitted
+quantiles are recalibrated on its own validation weeks (the last 8 training weeks), so no
+scored week is used.
+
 Example: python benchmarks/bench_oj.py --models snaive,lgbm --rounds 12 --update-readme
 """
 
@@ -78,10 +82,24 @@ LGBM_SETTINGS: dict[str, Any] = {
 }
 
 
-def make_model(name: str, seed: int, lgbm: dict[str, Any] | None = None) -> Forecaster:
+# Transformer settings (TransformerConfig keys). 8 validation weeks (early stopping and the
+# dispersion calibration); store/brand-relative prices as covariates (cross-price competition,
+# as LightGBM's relative-price features); 64 Monte-Carlo paths x 32 NB draws for quantiles.
+TFT_SETTINGS: dict[str, Any] = {
+    "validation_periods": 8,
+    "group_price_features": True,
+    "num_samples": 64,
+    "quantile_draws": 32,
+}
+
+
+def make_model(
+    name: str, seed: int, lgbm: dict[str, Any] | None = None, tft: dict[str, Any] | None = None
+) -> Forecaster:
     """A fresh forecaster for ``name`` (one of :data:`MODEL_NAMES`).
 
-    ``lgbm`` overrides :data:`LGBM_SETTINGS` (keys of ``LightGBMForecaster``; ``params`` merge).
+    ``lgbm`` overrides :data:`LGBM_SETTINGS` (keys of ``LightGBMForecaster``; ``params`` merge);
+    ``tft`` overrides :data:`TFT_SETTINGS` (keys of ``TransformerConfig``).
     """
     if name == "snaive":
         from promogym.forecasters.baselines import SeasonalNaive
@@ -96,7 +114,7 @@ def make_model(name: str, seed: int, lgbm: dict[str, Any] | None = None) -> Fore
     if name in ("tft", "tft-scratch"):
         from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
 
-        config = TransformerConfig(validation_periods=8, seed=seed)
+        config = TransformerConfig(seed=seed, **{**TFT_SETTINGS, **(tft or {})})
         return TransformerForecaster(config, from_scratch=name == "tft-scratch")
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
@@ -182,13 +200,14 @@ def run_model(
     seed: int,
     log: Callable[[str], None],
     lgbm: dict[str, Any] | None = None,
+    tft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit and forecast every round with a fresh model; metrics, timings and per-round MAPE."""
     scored, per_round, fit_s, predict_s = [], [], 0.0, 0.0
     for i in range(rounds):
         train_end, weeks = round_weeks(i, shift)
         history, future, actual = split_round(full, train_end)
-        model = make_model(name, seed, lgbm)
+        model = make_model(name, seed, lgbm, tft)
         t0 = time.perf_counter()
         model.fit(history)
         t1 = time.perf_counter()
@@ -260,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lgbm", type=json.loads, default=None, help="JSON overrides of LGBM_SETTINGS (tuning)"
     )
+    parser.add_argument(
+        "--tft", type=json.loads, default=None, help="JSON overrides of TFT_SETTINGS (tuning)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads")
     parser.add_argument("--update-readme", action="store_true", help="write the table into README")
     args = parser.parse_args(argv)
@@ -291,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.seed,
                 print,
                 {"num_threads": args.threads, **(args.lgbm or {})},
+                args.tft,
             )
         except Exception as exc:  # a model that fails is reported, the others still run
             traceback.print_exc()
@@ -315,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "published_mape": PUBLISHED,
         "lgbm_settings": {**LGBM_SETTINGS, **(args.lgbm or {})},
+        "tft_settings": {**TFT_SETTINGS, **(args.tft or {})},
         "models": results,
         "table": markdown,
     }

@@ -19,6 +19,8 @@ index     feature
           :data:`STREAK_CAP`, divided by it (promotion fatigue)
 10        previous period observed (0 when its demand was censored by a stock-out)
 11        daily-data flag (1 daily, 0 weekly): one base model serves both frequencies
+12...     extra known-future numeric covariates of the history (e.g. Dominick's ``feat``),
+          as given; none for the shipped base, whose input weights for them start at zero
 ========= ==================================================================================
 """
 
@@ -72,8 +74,9 @@ def time_features(
     observed: torch.Tensor,
     daily: torch.Tensor,
     n_past: int,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Features of every period of ``N`` windows, ``(N, T, NUM_TIME_FEATURES)`` float32.
+    """Features of every period of ``N`` windows, ``(N, T, NUM_TIME_FEATURES + X)`` float32.
 
     Args:
         discount: ``(N, T)`` discount depth in ``[0, 1)``.
@@ -82,6 +85,7 @@ def time_features(
         observed: ``(N, T)`` bool, False where demand was censored or missing.
         daily: ``(N,)`` 1.0 for daily series, 0.0 for weekly.
         n_past: periods of the window before the first forecast period (sets the age origin).
+        extra: ``(N, T, X)`` extra numeric covariates appended as the last ``X`` features.
     """
     n, t = discount.shape
     discount = discount.to(torch.float32)
@@ -94,6 +98,8 @@ def time_features(
     prev_observed = torch.cat((one, observed[:, :-1].to(torch.float32)), dim=1)
     age = (torch.arange(t, device=discount.device, dtype=torch.float32) - n_past) / max(n_past, 1)
     daily = daily.to(torch.float32).reshape(n, 1)
+    if extra is None:
+        extra = torch.zeros(n, t, 0, dtype=torch.float32, device=discount.device)
     return torch.cat(
         (
             discount.unsqueeze(-1),
@@ -105,6 +111,7 @@ def time_features(
             streak.unsqueeze(-1),
             prev_observed.unsqueeze(-1),
             daily.expand(n, t).unsqueeze(-1),
+            extra.to(torch.float32),
         ),
         dim=-1,
     )
@@ -116,6 +123,7 @@ def next_period_features(
     day: torch.Tensor,
     discounts: torch.Tensor,
     daily: torch.Tensor,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Features of the period right after ``N`` windows, one row per candidate discount.
 
@@ -128,8 +136,11 @@ def next_period_features(
         day: ``(N,)`` calendar day of the predicted period.
         discounts: ``(N, A)`` candidate discounts.
         daily: ``(N,)`` daily flag.
+        extra: ``(N, X)`` extra covariates of the predicted period (none if ``None``).
     """
     n, a = discounts.shape
+    if extra is None:
+        extra = torch.zeros(n, 0, dtype=torch.float32, device=day.device)
     discounts = discounts.to(torch.float32)
     promo = (discounts > 0).to(torch.float32)
     run = promo_run_length(past_promo)[:, -1].clamp(max=STREAK_CAP).to(torch.float32)
@@ -143,6 +154,7 @@ def next_period_features(
             (run / STREAK_CAP).unsqueeze(-1),
             past_observed[:, -1:].to(torch.float32),
             daily.to(torch.float32).reshape(n, 1),
+            extra.to(torch.float32),
         ),
         dim=-1,
     )

@@ -3,8 +3,9 @@
 Built on Hugging Face ``transformers.TimeSeriesTransformerForPrediction`` (encoder-decoder,
 ``distribution_output="negative_binomial"``, mean scaling, lagged values). Per period it sees
 the covariates of :mod:`promogym.forecasters.features` (discount, promo, log relative price,
-calendar, age, promotion streak, censoring) as ``past_time_features`` /
-``future_time_features``, and the item as a static categorical embedding.
+calendar, age, promotion streak, censoring, plus any extra numeric known-future covariates of
+the history such as Dominick's ``feat``) as ``past_time_features`` / ``future_time_features``,
+and the item as a static categorical embedding.
 
 * **Item vocabulary**: item ``i`` of :attr:`TransformerForecaster.item_ids` uses embedding row
   ``i + 1``; row 0 is the *generic* item that the base model was pretrained with. A fine-tuned
@@ -15,6 +16,22 @@ calendar, age, promotion streak, censoring) as ``past_time_features`` /
   (``past_observed_mask``) and from the loss (``future_observed_mask``), and its value is
   replaced by the window's observed mean before it enters any lag feature, so the model's
   output does not depend on the (meaningless) units sold in that period.
+* **Gaps**: each item's rows are placed on its regular calendar (one period per ``freq`` step
+  from its first date); a period without a row is *missing* and treated exactly like a
+  censored one (unobserved: out of the scaler, the loss and the lags), with its price carried
+  forward from the last recorded period, promo 0 and extra covariates carried forward. So
+  lags and calendar features always refer to true calendar periods.
+* **Extra covariates**: numeric history columns beyond the contract and the categorical ones
+  (as :func:`~promogym.forecasters.baselines.extra_numeric_columns`; ``future`` must carry
+  them) are appended to the per-period features. Fine-tuning adds their input columns to the
+  base with zero weights, so it starts from exactly the base's forecasts.
+* **Quantiles**: the first forecast period's are exact NB quantiles; later periods' are those
+  of the mixture of the Monte-Carlo paths' NB distributions (``quantile_draws`` cheap draws
+  per path, inverse empirical CDF). After training, the NB dispersion is scaled to minimise the
+  validation pinball loss and each quantile level is mapped, per forecast period, to the model
+  level that held that share of the validation actuals (quantile recalibration): on Dominick's
+  OJ the NB's lower tail was too heavy (1% of actuals under its 5% quantile), which pulled the
+  MAPE-optimal point down.
 * **Context**: :attr:`TransformerForecaster.context_length` periods of history feed every
   forecast: the encoder reads the last ``context_length - max(lags)`` of them and the lag
   features reach back the rest.
@@ -43,7 +60,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPrediction
 
-from promogym.data import SalesHistory
+from promogym.data import CANONICAL_COLUMNS, SalesHistory
 from promogym.distributions import negative_binomial_icdf, sample_negative_binomial
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
@@ -58,7 +75,8 @@ BASE_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "base"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "promogym-transformer/1"
-MIN_SCALE = 1.0  # counts: a window averaging < 1 unit is scaled like one averaging 1
+MIN_SCALE = 1.0
+MIN_RECALIBRATION_POINTS = 50  # validation periods per forecast step needed to recalibrate  # counts: a window averaging < 1 unit is scaled like one averaging 1
 
 ARCHITECTURE_FIELDS = (
     "context_length",
@@ -96,6 +114,23 @@ class TransformerConfig:
         item_learning_rate_scale, item_weight_decay: learning-rate multiplier and weight decay
             of the item embedding (fine-tuning: fast and undecayed, so items can differ).
         num_samples: Monte-Carlo paths for multi-period forecasts.
+        quantile_draws: extra NB draws per path and period from the path's own NB distribution
+            for the quantiles of periods after the first (cheap: no network pass); the
+            quantiles are those of the mixture of the paths' NB distributions, with far less
+            Monte-Carlo noise in the tails than the paths' single draws.
+        extra_covariates: extra numeric columns used as known-future covariates; ``None`` =
+            every numeric column of the history beyond the contract and the categorical ones.
+        group_price_features: add, for each categorical column of the history (e.g. store),
+            the item's log price relative to the mean log price of its group in the same
+            period (cross-price competition; ``future`` must then hold every item of a group).
+            Off by default: the simulator's ``one_step`` has no extra covariates.
+        calibrate_dispersion: after training, scale the NB dispersion by the factor that
+            minimises the one-step NLL on the validation periods (fixes a too wide or too
+            narrow predictive distribution; the means are unchanged).
+        recalibrate_quantiles: after training, map each quantile level to the model level
+            that held that share of the validation actuals, per forecast period (forecasts
+            made like :meth:`TransformerForecaster.predict`); fixes a mis-shaped tail (the NB's
+            lower tail was too heavy on OJ: 1% of actuals below its 5% quantile).
         unknown_items: ``"error"`` (DataError) or ``"generic"`` (use the generic item row) for
             items outside the vocabulary at predict time.
         seed: seeds initialisation, window order, dropout and Monte-Carlo paths.
@@ -121,13 +156,22 @@ class TransformerConfig:
     patience: int = 4
     item_learning_rate_scale: float = 10.0
     item_weight_decay: float = 0.0
-    num_samples: int = 200
+    num_samples: int = 64
+    quantile_draws: int = 32
+    extra_covariates: tuple[str, ...] | None = None
+    group_price_features: bool = False
+    calibrate_dispersion: bool = True
+    recalibrate_quantiles: bool = True
     unknown_items: str = "error"
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lags", tuple(int(x) for x in self.lags))
+        if self.extra_covariates is not None:
+            object.__setattr__(
+                self, "extra_covariates", tuple(str(c) for c in self.extra_covariates)
+            )
         self.validate()
 
     @property
@@ -151,6 +195,7 @@ class TransformerConfig:
             "batch_size",
             "windows_per_epoch",
             "num_samples",
+            "quantile_draws",
         ):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise bad(key, "must be an integer >= 1")
@@ -174,6 +219,8 @@ class TransformerConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["lags"] = list(self.lags)
+        if self.extra_covariates is not None:
+            data["extra_covariates"] = list(self.extra_covariates)
         return data
 
     @classmethod
@@ -184,11 +231,14 @@ class TransformerConfig:
             raise ConfigError(
                 f"{source}: unknown key(s) {unknown}; expected some of {sorted(known)}"
             )
-        return cls(**{k: tuple(v) if k == "lags" else v for k, v in data.items()})
+        tuples = ("lags", "extra_covariates")
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
 
 
-def build_network(config: TransformerConfig, n_items: int) -> TimeSeriesTransformerForPrediction:
-    """The Hugging Face network for ``config`` with ``n_items`` items (+ the generic row)."""
+def build_network(
+    config: TransformerConfig, n_items: int, n_extra: int = 0
+) -> TimeSeriesTransformerForPrediction:
+    """The network for ``config``, ``n_items`` items (+ the generic row), ``n_extra`` covariates."""
     hf_config = TimeSeriesTransformerConfig(
         prediction_length=config.prediction_length,
         context_length=config.encoder_length,
@@ -197,7 +247,7 @@ def build_network(config: TransformerConfig, n_items: int) -> TimeSeriesTransfor
         scaling="mean",
         minimum_scale=MIN_SCALE,
         default_scale=MIN_SCALE,  # never fall back to the batch's scale: batch-independent
-        num_time_features=NUM_TIME_FEATURES,
+        num_time_features=NUM_TIME_FEATURES + n_extra,
         num_static_categorical_features=1,
         cardinality=[n_items + 1],
         embedding_dimension=[config.item_embedding_dim],
@@ -225,7 +275,8 @@ def build_network(config: TransformerConfig, n_items: int) -> TimeSeriesTransfor
 class SeriesData:
     """``S`` series, left-aligned and right-padded to a common length ``T``.
 
-    ``item`` is the embedding row (0 = generic); ``daily`` 1.0 for daily, 0.0 for weekly.
+    ``item`` is the embedding row (0 = generic); ``daily`` 1.0 for daily, 0.0 for weekly;
+    ``extra`` the ``(S, T, X)`` extra covariates (``X = 0`` when omitted).
     """
 
     units: torch.Tensor  # (S, T) float32
@@ -236,6 +287,11 @@ class SeriesData:
     item: torch.Tensor  # (S,) long
     daily: torch.Tensor  # (S,) float32
     length: torch.Tensor  # (S,) long
+    extra: torch.Tensor = None  # type: ignore[assignment]  # (S, T, X) float32; None -> X = 0
+
+    def __post_init__(self) -> None:
+        if self.extra is None:
+            object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
 
     def to(self, device: torch.device | str) -> SeriesData:
         return SeriesData(
@@ -272,6 +328,7 @@ class SeriesData:
             day=self.day[rows, pos],
             item=self.item[s],
             daily=self.daily[s],
+            extra=self.extra[rows, pos],
         )
 
 
@@ -286,6 +343,36 @@ class Windows:
     day: torch.Tensor
     item: torch.Tensor
     daily: torch.Tensor
+    extra: torch.Tensor = None  # type: ignore[assignment]  # (N, T, X); None -> X = 0
+
+    def __post_init__(self) -> None:
+        if self.extra is None:
+            object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
+
+    def to(self, device: torch.device | str) -> Windows:
+        return Windows(
+            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
+        )
+
+    def select(self, rows: torch.Tensor | slice, periods: slice) -> Windows:
+        """Rows ``rows`` and periods ``periods`` of every field."""
+        return Windows(
+            **{
+                f.name: getattr(self, f.name)[rows]
+                if f.name in ("item", "daily")
+                else getattr(self, f.name)[rows, periods]
+                for f in dataclasses.fields(self)
+            }
+        )
+
+    def repeat(self, times: int) -> Windows:
+        """Each window repeated ``times`` times in a row (``repeat_interleave``)."""
+        return Windows(
+            **{
+                f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
+                for f in dataclasses.fields(self)
+            }
+        )
 
 
 def impute_censored(units: torch.Tensor, observed: torch.Tensor, n_past: int) -> torch.Tensor:
@@ -298,46 +385,148 @@ def impute_censored(units: torch.Tensor, observed: torch.Tensor, n_past: int) ->
     return torch.where(observed, units, fill.unsqueeze(1))
 
 
-def series_from_frame(
-    frame: pd.DataFrame, freq: str, vocab: dict[str, int] | None
-) -> tuple[SeriesData, list[str]]:
-    """Per-item series of a canonical frame (see :mod:`promogym.data`).
+PERIOD_DAYS = {"D": 1, "W": 7}
 
+
+def period_days(freq: str) -> int:
+    """Days per period of a SalesHistory frequency (``"D"`` or ``"W"``)."""
+    if freq not in PERIOD_DAYS:
+        raise DataError(f"frequency {freq!r} is not supported; use 'D' or 'W'")
+    return PERIOD_DAYS[freq]
+
+
+def _forward_fill(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Carry each row's last present value forward along axis 1 (``(S, T, ...)``)."""
+    t = present.shape[1]
+    idx = np.where(present, np.arange(t), 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    return np.take_along_axis(values, idx.reshape(idx.shape + (1,) * (values.ndim - 2)), axis=1)
+
+
+def series_from_frame(
+    frame: pd.DataFrame,
+    freq: str,
+    vocab: dict[str, int] | None,
+    *,
+    extra: Sequence[str] = (),
+    end_day: np.ndarray | None = None,
+) -> tuple[SeriesData, list[str]]:
+    """Per-item series of a canonical frame (see :mod:`promogym.data`), on a regular calendar.
+
+    Each item's series runs from its first date, one period per ``freq`` step, to its last
+    date (or to ``end_day[i]``, days since 1970-01-01 in ``sorted(item_ids)`` order, if later).
+    A period without a row is missing: unobserved, units 0 (imputed later like a censored
+    period), discount and ``extra`` carried forward from the last recorded period, promo 0.
     ``vocab`` maps item ids to embedding rows; ``None`` puts every item on the generic row 0.
+
+    >>> f = pd.DataFrame({"item_id": ["a", "a"], "date": pd.to_datetime(["2024-01-01",
+    ...     "2024-01-15"]), "units_sold": [3, 5], "price": [1.0, 1.0], "list_price": [1.0, 1.0],
+    ...     "discount": [0.0, 0.0], "promo": [0, 0]})
+    >>> data, _ = series_from_frame(f, "W", None)
+    >>> data.units.tolist(), data.observed.tolist()
+    ([[3.0, 0.0, 5.0]], [[True, False, True]])
     """
-    check_finite(frame, ("units_sold", "price", "list_price", "discount", "promo"), "history")
-    items = sorted(frame["item_id"].unique().tolist())
-    groups = {k: g for k, g in frame.sort_values(["item_id", "date"]).groupby("item_id", sort=True)}
-    t_max = max(len(g) for g in groups.values())
+    extra = tuple(extra)
+    check_finite(
+        frame, ("units_sold", "price", "list_price", "discount", "promo", *extra), "history"
+    )
+    step = period_days(freq)
+    f = frame.sort_values(["item_id", "date"], kind="stable")
+    items = sorted(f["item_id"].unique().tolist())
     s = len(items)
+    code = pd.Categorical(f["item_id"], categories=items).codes.astype(np.int64)
+    days = to_days(f["date"])
+    first = np.full(s, np.iinfo(np.int64).max)
+    np.minimum.at(first, code, days)
+    last = np.full(s, np.iinfo(np.int64).min)
+    np.maximum.at(last, code, days)
+    offset = days - first[code]
+    if end_day is not None:
+        end_day = np.asarray(end_day, dtype=np.int64)
+        off_grid = (end_day - first) % step != 0
+        if off_grid.any():
+            i = int(np.argmax(off_grid))
+            raise DataError(
+                f"future covariates: item {items[i]!r}: the forecast periods are not on the "
+                f"history's {freq} calendar (periods of {step} days from "
+                f"{pd.Timestamp(int(first[i]), unit='D').date()})"
+            )
+        last = np.maximum(last, end_day)
+    bad = offset % step != 0
+    if bad.any():
+        row = f.iloc[int(np.argmax(bad))]
+        raise DataError(
+            f"history: item {row['item_id']!r} on {pd.Timestamp(row['date']).date()} is off its "
+            f"{freq} calendar ({step}-day periods from its first date); align the dates"
+        )
+    pos = offset // step
+    length = (last - first) // step + 1
+    t_max = int(length.max()) if s else 0
+    present = np.zeros((s, t_max), bool)
+    present[code, pos] = True
+    if int(present.sum()) != len(f):
+        raise DataError("history: an item has two rows for one period; aggregate them first")
     units = np.zeros((s, t_max), np.float32)
+    units[code, pos] = f["units_sold"].to_numpy(np.float32)
     observed = np.zeros((s, t_max), bool)
+    censored = f["censored"].to_numpy(bool) if "censored" in f else np.zeros(len(f), bool)
+    observed[code, pos] = ~censored
     discount = np.zeros((s, t_max), np.float32)
+    discount[code, pos] = np.clip(f["discount"].to_numpy(np.float32), 0.0, 0.99)
     promo = np.zeros((s, t_max), np.float32)
-    day = np.zeros((s, t_max), np.int64)
-    length = np.zeros(s, np.int64)
-    for i, item in enumerate(items):
-        g = groups[item]
-        n = len(g)
-        length[i] = n
-        units[i, :n] = g["units_sold"].to_numpy(np.float32)
-        censored = g["censored"].to_numpy(bool) if "censored" in g else np.zeros(n, bool)
-        observed[i, :n] = ~censored
-        discount[i, :n] = np.clip(g["discount"].to_numpy(np.float32), 0.0, 0.99)
-        promo[i, :n] = g["promo"].to_numpy(np.float32)
-        day[i, :n] = to_days(g["date"])
+    promo[code, pos] = f["promo"].to_numpy(np.float32)
+    extras = np.zeros((s, t_max, len(extra)), np.float32)
+    if extra:
+        extras[code, pos] = f[list(extra)].to_numpy(np.float32)
+    day = first[:, None] + step * np.arange(t_max, dtype=np.int64)[None, :]
     rows = [0 if vocab is None else vocab[item] + 1 for item in items]
     data = SeriesData(
         units=torch.from_numpy(units),
         observed=torch.from_numpy(observed),
-        discount=torch.from_numpy(discount),
+        discount=torch.from_numpy(_forward_fill(discount, present)),
         promo=torch.from_numpy(promo),
         day=torch.from_numpy(day),
         item=torch.tensor(rows, dtype=torch.long),
         daily=torch.full((s,), 1.0 if freq == "D" else 0.0),
         length=torch.from_numpy(length),
+        extra=torch.from_numpy(_forward_fill(extras, present)),
     )
     return data, items
+
+
+FLOAT_FIELDS = ("units", "discount", "promo", "extra")
+
+
+def resolve_extra_columns(
+    history: SalesHistory, requested: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The extra covariates to use: ``requested``, or (``None``) every numeric column of the
+    history beyond the contract and the categorical ones (as LightGBM picks them)."""
+    frame = history.frame
+    if requested is None:
+        skip = set(CANONICAL_COLUMNS) | set(history.categorical)
+        return tuple(
+            c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
+        )
+    for c in requested:
+        if c not in frame or not pd.api.types.is_numeric_dtype(frame[c]):
+            raise ConfigError(
+                f"transformer config: extra_covariates names {c!r}, which is not a numeric "
+                f"column of {history.source}; numeric columns: "
+                f"{[x for x in frame.columns if pd.api.types.is_numeric_dtype(frame[x])]}"
+            )
+    return tuple(requested)
+
+
+def observed_targets(
+    data: SeriesData, index: torch.Tensor, window: int, n_future: int
+) -> torch.Tensor:
+    """The windows of ``index`` (``(M, 2)`` series, start; ``window`` periods) whose last
+    ``n_future`` periods are not all unobserved (all missing or censored: no loss to learn)."""
+    if index.shape[0] == 0:
+        return index
+    targets = data.windows(index, window).observed[:, window - n_future :]
+    return index[targets.any(dim=1).cpu()]
 
 
 def to_days(dates: pd.Series | pd.DatetimeIndex) -> np.ndarray:
@@ -373,6 +562,12 @@ class TransformerForecaster(Forecaster):
     Attributes:
         config: the :class:`TransformerConfig`.
         item_ids: the item vocabulary (embedding row ``i + 1`` for ``item_ids[i]``).
+        extra_columns: the extra covariates it was fitted with (``future`` must carry those
+            that are not group prices).
+        group_columns: the categorical columns whose group-relative price is a covariate.
+        dispersion_scale: the validation-calibrated factor on the NB dispersion.
+        recalibration: per forecast period (up to ``prediction_length``), the model levels
+            serving the nominal :data:`RECALIBRATION_LEVELS` (empty: none).
         freq: ``"D"`` or ``"W"``, the frequency of the data it was fitted on.
         validation_metrics: one-step metrics on the held-out last periods (``nll``, ``mape``
             of the median, ``pinball`` averaged over q = 0.1, 0.5, 0.9, ``coverage80``).
@@ -394,6 +589,10 @@ class TransformerForecaster(Forecaster):
         self.base_dir = Path(base_dir) if base_dir is not None else BASE_WEIGHTS_DIR
         self.item_ids: list[str] = []
         self.freq = "D"
+        self.extra_columns: tuple[str, ...] = ()
+        self.group_columns: tuple[str, ...] = ()
+        self.dispersion_scale = 1.0
+        self.recalibration: list[list[float]] = []
         self.validation_metrics: dict[str, float] = {}
         self.training: dict[str, Any] = {}
         self.model: TimeSeriesTransformerForPrediction | None = None
@@ -434,7 +633,14 @@ class TransformerForecaster(Forecaster):
             self.config = dataclasses.replace(self.config, **arch)
             base_info = str(self.base_dir)
         cfg = self.config
-        data, _ = series_from_frame(history.frame, history.freq, self.vocab)
+        self.dispersion_scale = 1.0
+        self.recalibration = []
+        self.group_columns = history.categorical if cfg.group_price_features else ()
+        frame = with_group_prices(history.frame, self.group_columns)
+        self.extra_columns = resolve_extra_columns(history, cfg.extra_covariates) + tuple(
+            group_price_column(c) for c in self.group_columns
+        )
+        data, _ = series_from_frame(frame, history.freq, self.vocab, extra=self.extra_columns)
         window = cfg.context_length + cfg.prediction_length
         need = window + cfg.validation_periods
         if int(data.length.max()) < need:
@@ -445,83 +651,89 @@ class TransformerForecaster(Forecaster):
                 f"longest item has {int(data.length.max())}; lower those settings or add history"
             )
         torch.manual_seed(cfg.seed)
-        self.model = build_network(cfg, len(self.item_ids))
+        self.model = build_network(cfg, len(self.item_ids), len(self.extra_columns))
         if not self.from_scratch:
             self._init_from_base(base)
         self.model.to(self.device)
         data = data.to(self.device)
         val_end = data.length - cfg.validation_periods
-        train_idx = data.window_starts(window, window, val_end)
-        val_idx = data.window_starts(window, val_end + cfg.prediction_length, data.length)
+        p = cfg.prediction_length
+        train_idx = observed_targets(data, data.window_starts(window, window, val_end), window, p)
+        val_idx = observed_targets(
+            data, data.window_starts(window, val_end + p, data.length), window, p
+        )
         log = train_network(self.model, data, train_idx, val_idx, cfg, progress)
-        self.validation_metrics = self._validation_metrics(data, val_end)
+        one_step = self._validation_one_step(data, val_end)
+        if cfg.calibrate_dispersion and one_step is not None:
+            self.dispersion_scale = calibrate_dispersion(*one_step)
+        self.validation_metrics = (
+            validation_metrics(*self._scaled(one_step)) if one_step is not None else {}
+        )
+        pits = self._validation_pits(data, val_end) if cfg.recalibrate_quantiles else None
+        if pits is not None:
+            self.recalibration = [
+                recalibration_map(col[~torch.isnan(col)])
+                for col in pits.T
+                if int((~torch.isnan(col)).sum()) >= MIN_RECALIBRATION_POINTS
+            ]
         self.training = {
             **log,
+            "dispersion_scale": self.dispersion_scale,
             "base": base_info,
             "seconds": round(time.perf_counter() - started, 2),
         }
         return self
 
     def _init_from_base(self, base: TransformerForecaster) -> None:
-        """Copy the base's weights; every item row starts as the base's generic row."""
+        """Copy the base's weights; every item row starts as the base's generic row.
+
+        Extra covariates beyond the base's are the last input features: their input weights
+        start at zero, so the fine-tuned model starts from exactly the base's forecasts.
+        """
         model = self._network()
-        state = base._network().state_dict()
+        state = dict(base._network().state_dict())
         key = "model.embedder.embedders.0.weight"
         generic = state[key][0]
-        state = dict(state)
         state[key] = generic.unsqueeze(0).repeat(len(self.item_ids) + 1, 1)
+        own = model.state_dict()
+        for part in ("encoder", "decoder"):
+            key = f"model.{part}.value_embedding.value_projection.weight"
+            weight = torch.zeros_like(own[key])
+            weight[:, : state[key].shape[1]] = state[key]
+            state[key] = weight
         model.load_state_dict(state, strict=True)
 
-    def _validation_metrics(self, data: SeriesData, val_end: torch.Tensor) -> dict[str, float]:
-        cfg = self.config
-        c = cfg.context_length
+    def _validation_one_step(
+        self, data: SeriesData, val_end: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """One-step NB (mean, raw dispersion) and actual of every observed validation period."""
+        c = self.config.context_length
         rows = []
         for s in range(data.length.shape[0]):
             for t in range(max(int(val_end[s]), c), int(data.length[s])):
                 rows.append((s, t - c))
         if not rows:
-            return {}
-        index = torch.tensor(rows, dtype=torch.long)
-        w = data.windows(index, c + 1)
-        past = Windows(
-            *(getattr(w, f)[:, :c] for f in ("units", "observed", "discount", "promo", "day")),
-            w.item,
-            w.daily,
-        )
-        with torch.inference_mode():
-            mean, disp = self._one_step_windows(past, w.day[:, c], w.discount[:, c : c + 1])
-        mean, disp = mean[:, 0], disp[:, 0]
-        actual = w.units[:, c].to(torch.float64)
+            return None
+        w = data.windows(torch.tensor(rows, dtype=torch.long), c + 1)
         ok = w.observed[:, c]
         if not bool(ok.any()):
-            return {}
-        mean, disp, actual = mean[ok], disp[ok], actual[ok]
-        qs = (0.1, 0.5, 0.9)
-        quant = torch.stack([nb_quantile(q, mean, disp) for q in qs])
-        pinball = torch.stack(
-            [
-                torch.maximum(q * (actual - quant[i]), (q - 1) * (actual - quant[i]))
-                for i, q in enumerate(qs)
-            ]
-        ).mean()
-        pos = actual > 0
-        mape = (
-            ((quant[1][pos] - actual[pos]).abs() / actual[pos]).mean()
-            if bool(pos.any())
-            else torch.tensor(float("nan"))
-        )
-        dist = torch.distributions.NegativeBinomial(
-            total_count=disp, logits=torch.log(mean / disp), validate_args=False
-        )
-        return {
-            "nll": float(-dist.log_prob(actual).mean()),
-            "mape": float(mape),
-            "pinball": float(pinball),
-            "coverage80": float(
-                ((actual >= quant[0]) & (actual <= quant[2])).to(torch.float64).mean()
-            ),
-            "n_periods": int(actual.shape[0]),
-        }
+            return None
+        past = w.select(slice(None), slice(0, c))
+        scale, self.dispersion_scale = self.dispersion_scale, 1.0
+        try:
+            with torch.inference_mode():
+                mean, disp = self._one_step_windows(
+                    past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c]
+                )
+        finally:
+            self.dispersion_scale = scale
+        return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
+
+    def _scaled(
+        self, one_step: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, disp, actual = one_step
+        return mean, disp * self.dispersion_scale, actual
 
     # ---- the network's pieces -------------------------------------------------------------
     def _encode(
@@ -534,7 +746,9 @@ class TransformerForecaster(Forecaster):
         net = self._network().model
         c = self.config.context_length
         units = impute_censored(past.units, past.observed, c)
-        feats = time_features(past.discount, past.promo, past.day, past.observed, past.daily, c)
+        feats = time_features(
+            past.discount, past.promo, past.day, past.observed, past.daily, c, past.extra
+        )
         inputs, loc, scale, static = net.create_network_inputs(
             past_values=units,
             past_time_features=feats,
@@ -551,12 +765,18 @@ class TransformerForecaster(Forecaster):
         dispersion, logits = self._network().parameter_projection(hidden)
         dispersion = dispersion.to(torch.float64)
         mean = dispersion * torch.exp(logits.to(torch.float64)) * scale.to(torch.float64)
-        return mean, dispersion
+        return mean, dispersion * self.dispersion_scale
 
     def _one_step_windows(
-        self, past: Windows, day: torch.Tensor, discounts: torch.Tensor
+        self,
+        past: Windows,
+        day: torch.Tensor,
+        discounts: torch.Tensor,
+        next_extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-step NB params ``(N, A)`` for each window and candidate discount.
+
+        ``next_extra`` ``(N, X)``: the extra covariates of the predicted period.
 
         The encoder runs once per window; the ``A`` candidates are ``A`` decoder tokens that
         share its keys/values and attend only to themselves (a diagonal self-attention mask),
@@ -567,7 +787,9 @@ class TransformerForecaster(Forecaster):
         n, a = discounts.shape
         hidden, scale, static, scaled = self._encode(past)
         lagged = net.get_lagged_subsequences(sequence=scaled, subsequences_length=1, shift=1)
-        future = next_period_features(past.promo, past.observed, day, discounts, past.daily)
+        future = next_period_features(
+            past.promo, past.observed, day, discounts, past.daily, next_extra
+        )
         dec_in = torch.cat(
             (
                 lagged.reshape(n, 1, -1).expand(n, a, -1),
@@ -643,6 +865,12 @@ class TransformerForecaster(Forecaster):
             self._network().eval()
         b = context.batch_size
         c = self.config.context_length
+        if self.extra_columns:
+            raise DataError(
+                f"one_step: the forecaster was fitted with extra covariates "
+                f"{list(self.extra_columns)}, which a DemandContext does not carry; refit it "
+                "with TransformerConfig(extra_covariates=()) for the simulator"
+            )
         if context.past_units.shape[1] != c:
             raise DataError(
                 f"one_step: context has {context.past_units.shape[1]} past periods, the "
@@ -666,99 +894,141 @@ class TransformerForecaster(Forecaster):
     # ---- analyst face -----------------------------------------------------------------------
     def _prepare(
         self, history: SalesHistory, future: pd.DataFrame, horizon: int
-    ) -> tuple[list[str], Windows, dict[str, torch.Tensor], list[pd.DatetimeIndex]]:
-        """Past windows and future covariates ``(N, horizon)`` of the items in ``future``."""
+    ) -> tuple[list[str], Windows, Windows, list[pd.DatetimeIndex]]:
+        """Past windows ``(N, context_length)`` and future covariates ``(N, horizon)``.
+
+        The past is each item's regular calendar (gaps = unobserved periods) up to the period
+        before its first forecast period, so a history that ends early gets missing periods
+        at its end rather than being read as adjacent to the forecast.
+        """
         self._network()
         c = self.config.context_length
+        step = period_days(history.freq)
         if horizon < 1:
             raise DataError(f"predict: horizon must be >= 1, got {horizon}")
-        for col in ("item_id", "date", "price"):
+        group_cols = {group_price_column(g) for g in self.group_columns}
+        given = [x for x in self.extra_columns if x not in group_cols]
+        for col in ("item_id", "date", "price", *given):
             if col not in future:
                 raise DataError(
-                    f"future covariates: missing column {col!r} (need item_id, date, price)"
+                    f"future covariates: missing column {col!r} (need item_id, date, price"
+                    + "".join(f", {x}" for x in given)
+                    + ")"
                 )
         future = future.copy()
         future["item_id"] = future["item_id"].astype(str)
         future["date"] = pd.to_datetime(future["date"])
-        check_finite(future, ("price", "list_price", "promo"), "future covariates")
+        check_finite(future, ("price", "list_price", "promo", *given), "future covariates")
+        if self.group_columns:
+            groups = history.frame.groupby("item_id")[list(self.group_columns)].last()
+            future = with_group_prices(future, self.group_columns, groups)
         items = sorted(future["item_id"].unique().tolist())
         vocab = self.vocab
-        frame = history.frame
-        past_rows, fut_rows, dates = [], [], []
-        for item in items:
-            if item not in vocab and self.config.unknown_items == "error":
+        if self.config.unknown_items == "error":
+            unknown = [i for i in items if i not in vocab]
+            if unknown:
                 raise DataError(
-                    f"predict: unknown item {item!r}: the forecaster was fitted on "
+                    f"predict: unknown item {unknown[0]!r}: the forecaster was fitted on "
                     f"{len(vocab)} items ({', '.join(self.item_ids[:5])}...); refit with it"
                 )
-            hist = frame[frame["item_id"] == item].sort_values("date")
-            if len(hist) < c:
-                raise DataError(
-                    f"{history.source}: item {item!r} has {len(hist)} periods of history, the "
-                    f"transformer needs at least context_length = {c}"
-                )
-            hist = hist.iloc[-c:]
-            check_finite(
-                hist, ("units_sold", "price", "list_price", "discount", "promo"), history.source
+        frame = with_group_prices(history.frame, self.group_columns)
+        frame = frame[frame["item_id"].isin(items)]
+        last_date = frame.groupby("item_id")["date"].max().reindex(items)
+        if last_date.isna().any():
+            item = last_date.index[int(np.argmax(last_date.isna().to_numpy()))]
+            raise DataError(
+                f"{history.source}: item {item!r} has 0 periods of history, the transformer "
+                f"needs at least context_length = {c}"
             )
-            fut = future[(future["item_id"] == item) & (future["date"] > hist["date"].iloc[-1])]
-            fut = fut.sort_values("date").iloc[:horizon]
-            if len(fut) < horizon:
-                raise DataError(
-                    f"future covariates: item {item!r} has {len(fut)} periods after the history "
-                    f"ends ({hist['date'].iloc[-1].date()}), horizon is {horizon}"
-                )
-            list_price = (
-                fut["list_price"].to_numpy(np.float64)
-                if "list_price" in fut
-                else np.full(horizon, float(hist["list_price"].iloc[-1]))
+        fut = future[future["date"] > future["item_id"].map(last_date)]
+        fut = fut.sort_values(["item_id", "date"], kind="stable")
+        fut = fut[fut.groupby("item_id").cumcount() < horizon]
+        counts = fut.groupby("item_id").size().reindex(items, fill_value=0)
+        if (counts < horizon).any():
+            item = counts.index[int(np.argmax((counts < horizon).to_numpy()))]
+            raise DataError(
+                f"future covariates: item {item!r} has {int(counts[item])} periods after the "
+                f"history ends ({last_date[item].date()}), horizon is {horizon}"
             )
-            price = fut["price"].to_numpy(np.float64)
-            if (price <= 0).any() or (list_price <= 0).any():
-                raise DataError(f"future covariates: item {item!r} has a price <= 0")
-            promo = (
-                fut["promo"].to_numpy(np.float64)
-                if "promo" in fut
-                else (price < list_price).astype(np.float64)
+        fut_days = to_days(fut["date"]).reshape(len(items), horizon)
+        if (np.diff(fut_days, axis=1) != step).any():
+            item = items[int(np.argmax((np.diff(fut_days, axis=1) != step).any(axis=1)))]
+            raise DataError(
+                f"future covariates: item {item!r}: the {horizon} forecast dates are not "
+                f"consecutive {history.freq} periods"
             )
-            past_rows.append(hist)
-            fut_rows.append(
-                (np.clip(1.0 - price / list_price, 0.0, 0.99), promo, to_days(fut["date"]))
+        end_day = fut_days[:, 0] - step
+        cutoff = pd.Series(end_day - (c - 1) * step, index=items)
+        recent = frame[to_days(frame["date"]) >= frame["item_id"].map(cutoff).to_numpy()]
+        check_finite(
+            recent,
+            ("units_sold", "price", "list_price", "discount", "promo", *self.extra_columns),
+            history.source,
+        )
+        data, _ = series_from_frame(
+            frame, history.freq, None, extra=self.extra_columns, end_day=end_day
+        )
+        short = data.length < c
+        if bool(short.any()):
+            i = int(torch.nonzero(short)[0])
+            raise DataError(
+                f"{history.source}: item {items[i]!r} has {int(data.length[i])} periods of "
+                f"history, the transformer needs at least context_length = {c}"
             )
-            dates.append(pd.DatetimeIndex(fut["date"]))
-        dev = self.device
-        past_frame = pd.concat(past_rows)
-        data, _ = series_from_frame(past_frame, history.freq, None)
         rows = torch.tensor([vocab[i] + 1 if i in vocab else 0 for i in items], dtype=torch.long)
-        past = Windows(
-            units=data.units,
-            observed=data.observed,
-            discount=data.discount,
-            promo=data.promo,
-            day=data.day,
+        index = torch.stack((torch.arange(len(items)), data.length - c), dim=1)
+        past = dataclasses.replace(data.windows(index, c), item=rows)
+        list_price = (
+            fut["list_price"].to_numpy(np.float64)
+            if "list_price" in fut
+            else np.repeat(
+                frame.groupby("item_id")["list_price"].last().reindex(items), horizon
+            ).to_numpy(np.float64)
+        )
+        price = fut["price"].to_numpy(np.float64)
+        if (price <= 0).any() or (list_price <= 0).any():
+            item = fut["item_id"].iloc[int(np.argmax((price <= 0) | (list_price <= 0)))]
+            raise DataError(f"future covariates: item {item!r} has a price <= 0")
+        promo = (
+            fut["promo"].to_numpy(np.float64)
+            if "promo" in fut
+            else (price < list_price).astype(np.float64)
+        )
+        shape = (len(items), horizon)
+        n_extra = len(self.extra_columns)
+        future_windows = Windows(
+            units=torch.zeros(shape),
+            observed=torch.ones(shape, dtype=torch.bool),
+            discount=torch.tensor(np.clip(1.0 - price / list_price, 0.0, 0.99).reshape(shape)),
+            promo=torch.tensor(promo.reshape(shape)),
+            day=torch.from_numpy(fut_days),
             item=rows,
             daily=data.daily,
+            extra=torch.tensor(fut[list(self.extra_columns)].to_numpy(np.float64)).reshape(
+                *shape, n_extra
+            ),
         )
-        past = Windows(*(getattr(past, f.name).to(dev) for f in dataclasses.fields(past)))
-        fut_cov = {
-            "discount": torch.tensor(
-                np.stack([r[0] for r in fut_rows]), dtype=torch.float32, device=dev
-            ),
-            "promo": torch.tensor(
-                np.stack([r[1] for r in fut_rows]), dtype=torch.float32, device=dev
-            ),
-            "day": torch.tensor(np.stack([r[2] for r in fut_rows]), dtype=torch.long, device=dev),
-        }
-        return items, past, fut_cov, dates
+        dates = [pd.DatetimeIndex(d) for d in fut["date"].to_numpy().reshape(shape)]
+        past = past.to(self.device)
+        future_windows = Windows(
+            **{
+                f.name: getattr(future_windows, f.name).to(
+                    self.device, torch.float32 if f.name in FLOAT_FIELDS else None
+                )
+                for f in dataclasses.fields(future_windows)
+            }
+        )
+        return items, past, future_windows, dates
 
     @torch.inference_mode()
     def _paths(
-        self, past: Windows, fut: dict[str, torch.Tensor], horizon: int, n_samples: int, seed: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Monte-Carlo paths: ``(samples, means, first_mean, first_dispersion)``.
+        self, past: Windows, fut: Windows, horizon: int, n_samples: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Monte-Carlo paths: ``(samples, means, dispersions)``, each ``(N, S, H)``.
 
-        ``samples`` and ``means`` (the NB mean of each path's period) are ``(N, S, H)``;
-        the first period's distribution is exact: ``first_mean``/``first_dispersion`` ``(N,)``.
+        ``means``/``dispersions`` are the NB parameters of each path's period given the path's
+        earlier draws; the first period's are the exact one-step distribution (same in every
+        path).
         """
         if self._network().training:
             self._network().eval()
@@ -766,62 +1036,46 @@ class TransformerForecaster(Forecaster):
         c, p = cfg.context_length, cfg.prediction_length
         n, s = past.units.shape[0], n_samples
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        rep = lambda x: x.repeat_interleave(s, dim=0)  # noqa: E731
         units = impute_censored(past.units, past.observed, c)
-        seq = {
-            "units": units,
-            "observed": past.observed,
-            "discount": torch.cat((past.discount, fut["discount"]), 1),
-            "promo": torch.cat((past.promo, fut["promo"]), 1),
-            "day": torch.cat((past.day, fut["day"]), 1),
-        }
-        ones = torch.ones(n, horizon, dtype=torch.bool, device=units.device)
-        observed_all = torch.cat((past.observed, ones), 1)
+        seq = Windows(
+            **{
+                f.name: getattr(past, f.name)
+                if f.name in ("item", "daily")
+                else torch.cat((getattr(past, f.name), getattr(fut, f.name)), 1)
+                for f in dataclasses.fields(past)
+            }
+        )
+        seq = dataclasses.replace(seq, units=torch.cat((units, fut.units.to(units.dtype)), 1))
         samples = torch.zeros(n * s, horizon, dtype=torch.float64, device=units.device)
         means = torch.zeros_like(samples)
-        first_mean = first_disp = None
-        item, daily = past.item, past.daily
+        disps = torch.zeros_like(samples)
         for h0 in range(0, horizon, p):
             k = min(p, horizon - h0)
-            window_units = torch.cat(
-                (rep(seq["units"])[:, h0:], samples[:, :h0].to(torch.float32)), 1
-            )[:, -c:]
             if h0 == 0:
-                w = Windows(units, past.observed, past.discount, past.promo, past.day, item, daily)
-                hidden, scale, static, scaled = self._encode(w)
-                hidden, scale, static, scaled = map(rep, (hidden, scale, static, scaled))
-            else:
-                sl = slice(h0, h0 + c)
-                w = Windows(
-                    window_units,
-                    rep(observed_all[:, sl]),
-                    rep(seq["discount"][:, sl]),
-                    rep(seq["promo"][:, sl]),
-                    rep(seq["day"][:, sl]),
-                    rep(item),
-                    rep(daily),
+                hidden, scale, static, scaled = self._encode(past)
+                hidden, scale, static, scaled = (
+                    x.repeat_interleave(s, dim=0) for x in (hidden, scale, static, scaled)
                 )
-                hidden, scale, static, scaled = self._encode(w)
-            sl = slice(h0, h0 + c + k)
+                block = seq.repeat(s).select(slice(None), slice(0, c + k))
+            else:
+                block = seq.repeat(s).select(slice(None), slice(h0, h0 + c + k))
+                drawn_units = torch.cat(
+                    (units.repeat_interleave(s, dim=0), samples[:, :h0].to(units.dtype)), 1
+                )[:, h0 : h0 + c]
+                window = dataclasses.replace(
+                    block.select(slice(None), slice(0, c)), units=drawn_units
+                )
+                hidden, scale, static, scaled = self._encode(window)
             feats = time_features(
-                rep(seq["discount"][:, sl]),
-                rep(seq["promo"][:, sl]),
-                rep(seq["day"][:, sl]),
-                rep(observed_all[:, sl]),
-                rep(daily),
-                c,
+                block.discount, block.promo, block.day, block.observed, block.daily, c, block.extra
             )[:, c:]
             drawn = scaled
             for j in range(k):
                 mean, disp = self._decode_last(hidden, scale, static, drawn, feats[:, : j + 1])
-                if h0 == 0 and j == 0:
-                    first_mean, first_disp = mean[::s], disp[::s]
                 draw = sample_negative_binomial(mean, disp, gen)
-                samples[:, h0 + j] = draw
-                means[:, h0 + j] = mean
+                samples[:, h0 + j], means[:, h0 + j], disps[:, h0 + j] = draw, mean, disp
                 drawn = torch.cat((drawn, draw.to(scaled.dtype).unsqueeze(1) / scale), 1)
-        assert first_mean is not None and first_disp is not None
-        return samples.view(n, s, horizon), means.view(n, s, horizon), first_mean, first_disp
+        return tuple(x.view(n, s, horizon) for x in (samples, means, disps))  # type: ignore[return-value]
 
     def predict(
         self,
@@ -832,31 +1086,71 @@ class TransformerForecaster(Forecaster):
     ) -> pd.DataFrame:
         """Mean and quantiles per item and period (see :class:`Forecaster`).
 
-        The first period is exact (NB mean and quantiles); later periods are Monte-Carlo over
-        ``num_samples`` paths (mean = average of the paths' NB means, quantiles empirical).
+        The first period is exact (NB mean and quantiles). Later periods use ``num_samples``
+        Monte-Carlo paths: the mean averages the paths' NB means; the quantiles are those of
+        the mixture of the paths' NB distributions, estimated from ``quantile_draws`` draws
+        per path (inverse empirical CDF, the same definition as the exact first period).
+        With a :attr:`recalibration` map, quantile ``q`` of period ``h`` is the model's
+        quantile at the level that held a share ``q`` of the validation actuals at ``h``.
         """
         items, past, fut, dates = self._prepare(history, future, horizon)
-        n_samples = 1 if horizon == 1 else self.config.num_samples
-        samples, means, first_mean, first_disp = self._paths(
-            past, fut, horizon, n_samples, self.config.seed
-        )
+        cfg = self.config
+        n_samples = 1 if horizon == 1 else cfg.num_samples
+        _, means, disps = self._paths(past, fut, horizon, n_samples, cfg.seed)
         mean = means.mean(dim=1)
-        mean[:, 0] = first_mean
         out = {
             "item_id": np.repeat(items, horizon),
             "date": np.concatenate([d.to_numpy() for d in dates]),
             "mean": mean.cpu().numpy().ravel(),
         }
-        for q in quantiles:
-            emp = (
-                torch.quantile(samples, q, dim=1, interpolation="lower")
-                if n_samples > 1
-                else samples[:, 0]
-            )
-            emp = emp.clone()
-            emp[:, 0] = nb_quantile(q, first_mean, first_disp)
-            out[f"q{q:g}"] = emp.cpu().numpy().ravel()
+        qs = [float(q) for q in quantiles]
+        levels = self.model_levels(qs, horizon)
+        values = torch.zeros(len(qs), len(items), horizon, dtype=torch.float64)
+        for i in range(len(qs)):
+            values[i, :, 0] = nb_quantile(float(levels[i, 0]), means[:, 0, 0], disps[:, 0, 0]).cpu()
+        if horizon > 1:
+            gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+            values[:, :, 1:] = mixture_quantiles(
+                levels[:, 1:], means[:, :, 1:], disps[:, :, 1:], cfg.quantile_draws, gen
+            ).cpu()
+        for i, q in enumerate(qs):
+            out[f"q{q:g}"] = values[i].numpy().ravel()
         return pd.DataFrame(out)
+
+    def model_levels(self, quantiles: Sequence[float], horizon: int) -> torch.Tensor:
+        """``(Q, horizon)`` levels of the model's distribution that serve as ``quantiles``
+        (recalibrated per period; periods past the map's use its last one)."""
+        q = np.asarray(quantiles, dtype=np.float64)
+        if not self.recalibration:
+            return torch.tensor(np.repeat(q[:, None], horizon, axis=1))
+        steps = [
+            np.interp(q, (0.0, *RECALIBRATION_LEVELS, 1.0), (0.0, *m, 1.0))
+            for m in self.recalibration
+        ]
+        cols = [steps[min(h, len(steps) - 1)] for h in range(horizon)]
+        return torch.tensor(np.stack(cols, axis=1))
+
+    def _validation_pits(self, data: SeriesData, val_end: torch.Tensor) -> torch.Tensor | None:
+        """PIT values ``(M, prediction_length)`` (NaN where unobserved) of forecasts made like
+        :meth:`predict` (Monte-Carlo paths) from origins every ``prediction_length`` periods
+        of the validation periods."""
+        cfg = self.config
+        c, p = cfg.context_length, cfg.prediction_length
+        rows = [
+            (s, t0 - c)
+            for s in range(data.length.shape[0])
+            for t0 in range(max(int(val_end[s]), c), int(data.length[s]) - p + 1, p)
+        ]
+        if not rows:
+            return None
+        w = data.windows(torch.tensor(rows, dtype=torch.long), c + p)
+        past = w.select(slice(None), slice(0, c))
+        fut = w.select(slice(None), slice(c, c + p))
+        fut = dataclasses.replace(fut, units=torch.zeros_like(fut.units))
+        _, means, disps = self._paths(past, fut, p, min(cfg.num_samples, 16), cfg.seed + 2)
+        actual = w.units[:, c:].unsqueeze(1)
+        pit = gamma_cdf(actual, means, disps).mean(dim=1)
+        return torch.where(w.observed[:, c:], pit, torch.full_like(pit, math.nan))
 
     def sample(
         self,
@@ -868,7 +1162,7 @@ class TransformerForecaster(Forecaster):
     ) -> np.ndarray:
         """Sample paths ``(n_items, n_samples, horizon)`` in ``sorted(item_ids)`` order."""
         _, past, fut, _ = self._prepare(history, future, horizon)
-        samples, _, _, _ = self._paths(past, fut, horizon, n_samples, seed)
+        samples, _, _ = self._paths(past, fut, horizon, n_samples, seed)
         return samples.cpu().numpy()
 
     # ---- persistence -------------------------------------------------------------------------
@@ -883,6 +1177,13 @@ class TransformerForecaster(Forecaster):
             "config": self.config.to_dict(),
             "freq": self.freq,
             "items": self.item_ids,
+            "extra_covariates": list(self.extra_columns),
+            "group_price_columns": list(self.group_columns),
+            "dispersion_scale": self.dispersion_scale,
+            "quantile_recalibration": {
+                "levels": list(RECALIBRATION_LEVELS),
+                "model_levels_per_step": self.recalibration,
+            },
             "scaling": {
                 "method": "mean of observed |units| over the encoder window, per window",
                 "minimum_scale": MIN_SCALE,
@@ -911,9 +1212,14 @@ class TransformerForecaster(Forecaster):
         self = cls(config)
         self.freq = meta["freq"]
         self.item_ids = list(meta["items"])
+        self.extra_columns = tuple(meta.get("extra_covariates", ()))
+        self.group_columns = tuple(meta.get("group_price_columns", ()))
+        self.dispersion_scale = float(meta.get("dispersion_scale", 1.0))
+        recal = meta.get("quantile_recalibration", {})
+        self.recalibration = [list(m) for m in recal.get("model_levels_per_step", [])]
         self.validation_metrics = meta.get("validation_metrics", {})
         self.training = meta.get("training", {})
-        self.model = build_network(config, len(self.item_ids))
+        self.model = build_network(config, len(self.item_ids), len(self.extra_columns))
         self.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
         self.model.to(self.device).eval()
         return self
@@ -952,6 +1258,186 @@ def nb_quantile(
     return out
 
 
+def mixture_quantiles(
+    quantiles: Sequence[float] | torch.Tensor,
+    mean: torch.Tensor,
+    dispersion: torch.Tensor,
+    draws: int,
+    generator: torch.Generator,
+    chunk: int = 128,
+) -> torch.Tensor:
+    """Quantiles ``(Q, N, H)`` of the equal-weight mixture of NB(mean, dispersion) over dim 1.
+
+    ``mean``/``dispersion`` are ``(N, S, H)``; ``quantiles`` ``(Q,)`` or per period ``(Q, H)``. Each component contributes ``draws`` draws; the
+    quantile is the inverse empirical CDF (smallest draw whose empirical CDF reaches ``q``),
+    the definition :func:`nb_quantile` uses. Interpolating between order statistics
+    (``torch.quantile(..., interpolation="lower")`` on the paths, as before) puts a low
+    quantile one order statistic early: with 200 paths q0.05 was the 4.5% point.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> m, r = torch.full((1, 64, 1), 100.0), torch.full((1, 64, 1), 20.0)
+    >>> exact = nb_quantile(0.1, torch.tensor([100.0]), torch.tensor([20.0])).item()
+    >>> abs(mixture_quantiles([0.1], m, r, 64, g).item() - exact) <= 2
+    True
+    """
+    n, s, h = mean.shape
+    q = torch.as_tensor(quantiles, dtype=torch.float64)
+    q = q.unsqueeze(1).expand(-1, h) if q.dim() == 1 else q
+    total = s * draws
+    rank = (torch.ceil(q * total).long() - 1).clamp(0, total - 1).to(mean.device)
+    out = torch.zeros(q.shape[0], n, h, dtype=torch.float64, device=mean.device)
+    for lo in range(0, n, chunk):
+        m = mean[lo : lo + chunk].repeat_interleave(draws, dim=1)
+        r = dispersion[lo : lo + chunk].repeat_interleave(draws, dim=1)
+        x = sample_negative_binomial(m, r, generator).sort(dim=1).values
+        picked = x.gather(1, rank.unsqueeze(0).expand(x.shape[0], -1, -1))
+        out[:, lo : lo + chunk] = picked.permute(1, 0, 2)
+    return out
+
+
+RECALIBRATION_LEVELS = tuple(round(0.01 * k, 2) for k in range(1, 100))
+"""Nominal levels at which the quantile recalibration map is tabulated."""
+
+
+def gamma_cdf(x: torch.Tensor, mean: torch.Tensor, dispersion: torch.Tensor) -> torch.Tensor:
+    """CDF at ``x`` of the gamma with the NB(mean, dispersion)'s mean and variance: at a count
+    ``y`` it is close to the NB's mid-distribution PIT ``(F(y - 1) + F(y)) / 2``."""
+    mean = mean.to(torch.float64).clamp_min(1e-12)
+    var = mean + mean * mean / dispersion.to(torch.float64)
+    return torch.special.gammainc(mean * mean / var, x.to(torch.float64) * mean / var)
+
+
+def recalibration_map(pit: torch.Tensor) -> list[float]:
+    """Levels to ask the model for, per :data:`RECALIBRATION_LEVELS`: the quantiles of the
+    validation PIT values ``pit`` (Kuleshov et al. 2018, "Accurate uncertainties for deep
+    learning using calibrated regression"), kept inside [0.002, 0.998].
+
+    >>> recalibration_map(torch.linspace(0.0, 1.0, 1001))[49]  # calibrated: identity
+    0.5
+    """
+    levels = torch.tensor(RECALIBRATION_LEVELS, dtype=torch.float64)
+    mapped = torch.quantile(pit.to(torch.float64), levels).clamp(0.002, 0.998)
+    return [round(float(x), 6) for x in torch.cummax(mapped, 0).values]
+
+
+def validation_metrics(
+    mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor
+) -> dict[str, float]:
+    """One-step ``nll``, ``mape`` of the median, ``pinball`` (q 0.1/0.5/0.9), ``coverage80``."""
+    qs = (0.1, 0.5, 0.9)
+    quant = torch.stack([nb_quantile(q, mean, disp) for q in qs])
+    pinball = torch.stack(
+        [
+            torch.maximum(q * (actual - quant[i]), (q - 1) * (actual - quant[i]))
+            for i, q in enumerate(qs)
+        ]
+    ).mean()
+    pos = actual > 0
+    mape = (
+        ((quant[1][pos] - actual[pos]).abs() / actual[pos]).mean()
+        if bool(pos.any())
+        else torch.tensor(float("nan"))
+    )
+    return {
+        "nll": float(nb_nll(mean, disp, actual).mean()),
+        "mape": float(mape),
+        "pinball": float(pinball),
+        "coverage80": float(((actual >= quant[0]) & (actual <= quant[2])).to(torch.float64).mean()),
+        "n_periods": int(actual.shape[0]),
+    }
+
+
+def nb_nll(mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of counts ``actual`` under NB(mean, dispersion), elementwise."""
+    dist = torch.distributions.NegativeBinomial(
+        total_count=disp, logits=torch.log(mean.clamp_min(1e-12) / disp), validate_args=False
+    )
+    return -dist.log_prob(actual)
+
+
+DISPERSION_SCALES = torch.exp(torch.linspace(-3.0, 3.0, 121, dtype=torch.float64))
+"""Candidate dispersion factors of :func:`calibrate_dispersion` (e^-3..e^3, step e^0.05)."""
+
+
+CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def gamma_quantiles(
+    levels: Sequence[float], mean: torch.Tensor, variance: torch.Tensor
+) -> torch.Tensor:
+    """Quantiles ``levels.shape + mean.shape`` of gammas with the given moments (Wilson-Hilferty).
+
+    >>> gamma_quantiles([0.5], torch.tensor([100.0]), torch.tensor([100.0])).round().tolist()
+    [[100.0]]
+    """
+    mean = mean.to(torch.float64).clamp_min(1e-12)
+    variance = variance.to(torch.float64)
+    z = math.sqrt(2.0) * torch.special.erfinv(
+        2.0 * torch.as_tensor(list(levels), dtype=torch.float64, device=mean.device) - 1.0
+    )
+    k = mean * mean / variance
+    z = z.reshape(-1, *([1] * mean.dim()))
+    return variance / mean * k * (1.0 - 1.0 / (9.0 * k) + z / (3.0 * k.sqrt())).clamp_min(0.0) ** 3
+
+
+def calibrate_dispersion(mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor) -> float:
+    """The factor on the dispersion that minimises the mean pinball loss of ``actual`` over
+    quantile levels 0.05..0.95 (about half the CRPS), by grid search.
+
+    The pinball loss is used rather than the NB log-likelihood: the likelihood is dominated by
+    a few outlying weeks and widened the OJ intervals (80% coverage 0.87 -> 0.93, measured);
+    quantiles use the moment-matched gamma, accurate for counts above a few units.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> m = torch.full((4000,), 50.0, dtype=torch.float64)
+    >>> y = sample_negative_binomial(m, torch.tensor(20.0), g)
+    >>> 3.0 < calibrate_dispersion(m, torch.full_like(m, 5.0), y) < 5.5  # true factor 4
+    True
+    """
+    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64, device=mean.device)
+    best, best_loss = 1.0, math.inf
+    for scale in DISPERSION_SCALES.tolist():
+        var = mean + mean * mean / (disp * scale)
+        diff = actual.unsqueeze(0) - gamma_quantiles(CALIBRATION_LEVELS, mean, var)
+        lv = levels.unsqueeze(1)
+        loss = float(torch.maximum(lv * diff, (lv - 1.0) * diff).mean())
+        if loss < best_loss:
+            best, best_loss = scale, loss
+    return best
+
+
+def group_price_column(categorical: str) -> str:
+    """Name of the group-relative log price covariate of a categorical column."""
+    return f"log_relative_price_{categorical}"
+
+
+def with_group_prices(
+    frame: pd.DataFrame, categorical: Sequence[str], groups: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``frame`` plus, per categorical column ``c``, :func:`group_price_column` ``(c)``: the
+    row's log price minus the mean log price of the rows of its ``c`` group on its date.
+
+    ``groups`` (indexed by ``item_id``) gives the categories when ``frame`` lacks them (future
+    covariates). Returns ``frame`` itself when ``categorical`` is empty.
+
+    >>> f = pd.DataFrame({"item_id": ["a", "b"], "date": ["d", "d"], "price": [1.0, 4.0],
+    ...     "store": ["s", "s"]})
+    >>> with_group_prices(f, ["store"])["log_relative_price_store"].round(3).tolist()
+    [-0.693, 0.693]
+    """
+    if not categorical:
+        return frame
+    out = frame.copy()
+    log_price = np.log(out["price"].to_numpy(np.float64))
+    for c in categorical:
+        key = out[c] if c in out else out["item_id"].map(groups[c]) if groups is not None else None
+        if key is None:
+            raise DataError(f"group prices: no {c!r} column and no item categories given")
+        mean = pd.Series(log_price, index=out.index).groupby([key, out["date"]]).transform("mean")
+        out[group_price_column(c)] = log_price - mean.to_numpy()
+    return out
+
+
 # ---- training ------------------------------------------------------------------------------------
 
 
@@ -965,7 +1451,7 @@ def window_loss(
     """
     c = config.context_length
     units = impute_censored(w.units, w.observed, c)
-    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c)
+    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
     observed = w.observed.to(units.dtype)
     out = model(
         past_values=units[:, :c],

@@ -16,12 +16,18 @@ from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DemandContext
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
+    RECALIBRATION_LEVELS,
     TransformerConfig,
     TransformerForecaster,
     Windows,
     build_network,
+    mixture_quantiles,
+    nb_quantile,
+    observed_targets,
+    series_from_frame,
     to_days,
     window_loss,
+    with_group_prices,
 )
 from promogym.simulate import simulate_history
 
@@ -322,3 +328,168 @@ def test_pretraining_is_reproducible(tmp_path: Path) -> None:
         assert torch.equal(value, b.model.state_dict()[key]), key
     loaded = TransformerForecaster.load(tmp_path / "a")
     assert loaded.config.unknown_items == "generic" and loaded.context_length == 14
+
+
+# ---- gaps, extra covariates, quantile calibration ------------------------------------------------
+
+
+def _gappy_and_filled(history: SalesHistory) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+    """The history with rows of item 0 dropped (a gap in and before the last context, and the
+    last period), and the same calendar with those rows kept but unobserved (censored, junk
+    units), price carried forward, promo 0: what the missing periods must be read as."""
+    frame = history.frame
+    rows = frame.index[frame["item_id"] == history.item_ids[0]]
+    drop = [int(rows[30]), int(rows[-9]), int(rows[-5]), int(rows[-1])]
+    gappy = frame.drop(index=drop).reset_index(drop=True)
+    filled = frame.copy()
+    prices = ["price", "list_price", "discount"]
+    filled.loc[drop, prices] = frame.loc[[d - 1 for d in drop], prices].to_numpy()
+    filled.loc[drop, ["promo", "units_sold", "censored"]] = [0, 999, True]
+    return gappy, filled, drop
+
+
+def test_missing_periods_read_as_unobserved_calendar_periods(
+    fitted: TransformerForecaster, history: SalesHistory
+) -> None:
+    gappy, filled, drop = _gappy_and_filled(history)
+    b, _ = series_from_frame(filled, "D", None)
+    end_day = b.day[torch.arange(2), b.length - 1].numpy()  # item 0's last period is missing
+    a, _ = series_from_frame(gappy, "D", None, end_day=end_day)
+    # The gap is not collapsed: same calendar, lags reach the right days.
+    assert int(a.length[0]) == int(history.frame["item_id"].eq(history.item_ids[0]).sum())
+    for name in ("observed", "discount", "promo", "day", "length"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not bool(a.observed[0, 30]) and bool(torch.all(torch.diff(a.day[0]) == 1))
+    assert torch.equal(a.units[a.observed], b.units[b.observed])
+    # The same forecasts (the last period is missing too: the calendar runs up to the forecast).
+    fut = future_frame(history, 3)
+    pd.testing.assert_frame_equal(
+        fitted.predict(SalesHistory(gappy, "D", "gappy"), fut, 3),
+        fitted.predict(SalesHistory(filled, "D", "filled"), fut, 3),
+    )
+
+
+def test_missing_periods_are_excluded_from_the_loss(history: SalesHistory) -> None:
+    gappy, filled, drop = _gappy_and_filled(history)
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dropout=0.0)
+    model = build_network(cfg, 2)
+    window = cfg.context_length + cfg.prediction_length
+    # Windows of item 0 whose context and targets cover the gaps at rows[-9] and rows[-5].
+    n = int(history.frame["item_id"].eq(history.item_ids[0]).sum())
+    index = torch.tensor([[0, n - 1 - window], [0, n - 6 - window + 2]])
+    losses = []
+    for frame in (
+        gappy,
+        filled,
+        filled.assign(units_sold=filled["units_sold"].mask(filled["censored"], 5)),
+    ):
+        data, _ = series_from_frame(frame, "D", None)
+        losses.append(float(window_loss(model, data.windows(index, window), cfg).detach()))
+    assert losses[0] == losses[1] == losses[2]
+    # A target period that is missing everywhere yields no training window.
+    data, _ = series_from_frame(gappy, "D", None)
+    last = torch.tensor([[0, n - 1 - window + 1]])  # targets: 1 observed, 1 missing
+    assert observed_targets(data, last, window, 1).shape[0] == 0
+    assert observed_targets(data, last, window, 2).shape[0] == 1
+
+
+def test_extra_covariates_are_used_and_start_at_zero_weight(history: SalesHistory) -> None:
+    rng = np.random.default_rng(0)
+    frame = history.frame.assign(feat=rng.random(len(history.frame)))
+    with_feat = SalesHistory(frame, "D", "feat.csv")
+    fut = future_frame(history, 3)
+    fut_feat = fut.assign(feat=rng.random(len(fut)))
+    # Fine-tuning from the base (no extra covariates) adds a zero-weight input column.
+    base = TransformerForecaster.load(BASE_WEIGHTS_DIR)
+    tuned = TransformerForecaster(dataclasses.replace(base.config, unknown_items="error"))
+    tuned.item_ids, tuned.freq, tuned.extra_columns = history.item_ids, "D", ("feat",)
+    tuned.model = build_network(tuned.config, len(tuned.item_ids), 1)
+    tuned._init_from_base(base)
+    tuned.model.eval()
+    a = tuned.predict(with_feat, fut_feat, 1)
+    b = tuned.predict(with_feat, fut_feat.assign(feat=5.0), 1)
+    np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6)
+    np.testing.assert_allclose(a["mean"], base.predict(history, fut, 1)["mean"], rtol=1e-5)
+    # After fitting, the column is an input: found automatically, needed, saved.
+    cfg = dataclasses.replace(TINY, epochs=1)
+    model = TransformerForecaster(cfg, from_scratch=True).fit(with_feat)
+    assert model.extra_columns == ("feat",)
+    width = model.model.model.encoder.value_embedding.value_projection.weight.shape[1]
+    assert (
+        width
+        == build_network(cfg, 2).model.encoder.value_embedding.value_projection.weight.shape[1] + 1
+    )
+    one = model.predict(with_feat, fut_feat, 1)["mean"].to_numpy()
+    other = model.predict(with_feat, fut_feat.assign(feat=fut_feat["feat"] + 3.0), 1)["mean"]
+    assert not np.allclose(one, other.to_numpy())
+    with pytest.raises(DataError, match="'feat'"):
+        model.predict(with_feat, fut, 1)
+    with pytest.raises(DataError, match="extra covariates"):
+        model.one_step(context_of(history, 14, [0]), torch.tensor([0.0]))
+    ignored = TransformerForecaster(
+        dataclasses.replace(cfg, extra_covariates=()), from_scratch=True
+    ).fit(with_feat)
+    assert ignored.extra_columns == ()
+
+
+def test_group_price_covariates(history: SalesHistory, tmp_path: Path) -> None:
+    frame = history.frame.assign(store="s1")
+    grouped = SalesHistory(frame, "D", "stores.csv", categorical=("store",))
+    cfg = dataclasses.replace(TINY, epochs=1, group_price_features=True)
+    model = TransformerForecaster(cfg, from_scratch=True).fit(grouped)
+    assert model.extra_columns == ("log_relative_price_store",)
+    fut = future_frame(history, 3)  # the future needs no store column nor the derived one
+    pred = model.predict(grouped, fut, 3)
+    model.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(
+        TransformerForecaster.load(tmp_path / "m").predict(grouped, fut, 3), pred
+    )
+    # Cheaper than its rival in the same store -> a negative relative price, and vice versa.
+    cheap = fut.assign(
+        price=np.where(fut["item_id"] == history.item_ids[0], 0.5, 2.0) * fut["price"]
+    )
+    rel = with_group_prices(cheap, ("store",), frame.groupby("item_id")[["store"]].last())
+    first = rel["item_id"] == history.item_ids[0]
+    assert (rel.loc[first, "log_relative_price_store"] < 0).all()
+    assert (rel.loc[~first, "log_relative_price_store"] > 0).all()
+
+
+def test_quantile_calibration(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 2)  # the toy has 6 per step
+    fitted = TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True).fit(
+        history
+    )
+    assert fitted.dispersion_scale > 0 and len(fitted.recalibration) == TINY.prediction_length
+    assert all(len(m) == len(RECALIBRATION_LEVELS) for m in fitted.recalibration)
+    fitted.save(tmp_path / "m")
+    assert TransformerForecaster.load(tmp_path / "m").recalibration == fitted.recalibration
+    levels = fitted.model_levels((0.1, 0.5, 0.9), 3)
+    assert levels.shape == (3, 3) and bool((torch.diff(levels, dim=0) >= 0).all())
+    # Off: the model's own levels and dispersion.
+    raw = TransformerForecaster(
+        dataclasses.replace(TINY, calibrate_dispersion=False, recalibrate_quantiles=False),
+        from_scratch=True,
+    ).fit(history)
+    assert raw.dispersion_scale == 1.0 and raw.recalibration == []
+    assert torch.equal(
+        raw.model_levels((0.1, 0.9), 2), torch.tensor([[0.1, 0.1], [0.9, 0.9]], dtype=torch.float64)
+    )
+
+
+def test_mixture_quantiles_match_the_exact_nb_quantiles() -> None:
+    g = torch.Generator().manual_seed(0)
+    mean = torch.full((3, 32, 2), 40.0, dtype=torch.float64)
+    mean[1] = 400.0
+    mean[2, :16] = 10.0  # a two-component mixture: its median lies between the two
+    disp = torch.full_like(mean, 8.0)
+    levels = (0.05, 0.5, 0.95)
+    got = mixture_quantiles(levels, mean, disp, 64, g)
+    for i, q in enumerate(levels):
+        exact = nb_quantile(q, mean[:2, 0, 0], disp[:2, 0, 0])
+        assert bool(((got[i, :2, 0] - exact).abs() <= 0.1 * exact + 1).all()), (q, got[i], exact)
+    assert 10.0 < float(got[1, 2, 0]) < 40.0
