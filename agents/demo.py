@@ -9,9 +9,9 @@
    report to ``OUT/report/``,
 5. print a recommendation for the campaign's first period.
 
-Budget: under 10 minutes on 2 CPU cores with the defaults. Measured (1M PPO steps, on a
-2-core machine shared with other jobs, load ~3): simulate 0 s, fit 162 s, train 251 s,
-evaluate 14 s, recommend 46 s, 8 min in all; PPO reached 93.7% of the DP optimum on sku-0.
+Budget: under 10 minutes on 2 CPU cores with the defaults. Measured (1M PPO steps, quiet
+2-core machine): 3 min 28 s in all, PPO at 93.2% of the DP optimum on sku-0 (best rule 82.0%);
+on the same machine shared with other jobs (load 3-5) it took 8-22 minutes.
 """
 
 from __future__ import annotations
