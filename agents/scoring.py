@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from promogym.errors import PromogymInputError
@@ -115,6 +114,7 @@ def score_in_market(
     and ``policies``: name -> ``mean``, ``se``, ``fraction`` (mean / optimum), ``kind``
     (``agent``, ``baseline`` or ``optimum``, whose Monte-Carlo mean checks the DP).
     """
+    from promogym.envs.market import day_date
     from promogym.envs.rollout import simulate
 
     started = time.perf_counter()
@@ -133,7 +133,7 @@ def score_in_market(
         }
     return {
         "item": item_id,
-        "start_date": str(np.datetime64(case.start_day, "D")),
+        "start_date": day_date(case.start_day).isoformat(),
         "optimum": case.optimum,
         "episodes": episodes,
         "seed": seed,

@@ -42,7 +42,7 @@ from promogym.envs.core import (
 )
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
 from promogym.envs.forecaster_demand import HistoryWindows, trailing_sale_streak
-from promogym.envs.market import MAX_STREAK, day_number, default_market, weekday
+from promogym.envs.market import MAX_STREAK, day_date, day_number, default_market, weekday
 from promogym.errors import PromogymInputError
 
 ENV_ID = FLASH_SALE_ID
@@ -456,7 +456,7 @@ class CampaignBatch:
             {
                 "item_id": self.item_ids[it],
                 "day": d,
-                "date": str(np.datetime64(d, "D")),
+                "date": day_date(d).isoformat(),
                 "t": tt,
                 "reward_scale": s,
             }

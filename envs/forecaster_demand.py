@@ -23,7 +23,7 @@ import torch
 from promogym.data import SalesHistory
 from promogym.envs.core import CampaignState
 from promogym.envs.demand import DemandModel, Memory
-from promogym.envs.market import MAX_STREAK
+from promogym.envs.market import MAX_STREAK, day_date, day_numbers
 from promogym.errors import PromogymInputError
 from promogym.forecasters.base import DemandContext, Forecaster
 
@@ -34,7 +34,7 @@ MEMORY_KEYS = ("past_units", "past_observed", "past_discount", "past_promo", "pa
 
 
 def _iso(day: int) -> str:
-    return str(np.datetime64(int(day), "D"))
+    return day_date(day).isoformat()
 
 
 class HistoryWindows:
@@ -54,7 +54,7 @@ class HistoryWindows:
         self.item_ids = tuple(item_ids)
         self.period_days = history.period_days
         frame = history.frame
-        days = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        days = day_numbers(frame["date"])
         if days.size == 0:
             raise PromogymInputError(f"{history.source}: the sales history is empty")
         self.first_day = int(days.min())

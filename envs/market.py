@@ -38,12 +38,17 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from promogym.distributions import negative_binomial_pmf, sample_negative_binomial
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_EPOCH = dt.date(1970, 1, 1)
 
 MAX_STREAK = 6
 """Consecutive sale periods remembered by the market; longer streaks behave like this many."""
@@ -61,6 +66,27 @@ def day_number(date: dt.date | np.datetime64 | str) -> int:
     20788
     """
     return int(np.datetime64(date, "D").astype(np.int64))
+
+
+def day_date(day: int) -> dt.date:
+    """The date of calendar day ``day`` (days since 1970-01-01); inverse of :func:`day_number`.
+
+    >>> day_date(20788)
+    datetime.date(2026, 12, 1)
+    >>> day_date(day_number("2025-03-01")).isoformat()
+    '2025-03-01'
+    """
+    return _EPOCH + dt.timedelta(days=int(day))
+
+
+def day_numbers(dates: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """Vectorised :func:`day_number`: int64 days since 1970-01-01 of each date (time dropped).
+
+    >>> import pandas as pd
+    >>> day_numbers(pd.Series(pd.to_datetime(["1970-01-02 00:00", "2026-12-01 13:00"])))
+    array([    1, 20788])
+    """
+    return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
 
 
 def weekday(day: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:

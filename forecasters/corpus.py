@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from promogym.config import CampaignConfig
-from promogym.envs.market import ReferenceMarket, random_market_params
+from promogym.envs.market import ReferenceMarket, day_numbers, random_market_params
 from promogym.forecasters.transformer import (
     Progress,
     SeriesData,
@@ -119,7 +119,7 @@ def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = No
         stock = frame["stock"].to_numpy(np.float64).reshape(shape)
         price = frame["price"].to_numpy(np.float64).reshape(shape)
         list_price = frame["list_price"].to_numpy(np.float64).reshape(shape)
-        days = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64).reshape(shape)
+        days = day_numbers(frame["date"]).reshape(shape)
         promo = frame["promo"].to_numpy(np.float32).reshape(shape)
         for i in range(n_items):
             series.append(

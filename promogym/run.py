@@ -623,6 +623,7 @@ class Run:
                 per candidate, on other random numbers than the scoring).
         """
         from promogym.data import SalesHistory, history_from_frame, load_history
+        from promogym.envs.market import day_date
         from promogym.envs.rollout import simulate
 
         name = agent or self.default_agent()
@@ -667,7 +668,7 @@ class Run:
             plan.append(
                 {
                     "period": t0 + k,
-                    "date": str(np.datetime64(first_day + k * params.period_days, "D")),
+                    "date": day_date(first_day + k * params.period_days).isoformat(),
                     "expected_discount": float(d.mean()),
                     "sale_probability": float((d > 0).mean()),
                     "expected_order": float(periods["order_quantity"][:, k].mean()),
@@ -678,7 +679,7 @@ class Run:
         return Recommendation(
             item_id=item_id,
             day=t0,
-            date=str(np.datetime64(first_day, "D")),
+            date=day_date(first_day).isoformat(),
             discount=float(params.discounts[first_d]),
             order_quantity=int(params.order_quantities[first_o]),
             expected_profit=float(rollout.profit.mean()),
