@@ -37,10 +37,16 @@ import torch
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand
-from promogym.envs.market import ReferenceMarket, day_number, default_market
+from promogym.envs.market import ReferenceMarket, day_date, day_number, default_market
 from promogym.envs.rollout import Policy, Rollout, simulate
 from promogym.errors import PromogymInputError
-from promogym.report import EvaluationReport, package_versions, summarise, write_report
+from promogym.report import (
+    EvaluationReport,
+    check_report_dir,
+    package_versions,
+    summarise,
+    write_report,
+)
 
 MARKET_CHOICES = ("reference", "learned", "both")
 OPTIMUM_POLICY = "dp-optimum"
@@ -281,6 +287,7 @@ def evaluate_campaign(
         say = log or (lambda _msg: None)
         if market is not None and market not in MARKET_CHOICES:
             raise PromogymInputError(f"--market must be one of {MARKET_CHOICES}, got {market!r}")
+        check_report_dir(out)  # fail before the DP solve, tuning and simulation
         if run is None:
             inputs = demo_inputs(config, item, market or "reference")
         else:
@@ -398,7 +405,7 @@ def run_inputs(
         params,
         start,
         item,
-        dt.date(1970, 1, 1) + dt.timedelta(days=day),
+        day_date(day),
         markets,
         true_market if "reference" in markets else None,
         {agent: run.policy(agent, which)} if agent is not None else {},

@@ -1107,6 +1107,28 @@ def report_json(
     return json.dumps(_jsonable(data), indent=1, allow_nan=False)
 
 
+def check_report_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse a report directory ``write_report`` would not replace; return it as a Path.
+
+    ``out_dir`` may be missing or a directory holding nothing but a previous report
+    (:data:`REPORT_FILES` and :data:`PLOTS_DIR`); anything else is a
+    :class:`~promogym.errors.PromogymInputError`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise PromogymInputError(f"--out {out_dir}: exists and is not a directory")
+        stray = sorted(
+            p.name for p in out_dir.iterdir() if p.name not in (*REPORT_FILES, PLOTS_DIR)
+        )
+        if stray:
+            raise PromogymInputError(
+                f"--out {out_dir}: holds other files ({', '.join(stray[:3])}); "
+                "pass a new or report-only directory"
+            )
+    return out_dir
+
+
 def write_report(
     report: EvaluationReport,
     out_dir: str | os.PathLike[str],
@@ -1129,18 +1151,7 @@ def write_report(
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise PromogymInputError(f"--out {out_dir}: exists and is not a directory")
-        stray = sorted(
-            p.name for p in out_dir.iterdir() if p.name not in (*REPORT_FILES, PLOTS_DIR)
-        )
-        if stray:
-            raise PromogymInputError(
-                f"--out {out_dir}: holds other files ({', '.join(stray[:3])}); "
-                "pass a new or report-only directory"
-            )
+    out_dir = check_report_dir(out_dir)
     traj = trajectory_policy or default_trajectory_policy(report)
     if traj not in report.markets[report.primary_market].policies:
         raise PromogymInputError(
