@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FORECASTER, TINY_PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from promogym.agents.hparams import (
@@ -26,28 +27,13 @@ from promogym.agents.train import (
 from promogym.config import CampaignConfig
 from promogym.envs.rollout import simulate
 from promogym.errors import ConfigError, PromogymInputError
-from promogym.forecasters.transformer import TransformerConfig
 from promogym.run import Run, fit_run, load_run
 from promogym.simulate import write_simulated_history
 
-TINY_FORECASTER = TransformerConfig(
-    context_length=14,
-    prediction_length=2,
-    lags=(1, 2, 7),
-    d_model=16,
-    heads=2,
-    ffn_dim=16,
-    item_embedding_dim=2,
-    epochs=1,
-    batch_size=32,
-    windows_per_epoch=64,
-    validation_periods=7,
-    num_samples=8,
-)
 CONFIG = CampaignConfig().replace(campaign={"horizon": 7})
 TINY = {
-    "ppo": {"n_steps": 7, "batch_size": 28, "n_epochs": 1, "net_arch": [16]},
-    "maskable-ppo": {"n_steps": 7, "batch_size": 28, "n_epochs": 1, "net_arch": [16]},
+    "ppo": TINY_PPO,
+    "maskable-ppo": TINY_PPO,
     "dqn": {"learning_starts": 28, "batch_size": 16, "gradient_steps": 1, "net_arch": [16]},
 }
 FAST = {"n_envs": 4, "device": "cpu", "eval_episodes": 4, "tensorboard": False}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_RUN_CONFIG, fit_and_train_tiny
 from scipy.stats import trim_mean
 from typer.testing import CliRunner
 
@@ -356,6 +357,29 @@ def test_write_is_atomic(built: dict, tmp_path: Path, monkeypatch: pytest.Monkey
         write_report(built["report"], target)
 
 
+def test_evaluate_refuses_a_bad_out_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promogym.envs import dp
+    from promogym.evaluate import evaluate_campaign
+
+    def no_solve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the DP was solved before --out was checked")
+
+    monkeypatch.setattr(dp, "solve", no_solve)
+    config = CampaignConfig.from_dict(TINY)
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(PromogymInputError, match="holds other files"):
+        evaluate_campaign(out, config, episodes=20, tune_episodes=16, progress=False)
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    afile = tmp_path / "afile"
+    afile.write_text("x", encoding="utf-8")
+    with pytest.raises(PromogymInputError, match="not a directory"):
+        evaluate_campaign(afile, config, episodes=20, tune_episodes=16, progress=False)
+
+
 def test_training_log_formats(tmp_path: Path) -> None:
     np.savez(
         tmp_path / "evaluations.npz",
@@ -440,42 +464,13 @@ def test_report_renders_in_headless_chromium(built: dict, tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run fitted and trained in seconds (2 items, 120 days, a 16-wide forecaster)."""
-    run_mod = pytest.importorskip("promogym.run", reason="run directories (issue 5) missing")
-    train = pytest.importorskip("promogym.agents.train", reason="agent training missing")
-    transformer = pytest.importorskip("promogym.forecasters.transformer")
     from promogym.simulate import write_simulated_history
 
     root = tmp_path_factory.mktemp("run")
-    config = CampaignConfig().replace(campaign={"horizon": 7, "start_date": "2024-04-27"})
-    write_simulated_history(root / "history.csv", n_items=2, periods=120, seed=0, config=config)
-    tiny = transformer.TransformerConfig(
-        context_length=14,
-        prediction_length=2,
-        lags=(1, 2, 7),
-        d_model=16,
-        heads=2,
-        ffn_dim=16,
-        item_embedding_dim=2,
-        epochs=1,
-        batch_size=32,
-        windows_per_epoch=64,
-        validation_periods=7,
-        num_samples=8,
+    write_simulated_history(
+        root / "history.csv", n_items=2, periods=120, seed=0, config=TINY_RUN_CONFIG
     )
-    run = run_mod.fit_run(
-        root / "history.csv", root / "run", config, forecaster_config=tiny, from_scratch=True
-    )
-    train.train_agent(
-        run,
-        "ppo",
-        timesteps=56,
-        n_envs=4,
-        seed=0,
-        device="cpu",
-        hparams={"n_steps": 7, "batch_size": 28, "n_epochs": 1, "net_arch": [16]},
-        eval_episodes=4,
-        tensorboard=False,
-    )
+    fit_and_train_tiny(root / "history.csv", root / "run")
     return root / "run"
 
 

@@ -9,35 +9,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_FORECASTER, TINY_RUN_CONFIG, fit_and_train_tiny
 from typer.testing import CliRunner
 
 import promogym
-from promogym.agents.train import train_agent
 from promogym.cli import app
 from promogym.config import CampaignConfig
 from promogym.data import load_history
 from promogym.errors import PromogymInputError
-from promogym.forecasters.transformer import TransformerConfig
 from promogym.run import Run, fit_run, load_run
 from promogym.simulate import write_simulated_history
 
-TINY_FORECASTER = TransformerConfig(
-    context_length=14,
-    prediction_length=2,
-    lags=(1, 2, 7),
-    d_model=16,
-    heads=2,
-    ffn_dim=16,
-    item_embedding_dim=2,
-    epochs=1,
-    batch_size=32,
-    windows_per_epoch=64,
-    validation_periods=7,
-    num_samples=8,
-)
 # History 2024-01-01 .. 2024-04-29 (120 days); the campaign starts 3 days before its end.
-CONFIG = CampaignConfig().replace(campaign={"horizon": 7, "start_date": "2024-04-27"})
-TINY_PPO = {"n_steps": 7, "batch_size": 28, "n_epochs": 1, "net_arch": [16]}
+CONFIG = TINY_RUN_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +34,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(shop: Path) -> Run:
-    run = fit_run(
-        shop / "history.csv",
-        shop / "run",
-        CONFIG,
-        forecaster_config=TINY_FORECASTER,
-        from_scratch=True,
-    )
-    train_agent(
-        run,
-        "ppo",
-        timesteps=56,
-        n_envs=4,
-        seed=0,
-        device="cpu",
-        hparams=TINY_PPO,
-        eval_episodes=4,
-        tensorboard=False,
-    )
+    fit_and_train_tiny(shop / "history.csv", shop / "run")
     return load_run(shop / "run")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_FORECASTER
 
 from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.market import ReferenceMarket, random_market_params
@@ -31,20 +32,7 @@ from promogym.forecasters.transformer import (
 )
 from promogym.simulate import simulate_history
 
-TINY = TransformerConfig(
-    context_length=14,
-    prediction_length=2,
-    lags=(1, 2, 7),
-    d_model=16,
-    heads=2,
-    ffn_dim=16,
-    item_embedding_dim=2,
-    epochs=2,
-    batch_size=32,
-    windows_per_epoch=128,
-    validation_periods=7,
-    num_samples=32,
-)
+TINY = dataclasses.replace(TINY_FORECASTER, epochs=2, windows_per_epoch=128, num_samples=32)
 
 
 def make_history(n_items: int = 2, periods: int = 90, seed: int = 0, **ranges) -> SalesHistory:
