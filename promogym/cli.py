@@ -68,6 +68,14 @@ def _root() -> None:
     """
 
 
+DataOption = Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
+]
+FillGapsOption = Annotated[
+    str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Campaign TOML (default: the built-in campaign)."),
@@ -120,14 +128,9 @@ def simulate_history_command(
 @app.command("check-data")
 @user_errors
 def check_data(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
-    columns: Annotated[
-        str | None,
-        typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
-    ] = None,
-    fill_gaps: Annotated[
-        str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
-    ] = None,
+    data: DataOption,
+    columns: ColumnsOption = None,
+    fill_gaps: FillGapsOption = None,
     categorical: Annotated[
         str | None, typer.Option(help="Extra categorical columns to keep, comma-separated.")
     ] = None,
@@ -135,7 +138,7 @@ def check_data(
 ) -> None:
     """Validate a sales-history file against the contract and print a one-screen summary.
 
-    Options override the config's [data] section. Example: promogym check-data --data
+    Options override the data table of the config TOML. Example: promogym check-data --data
     data.csv --columns units_sold=move,date=week_start --fill-gaps zero
     """
     from promogym.config import load_config
@@ -272,7 +275,7 @@ def pretrain_command(
 @app.command("fit-forecaster")
 @user_errors
 def fit_forecaster_command(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the fitted model.")],
     from_scratch: Annotated[
         bool, typer.Option("--from-scratch", help="Train from random weights, not the base.")
@@ -309,16 +312,11 @@ def fit_forecaster_command(
 @app.command("fit")
 @user_errors
 def fit_command(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Sales history (.csv or .parquet).")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
     config: ConfigOption = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
-    ] = None,
-    fill_gaps: Annotated[
-        str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
-    ] = None,
+    columns: ColumnsOption = None,
+    fill_gaps: FillGapsOption = None,
     from_scratch: Annotated[
         bool, typer.Option("--from-scratch", help="Train the forecaster from random weights.")
     ] = False,
