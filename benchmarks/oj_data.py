@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promogym.data import SalesHistory
+from promogym.data import CANONICAL_COLUMNS, SalesHistory
 from promogym.errors import DataError
 
 CACHE_DIR = Path(__file__).resolve().parent / "_cache"
@@ -125,16 +125,7 @@ def yx_to_frame(yx: pd.DataFrame) -> pd.DataFrame:
     frame["censored"] = False
     frame["unit_cost"] = np.nan
     columns = [
-        "date",
-        "item_id",
-        "units_sold",
-        "price",
-        "list_price",
-        "discount",
-        "promo",
-        "stock",
-        "censored",
-        "unit_cost",
+        *CANONICAL_COLUMNS,
         *CATEGORICAL,
         "feat",
     ]

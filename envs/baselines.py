@@ -303,10 +303,36 @@ def best_fixed_discount(
     with the best simulated mean profit wins. Common random numbers throughout.
     """
     indices = range(params.n_discounts) if discount_indices is None else discount_indices
-    best: FixedDiscount | None = None
-    for d in indices:
+    if not indices:
+        raise ValueError("discount_indices is empty")
+    best = _best_tuned(
+        [lambda s, d=d: FixedDiscount(base_stock=s, discount_idx=d) for d in indices],
+        demand_model,
+        params,
+        start,
+        n_episodes=n_episodes,
+        seed=seed,
+        levels=levels,
+    )
+    assert isinstance(best, FixedDiscount)
+    return best
+
+
+def _best_tuned(
+    makers: Sequence[Callable[[float], BaselinePolicy]],
+    demand_model: DemandModel,
+    params: CampaignParams,
+    start: CampaignState,
+    *,
+    n_episodes: int,
+    seed: int,
+    levels: Sequence[int] | None,
+) -> BaselinePolicy:
+    """Tune each candidate's base stock (:func:`tune_base_stock`); the best profit wins."""
+    best: BaselinePolicy | None = None
+    for make_policy in makers:
         policy = tune_base_stock(
-            lambda s, d=d: FixedDiscount(base_stock=s, discount_idx=d),
+            make_policy,
             demand_model,
             params,
             start,
@@ -314,11 +340,10 @@ def best_fixed_discount(
             seed=seed,
             levels=levels,
         )
-        assert isinstance(policy, FixedDiscount) and policy.tuned_profit is not None
+        assert policy.tuned_profit is not None
         if best is None or policy.tuned_profit > (best.tuned_profit or -math.inf):
             best = policy
-    if best is None:
-        raise ValueError("discount_indices is empty")
+    assert best is not None
     return best
 
 
@@ -364,23 +389,21 @@ def best_flash_sale(
                 )
                 ranked.append((profit, schedule, d))
     ranked.sort(key=lambda item: item[0], reverse=True)
-    best: PeriodicFlashSale | None = None
-    for _, schedule, d in ranked[: max(1, finalists)]:
-        policy = tune_base_stock(
+    best = _best_tuned(
+        [
             lambda s, d=d, schedule=schedule: PeriodicFlashSale(
                 base_stock=s, discount_idx=d, **schedule
-            ),
-            demand_model,
-            params,
-            start,
-            n_episodes=n_episodes,
-            seed=seed,
-            levels=levels,
-        )
-        assert isinstance(policy, PeriodicFlashSale) and policy.tuned_profit is not None
-        if best is None or policy.tuned_profit > (best.tuned_profit or -math.inf):
-            best = policy
-    assert best is not None
+            )
+            for _, schedule, d in ranked[: max(1, finalists)]
+        ],
+        demand_model,
+        params,
+        start,
+        n_episodes=n_episodes,
+        seed=seed,
+        levels=levels,
+    )
+    assert isinstance(best, PeriodicFlashSale)
     return best
 
 
