@@ -126,6 +126,7 @@ def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = No
                 {
                     "units": units[i],
                     "observed": units[i] < stock[i],
+                    "censored": units[i] >= stock[i],
                     "discount": np.clip(1.0 - price[i] / list_price[i], 0.0, 0.99).astype(
                         np.float32
                     ),
@@ -148,6 +149,7 @@ def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = No
     return SeriesData(
         units=pad("units", np.float32),
         observed=pad("observed", np.bool_),
+        censored=pad("censored", np.bool_),
         discount=pad("discount", np.float32),
         promo=pad("promo", np.float32),
         day=pad("day", np.int64),

@@ -15,6 +15,7 @@ from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.market import ReferenceMarket, random_market_params
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DemandContext
+from promogym.forecasters.features import time_features
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
     RECALIBRATION_LEVELS,
@@ -22,8 +23,10 @@ from promogym.forecasters.transformer import (
     TransformerForecaster,
     Windows,
     build_network,
+    impute_censored,
     mixture_quantiles,
     nb_quantile,
+    negative_binomial_survival,
     observed_targets,
     series_from_frame,
     to_days,
@@ -173,7 +176,7 @@ def _toy_windows(censored_value: float) -> Windows:
     )
 
 
-def test_censored_periods_do_not_change_loss_or_gradients() -> None:
+def test_missing_periods_do_not_change_loss_or_gradients() -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, dropout=0.0)
     model = build_network(cfg, 2)
@@ -194,6 +197,65 @@ def test_censored_periods_do_not_change_loss_or_gradients() -> None:
     w2 = dataclasses.replace(w, units=w.units.clone())
     w2.units[0, 15] += 5
     assert float(window_loss(model, w2, cfg).detach()) != losses[0]
+
+
+def _censored_windows(stock: float) -> Windows:
+    """The toy windows with window 0's last period a stock-out at ``stock`` units."""
+    w = _toy_windows(0.0)
+    units, observed, censored = w.units.clone(), w.observed.clone(), w.censored.clone()
+    units[0, 15], observed[0, 15], censored[0, 15] = stock, False, True
+    return dataclasses.replace(w, units=units, observed=observed, censored=censored)
+
+
+@torch.no_grad()
+def test_loss_terms_match_hugging_face_and_censored_periods_count_as_at_least_stock() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dropout=0.0)
+    model = build_network(cfg, 2)
+    c = cfg.context_length
+    w = _censored_windows(9.0)
+    loss = window_loss(model, w, cfg)
+    # Rebuild every term from the network's distribution: the observed ones are HF's loss.
+    units = impute_censored(w.units, w.observed, c)
+    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
+    out = model(
+        past_values=units[:, :c],
+        past_time_features=feats[:, :c],
+        past_observed_mask=w.observed[:, :c].float(),
+        static_categorical_features=w.item.unsqueeze(1),
+        future_values=units[:, c:],
+        future_time_features=feats[:, c:],
+        future_observed_mask=w.observed[:, c:].float(),
+    )
+    total_count, logits = out.params
+    nb = torch.distributions.NegativeBinomial(total_count, logits=logits)
+    obs = w.observed[:, c:]
+    log_p = nb.log_prob(units[:, c:])
+    torch.testing.assert_close(-log_p[obs].mean(), out.loss)
+    # The stock-out adds -log P(Y >= 9) = -log(1 - sum_{k<9} P(Y = k)).
+    t, lg = total_count[0, -1], logits[0, -1]
+    below = sum(
+        float(torch.exp(nb.log_prob(torch.tensor(float(k))).detach()[0, -1])) for k in range(9)
+    )
+    expected = (-float(log_p[obs].sum().detach()) - np.log(1.0 - below)) / (int(obs.sum()) + 1)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    surv = negative_binomial_survival(t[None], lg[None], torch.tensor([9.0])).detach()
+    assert float(surv) == (pytest.approx(1.0 - below, rel=1e-5))
+    # A larger stock at the stock-out is a larger loss (the model should have predicted more).
+    terms = [float(window_loss(model, _censored_windows(s), cfg)) for s in (3.0, 9.0, 30.0)]
+    assert terms[0] < terms[1] < terms[2]
+    # Dropping it instead gives HF's loss over the observed periods only.
+    drop = dataclasses.replace(cfg, censored_loss="drop")
+    assert float(window_loss(model, w, drop)) == pytest.approx(float(out.loss), rel=1e-6)
+
+
+def test_censored_term_pushes_the_mean_up() -> None:
+    total_count = torch.tensor([4.0, 4.0])
+    logits = torch.tensor([0.5, 0.5], requires_grad=True)
+    surv = negative_binomial_survival(total_count, logits, torch.tensor([6.0, 20.0]))
+    (-torch.log(surv).sum()).backward()
+    assert bool(torch.all(logits.grad < 0))  # higher logit = higher mean = smaller loss
+    assert float(surv[0].detach()) > float(surv[1].detach())
 
 
 def test_one_step_ignores_censored_units(
@@ -366,15 +428,20 @@ def test_missing_periods_are_excluded_from_the_loss(history: SalesHistory) -> No
     # Windows of item 0 whose context and targets cover the gaps at rows[-9] and rows[-5].
     n = int(history.frame["item_id"].eq(history.item_ids[0]).sum())
     index = torch.tensor([[0, n - 1 - window], [0, n - 6 - window + 2]])
+    drop = dataclasses.replace(cfg, censored_loss="drop")
     losses = []
-    for frame in (
-        gappy,
-        filled,
-        filled.assign(units_sold=filled["units_sold"].mask(filled["censored"], 5)),
+    for frame, config in (
+        (gappy, cfg),
+        (gappy, drop),
+        (filled, drop),
+        (filled.assign(units_sold=filled["units_sold"].mask(filled["censored"], 5)), drop),
     ):
         data, _ = series_from_frame(frame, "D", None)
-        losses.append(float(window_loss(model, data.windows(index, window), cfg).detach()))
-    assert losses[0] == losses[1] == losses[2]
+        losses.append(float(window_loss(model, data.windows(index, window), config).detach()))
+    # Missing periods add nothing; censored ones add nothing only when dropped.
+    assert losses[0] == losses[1] == losses[2] == losses[3]
+    data, _ = series_from_frame(filled, "D", None)
+    assert float(window_loss(model, data.windows(index, window), cfg).detach()) != losses[0]
     # A target period that is missing everywhere yields no training window.
     data, _ = series_from_frame(gappy, "D", None)
     last = torch.tensor([[0, n - 1 - window + 1]])  # targets: 1 observed, 1 missing
