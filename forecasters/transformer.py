@@ -30,6 +30,14 @@ and the item as a static categorical embedding.
   (as :func:`~promogym.forecasters.baselines.extra_numeric_columns`; ``future`` must carry
   them) are appended to the per-period features. Fine-tuning adds their input columns to the
   base with zero weights, so it starts from exactly the base's forecasts.
+* **Price response head** (``price_head=True``): the NB head's log mean gets
+  ``elasticity[item] * -log(1 - discount) + jump[item] * promo`` added, two coefficients per
+  item row (the generic row is learned in pre-training; fine-tuning starts every item from
+  it and trains them like the item embedding). This is the log-log demand model with a
+  promotion dummy of retail econometrics, on top of everything the network learns: an
+  item's discount response is two numbers learned from all its periods, not something the
+  decoder has to rebuild from a 4-wide embedding. Rows start at zero, so adding the head to
+  a network starts from exactly its forecasts.
 * **Quantiles**: the first forecast period's are exact NB quantiles; later periods' are those
   of the mixture of the Monte-Carlo paths' NB distributions (``quantile_draws`` cheap draws
   per path, inverse empirical CDF). After training, the NB dispersion is scaled to minimise the
@@ -136,6 +144,8 @@ class TransformerConfig:
             that held that share of the validation actuals, per forecast period (forecasts
             made like :meth:`TransformerForecaster.predict`); fixes a mis-shaped tail (the NB's
             lower tail was too heavy on OJ: 1% of actuals below its 5% quantile).
+        price_head: add the per-item log-linear price response to the NB head (see above).
+            Configs saved before it existed load with ``False``.
         censored_loss: ``"survival"`` (a censored period adds ``-log P(Y >= stock)`` to the
             loss) or ``"drop"`` (censored periods are left out of the loss).
         unknown_items: ``"error"`` (DataError) or ``"generic"`` (use the generic item row) for
@@ -169,6 +179,7 @@ class TransformerConfig:
     group_price_features: bool = False
     calibrate_dispersion: bool = True
     recalibrate_quantiles: bool = True
+    price_head: bool = True
     censored_loss: str = "survival"
     unknown_items: str = "error"
     seed: int = 0
@@ -275,7 +286,37 @@ def build_network(
         decoder_layerdrop=0.0,
         use_cache=False,
     )
-    return TimeSeriesTransformerForPrediction(hf_config)
+    model = TimeSeriesTransformerForPrediction(hf_config)
+    if config.price_head:
+        model.price_response = PriceResponse(n_items + 1)
+    return model
+
+
+class PriceResponse(torch.nn.Module):
+    """Per-item log-linear price response added to the NB head's log mean.
+
+    ``weight[row] = (elasticity, jump)``; the term is
+    ``elasticity * -log(1 - discount) + jump * promo``, read from the period features of
+    :func:`~promogym.forecasters.features.time_features` (``promo`` = feature 1,
+    ``log(1 - discount)`` = feature 2). Initialised to zero (no effect).
+    """
+
+    def __init__(self, n_rows: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(n_rows, 2))
+
+    def forward(self, feats: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """``(N, K)`` log-mean offsets for features ``(N, K, F)`` of embedding rows ``(N,)``."""
+        w = self.weight[item].unsqueeze(1)  # (N, 1, 2)
+        return -w[..., 0] * feats[..., 2] + w[..., 1] * feats[..., 1]
+
+
+def price_offset(
+    model: TimeSeriesTransformerForPrediction, feats: torch.Tensor, item: torch.Tensor
+) -> torch.Tensor | None:
+    """The model's price-response log-mean offset ``(N, K)``, or ``None`` without a head."""
+    head = getattr(model, "price_response", None)
+    return None if head is None else head(feats, item)
 
 
 # ---- series and windows ------------------------------------------------------------------------
@@ -719,6 +760,12 @@ class TransformerForecaster(Forecaster):
         generic = state[key][0]
         state[key] = generic.unsqueeze(0).repeat(len(self.item_ids) + 1, 1)
         own = model.state_dict()
+        head = "price_response.weight"
+        if head in own:  # every item row starts as the base's generic row (zero if it has none)
+            generic_head = state[head][0] if head in state else torch.zeros(own[head].shape[1])
+            state[head] = generic_head.unsqueeze(0).repeat(own[head].shape[0], 1)
+        else:
+            state.pop(head, None)
         for part in ("encoder", "decoder"):
             key = f"model.{part}.value_embedding.value_projection.weight"
             weight = torch.zeros_like(own[key])
@@ -782,10 +829,15 @@ class TransformerForecaster(Forecaster):
         return hidden, scale, static, (units - loc) / scale
 
     def _nb_params(
-        self, hidden: torch.Tensor, scale: torch.Tensor
+        self, hidden: torch.Tensor, scale: torch.Tensor, feats: torch.Tensor, item: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """NB (mean, dispersion) float64 from decoder states ``(N, K, d)``; scale ``(N, 1)``."""
+        """NB (mean, dispersion) float64 from decoder states ``(N, K, d)``; scale ``(N, 1)``;
+        ``feats`` ``(N, K, F)`` the periods' features and ``item`` ``(N,)`` the embedding rows
+        (for the price-response head)."""
         dispersion, logits = self._network().parameter_projection(hidden)
+        offset = price_offset(self._network(), feats, item)
+        if offset is not None:
+            logits = logits + offset
         dispersion = dispersion.to(torch.float64)
         mean = dispersion * torch.exp(logits.to(torch.float64)) * scale.to(torch.float64)
         return mean, dispersion * self.dispersion_scale
@@ -833,7 +885,7 @@ class TransformerForecaster(Forecaster):
             h = layer(
                 h, mask, hidden, encoder_attention_mask=None, past_key_values=None, use_cache=False
             )
-        return self._nb_params(h, scale)
+        return self._nb_params(h, scale, future, past.item)
 
     def _decode_last(
         self,
@@ -842,11 +894,13 @@ class TransformerForecaster(Forecaster):
         static: torch.Tensor,
         scaled_seq: torch.Tensor,
         future_feats: torch.Tensor,
+        item: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hugging Face decoder over ``k`` future tokens; NB params of the last one ``(N,)``.
 
         ``scaled_seq`` is the scaled past plus the ``k - 1`` future values already drawn;
-        ``future_feats`` the ``(N, k, F)`` features of the ``k`` future periods.
+        ``future_feats`` the ``(N, k, F)`` features of the ``k`` future periods; ``item`` the
+        ``(N,)`` embedding rows.
         """
         net = self._network().model
         k = future_feats.shape[1]
@@ -860,7 +914,9 @@ class TransformerForecaster(Forecaster):
             dim=-1,
         )
         out = net.decoder(inputs_embeds=dec_in, encoder_hidden_states=hidden, use_cache=False)
-        mean, disp = self._nb_params(out.last_hidden_state[:, -1:], scale)
+        mean, disp = self._nb_params(
+            out.last_hidden_state[:, -1:], scale, future_feats[:, -1:], item
+        )
         return mean[:, 0], disp[:, 0]
 
     # ---- simulator face ---------------------------------------------------------------------
@@ -1094,7 +1150,9 @@ class TransformerForecaster(Forecaster):
             )[:, c:]
             drawn = scaled
             for j in range(k):
-                mean, disp = self._decode_last(hidden, scale, static, drawn, feats[:, : j + 1])
+                mean, disp = self._decode_last(
+                    hidden, scale, static, drawn, feats[:, : j + 1], block.item
+                )
                 draw = sample_negative_binomial(mean, disp, gen)
                 samples[:, h0 + j], means[:, h0 + j], disps[:, h0 + j] = draw, mean, disp
                 drawn = torch.cat((drawn, draw.to(scaled.dtype).unsqueeze(1) / scale), 1)
@@ -1229,7 +1287,8 @@ class TransformerForecaster(Forecaster):
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise DataError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
-        config = TransformerConfig.from_dict(meta["config"], str(path))
+        # Saved before the price-response head existed: load without it.
+        config = TransformerConfig.from_dict({"price_head": False, **meta["config"]}, str(path))
         if device is not None:
             config = dataclasses.replace(config, device=device)
         self = cls(config)
@@ -1490,17 +1549,24 @@ def window_loss(
     )
     # A stock of 0 says nothing about demand (and P(Y >= 0) = 1): such periods add no term.
     censored = w.censored[:, c:] & ~w.observed[:, c:] & (w.units[:, c:] > 0)
-    if config.censored_loss == "drop" or not bool(censored.any()):
+    if config.censored_loss == "drop":
+        censored = torch.zeros_like(censored)
+    offset = price_offset(model, feats[:, c:], w.item)
+    if offset is None and not bool(censored.any()):
         return out.loss
     # HF's NegativeBinomialOutput.distribution shifts the logits by log(scale) in place, so
     # out.params already describe demand in units (tests check this against out.loss).
     total_count, logits = out.params
-    n_obs = observed[:, c:].sum()
-    obs_nll = out.loss * n_obs.clamp_min(1.0)
-    stock = w.units[:, c:][censored]
-    surv = negative_binomial_survival(total_count[censored], logits[censored], stock)
-    n = n_obs + censored.sum()
-    return (obs_nll - torch.log(surv).sum()) / n
+    if offset is not None:
+        logits = logits + offset
+    nb = torch.distributions.NegativeBinomial(total_count, logits=logits, validate_args=False)
+    obs = w.observed[:, c:]
+    total = -nb.log_prob(units[:, c:])[obs].sum()
+    if bool(censored.any()):
+        stock = w.units[:, c:][censored]
+        surv = negative_binomial_survival(total_count[censored], logits[censored], stock)
+        total = total - torch.log(surv).sum()
+    return total / (obs.sum() + censored.sum()).clamp_min(1)
 
 
 def negative_binomial_survival(
@@ -1549,6 +1615,8 @@ def train_network(
     # every item towards the generic one, which flattens item-specific price responses
     # (held-out fidelity at 40% off: mean |error| 13.3% -> 9.0%, benchmarks/bench_forecaster.py).
     item_params = list(model.model.embedder.parameters())
+    if getattr(model, "price_response", None) is not None:
+        item_params += list(model.price_response.parameters())
     item_ids = {id(p) for p in item_params}
     opt = torch.optim.AdamW(
         [

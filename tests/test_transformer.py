@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -548,3 +550,38 @@ def test_mixture_quantiles_match_the_exact_nb_quantiles() -> None:
         exact = nb_quantile(q, mean[:2, 0, 0], disp[:2, 0, 0])
         assert bool(((got[i, :2, 0] - exact).abs() <= 0.1 * exact + 1).all()), (q, got[i], exact)
     assert 10.0 < float(got[1, 2, 0]) < 40.0
+
+
+def test_price_head_scales_the_mean_by_the_log_linear_response(
+    fitted: TransformerForecaster, history: SalesHistory, tmp_path: Path
+) -> None:
+    ctx = context_of(history, fitted.context_length, [0, 1])
+    ladder = torch.tensor([0.0, 0.2, 0.5])
+    model = copy.deepcopy(fitted)
+    head = model.model.price_response.weight
+    with torch.no_grad():
+        head.zero_()
+        flat, _ = model.one_step(ctx, ladder)
+        head[1] = torch.tensor([1.5, 0.3])  # item 0's row: elasticity 1.5, jump 0.3
+        shaped, _ = model.one_step(ctx, ladder)
+    promo = (ladder > 0).double()
+    factor = (1.0 - ladder.double()) ** -1.5 * torch.exp(0.3 * promo)
+    torch.testing.assert_close(shaped[0], flat[0] * factor.float().double(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(shaped[1], flat[1])  # item 1's row untouched
+    # The multi-period path uses the same head: its first period is the one-step mean.
+    fut = future_frame(history, 2, discounts=(0.5,))
+    first = model.predict(history, fut, 2, [0.5]).groupby("item_id").head(1)
+    item0 = first[first["item_id"] == history.item_ids[0]]["mean"].iloc[0]
+    assert item0 == pytest.approx(float(shaped[0, 2]), rel=1e-4)
+    # A directory saved before the head existed (no price_head key) loads without it.
+    model.save(tmp_path / "new")
+    assert TransformerForecaster.load(tmp_path / "new").config.price_head
+    no_head = TransformerForecaster(dataclasses.replace(TINY, price_head=False), from_scratch=True)
+    no_head = no_head.fit(history)
+    no_head.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    del meta["config"]["price_head"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    old = TransformerForecaster.load(tmp_path / "old")
+    assert not old.config.price_head and not hasattr(old.model, "price_response")
+    torch.testing.assert_close(old.one_step(ctx, ladder)[0], no_head.one_step(ctx, ladder)[0])
