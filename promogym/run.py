@@ -568,9 +568,10 @@ class Run:
         recent = rows.tail(max(day, MAX_STREAK))
         discounts = torch.tensor(recent["discount"].to_numpy(), dtype=torch.float32)
         streak = trailing_sale_streak(discounts[-MAX_STREAK:].unsqueeze(0))
-        sale_used = (
-            int((recent["discount"].to_numpy()[len(recent) - day :] > 0).sum()) if day else 0
-        )
+        # The campaign's own past periods: the ``day`` periods before the next one, by date
+        # (a gap in the history is a period without a recorded sale, not an earlier row).
+        in_campaign = rows["date"] >= next_date - day * period
+        sale_used = int((rows.loc[in_campaign, "discount"] > 0).sum())
         slots = max(lead, 1)
         pipe = [float(q) for q in pipeline] + [0.0] * (slots - len(pipeline))
         return initial_state(

@@ -155,3 +155,17 @@ def test_recommend_short_history_and_cli_error(shop: Path, trained: Run) -> None
     )
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "unknown item" in result.output
+
+
+def test_campaign_state_counts_the_campaigns_own_sale_periods(shop: Path, trained: Run) -> None:
+    frame = load_history(shop / "history.csv").frame
+    item = frame[frame["item_id"] == "sku-0"].copy()
+    item["price"] = item["list_price"]
+    for back in (2, 5):  # campaign period 1 (with day=3) and a period before the campaign
+        item.loc[item.index[-back], "price"] = item["list_price"].iloc[-back] * 0.8
+    history = promogym.data.history_from_frame(
+        item.assign(discount=1.0 - item["price"] / item["list_price"]), source="test"
+    )
+    for day, used in ((3, 1), (1, 0), (5, 2), (0, 0)):
+        state = trained.campaign_state(history, "sku-0", inventory=10, pipeline=[0, 0], day=day)
+        assert int(state.sale_used[0]) == used, day
