@@ -331,7 +331,7 @@ def train_agent(
     run: Run | str | os.PathLike[str],
     algo: str = "ppo",
     *,
-    timesteps: int = 1_000_000,
+    timesteps: int = 3_000_000,
     n_envs: int = 256,
     seed: int = 0,
     device: str = "auto",

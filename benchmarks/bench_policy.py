@@ -28,8 +28,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_policy.json"
 README = HERE / "README.md"
 SECTION = "## Learned policy in the true market (`bench_policy.py`)"
+HISTORY = HERE / "results" / "bench_policy_history.json"
+"""Headline figures of earlier runs (other forecaster or training settings), for the README."""
 
 MARKETS = {
     "demo-seed0": {"seed": 0, "ranges": {}},
@@ -146,6 +150,14 @@ def run_case(
     return rows
 
 
+def _run_job(job: tuple[str, Path, dict]) -> list[dict]:
+    """:func:`run_case` for one market (a worker process's entry point)."""
+    name, work, options = job
+    options = dict(options)
+    torch.set_num_threads(options.pop("threads"))
+    return run_case(name, MARKETS[name], work, log=lambda msg: print(msg, flush=True), **options)
+
+
 def table(rows: list[dict]) -> str:
     labels = [label for label, _ in POLICIES]
     head = "| market | item | optimum | " + " | ".join(labels) + " | gap |"
@@ -178,7 +190,8 @@ def readme_section(result: dict) -> str:
     cmd = (
         f"python benchmarks/bench_policy.py --markets {st['markets']} --items {st['items']} "
         f"--timesteps {st['timesteps']} --episodes {st['episodes']} --seed {st['seed']} "
-        f"--forecaster-epochs {st['forecaster_epochs']} --update-readme"
+        f"--forecaster-epochs {st['forecaster_epochs']} --workers {st.get('workers', 1)} "
+        "--update-readme"
     )
     scratch = any(r["forecaster_from_scratch"] for r in rows)
     learned = float(np.mean([r["fractions"]["learned"] for r in rows]))
@@ -192,6 +205,14 @@ def readme_section(result: dict) -> str:
         f"optimum is the learned simulator's cost and {1 - upper:.1%} is RL's own shortfall "
         f"at {int(st['timesteps']):,} steps)."
     )
+    history = ""
+    if HISTORY.exists():
+        past = json.loads(HISTORY.read_text(encoding="utf-8"))
+        history = (
+            "\n**Earlier runs** (same markets and items, one seed each):\n\n"
+            + "\n".join(f"- {line}" for line in past["lines"])
+            + "\n"
+        )
     return (
         f"{SECTION}\n\n"
         "PPO trained only in the simulator learned from 730 days of behaviour-policy "
@@ -211,6 +232,7 @@ def readme_section(result: dict) -> str:
         + "\n\n"
         + verdict
         + "\n"
+        + history
     )
 
 
@@ -221,8 +243,16 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--forecaster-epochs", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--forecaster-epochs",
+        type=int,
+        default=TransformerConfig().epochs,
+        help="cap on fine-tuning epochs (early stopping usually ends sooner)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per market")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="markets run in parallel, one process each"
+    )
     parser.add_argument("--work", type=Path, default=HERE / "_cache" / "bench_policy")
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument(
@@ -234,19 +264,25 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    rows = []
-    for name in args.markets.split(","):
-        rows += run_case(
-            name,
-            MARKETS[name],
-            args.work,
-            items=args.items,
-            timesteps=args.timesteps,
-            episodes=args.episodes,
-            seed=args.seed,
-            forecaster_epochs=args.forecaster_epochs,
-            log=print,
-        )
+    names = args.markets.split(",")
+    unknown = [n for n in names if n not in MARKETS]
+    if unknown:
+        raise SystemExit(f"unknown market(s) {unknown}; choose from {', '.join(MARKETS)}")
+    options = {
+        "items": args.items,
+        "timesteps": args.timesteps,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "forecaster_epochs": args.forecaster_epochs,
+        "threads": args.threads,
+    }
+    jobs = [(name, args.work, options) for name in names]
+    if args.workers > 1:  # one process per market, each with --threads torch threads
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            rows = [row for case in pool.map(_run_job, jobs) for row in case]
+    else:
+        rows = [row for job in jobs for row in _run_job(job)]
     result = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rows": rows,

@@ -358,7 +358,7 @@ def fit_command(
 def train_command(
     run: Annotated[Path, typer.Option("--run", "-r", help="Run directory (promogym fit).")],
     algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
-    timesteps: Annotated[int, typer.Option(min=1, help="Total environment steps.")] = 1_000_000,
+    timesteps: Annotated[int, typer.Option(min=1, help="Total environment steps.")] = 3_000_000,
     n_envs: Annotated[int, typer.Option(min=1, help="Campaigns simulated in parallel.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the env, the model and evaluations.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
