@@ -123,7 +123,9 @@ class TransformerConfig:
         batch_size: windows per optimiser step.
         windows_per_epoch: training windows drawn (without replacement) per epoch.
         validation_periods: last periods of each item held out for early stopping and metrics.
-        patience: epochs without validation improvement before stopping.
+        patience: epochs without validation improvement before stopping. 10: with 4,
+            fine-tuning stopped after 5-7 epochs with the base's generic discount
+            response still in place (held-out lifts within +-10%: 53.3% vs 63.3%).
         item_learning_rate_scale, item_weight_decay: learning-rate multiplier and weight decay
             of the item embedding (fine-tuning: fast and undecayed, so items can differ).
         num_samples: Monte-Carlo paths for multi-period forecasts.
@@ -170,7 +172,7 @@ class TransformerConfig:
     batch_size: int = 64
     windows_per_epoch: int = 4096
     validation_periods: int = 28
-    patience: int = 4
+    patience: int = 10
     item_learning_rate_scale: float = 10.0
     item_weight_decay: float = 0.0
     num_samples: int = 64
