@@ -22,8 +22,8 @@ and the item as a static categorical embedding.
   their low-demand draws would remain (on a price-sensitive reference market where 72% of
   the 50%-off periods sold out, the model's lift at 50% off was 25-40% too low).
 * **Gaps**: each item's rows are placed on its regular calendar (one period per ``freq`` step
-  from its first date); a period without a row is *missing* and treated exactly like a
-  censored one (unobserved: out of the scaler, the loss and the lags), with its price carried
+  from its first date); a period without a row is *missing*: unobserved like a censored one
+  (out of the scaler and the lags) but with no loss term at all, with its price carried
   forward from the last recorded period, promo 0 and extra covariates carried forward. So
   lags and calendar features always refer to true calendar periods.
 * **Extra covariates**: numeric history columns beyond the contract and the categorical ones
