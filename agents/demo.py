@@ -10,8 +10,8 @@
 5. print a recommendation for the campaign's first period.
 
 Budget: under 10 minutes on 2 CPU cores with the defaults. Measured from a fresh clone
-(``make demo``, 1M PPO steps, quiet 2-core machine, 2026-11-23): 3 min 33 s in all including
-the set-up (fit 19 s, train 173 s, evaluate 10 s, recommend 7 s), PPO at 92.3% of the DP
+(``make demo``, 1M PPO steps, quiet 2-core machine, 2026-11-23): 3 min 44 s in all including
+the set-up (fit 30 s, train 172 s, evaluate 11 s, recommend 7 s), PPO at 92.3% of the DP
 optimum on sku-0 (best rule 82.0%); on the same machine shared with other jobs (load 3-5) an
 earlier version took 8-22 minutes.
 """
