@@ -324,8 +324,28 @@ def price_offset(
 # ---- series and windows ------------------------------------------------------------------------
 
 
+class _PeriodTensors:
+    """What :class:`SeriesData` and :class:`Windows` share: optional fields filled in, ``to``."""
+
+    units: torch.Tensor
+    observed: torch.Tensor
+    extra: torch.Tensor
+    censored: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.extra is None:
+            object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
+        if self.censored is None:
+            object.__setattr__(self, "censored", torch.zeros_like(self.observed))
+
+    def to(self, device: torch.device | str) -> Self:
+        """Every field on ``device``."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields})
+
+
 @dataclass(frozen=True)
-class SeriesData:
+class SeriesData(_PeriodTensors):
     """``S`` series, left-aligned and right-padded to a common length ``T``.
 
     ``item`` is the embedding row (0 = generic); ``daily`` 1.0 for daily, 0.0 for weekly;
@@ -344,17 +364,6 @@ class SeriesData:
     length: torch.Tensor  # (S,) long
     extra: torch.Tensor = None  # type: ignore[assignment]  # (S, T, X) float32; None -> X = 0
     censored: torch.Tensor = None  # type: ignore[assignment]  # (S, T) bool; None -> all False
-
-    def __post_init__(self) -> None:
-        if self.extra is None:
-            object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
-        if self.censored is None:
-            object.__setattr__(self, "censored", torch.zeros_like(self.observed))
-
-    def to(self, device: torch.device | str) -> SeriesData:
-        return SeriesData(
-            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
-        )
 
     def window_starts(
         self, window: int, first_end: Sequence[int] | torch.Tensor | int, last_end: torch.Tensor
@@ -392,7 +401,7 @@ class SeriesData:
 
 
 @dataclass(frozen=True)
-class Windows:
+class Windows(_PeriodTensors):
     """``N`` windows of equal length (same fields as :class:`SeriesData`, no padding)."""
 
     units: torch.Tensor
@@ -404,17 +413,6 @@ class Windows:
     daily: torch.Tensor
     extra: torch.Tensor = None  # type: ignore[assignment]  # (N, T, X); None -> X = 0
     censored: torch.Tensor = None  # type: ignore[assignment]  # (N, T) bool; None -> all False
-
-    def __post_init__(self) -> None:
-        if self.extra is None:
-            object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
-        if self.censored is None:
-            object.__setattr__(self, "censored", torch.zeros_like(self.observed))
-
-    def to(self, device: torch.device | str) -> Windows:
-        return Windows(
-            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
-        )
 
     def select(self, rows: torch.Tensor | slice, periods: slice) -> Windows:
         """Rows ``rows`` and periods ``periods`` of every field."""
