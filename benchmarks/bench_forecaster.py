@@ -40,11 +40,12 @@ from promogym.envs.market import (
     MAX_STREAK,
     ReferenceMarket,
     day_numbers,
-    next_streak,
+    day_of_year,
     random_market_params,
     weekday,
 )
 from promogym.forecasters.base import DemandContext
+from promogym.forecasters.features import promo_run_length
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
     TransformerConfig,
@@ -82,15 +83,14 @@ def contexts(
                 continue
             rows.append((s, t))
     idx = torch.tensor(rows)
-    pos = idx[:, 1:2] - c + torch.arange(c)
-    s = idx[:, 0:1]
+    w = data.windows(idx - torch.tensor([0, c]), c)
     return DemandContext(
-        past_units=data.units[s, pos],
-        past_observed=data.observed[s, pos],
-        past_discount=data.discount[s, pos],
-        past_promo=data.promo[s, pos],
-        past_day=data.day[s, pos],
-        item=data.item[idx[:, 0]] - 1,
+        past_units=w.units,
+        past_observed=w.observed,
+        past_discount=w.discount,
+        past_promo=w.promo,
+        past_day=w.day,
+        item=w.item - 1,
         day=data.day[idx[:, 0], idx[:, 1]],
     )
 
@@ -212,13 +212,11 @@ def fit_item_family(
     """Fit one item's reference-market model by NB maximum likelihood; its lift at ``ladder``
     over no discount at fatigue streak 0."""
     on = discount > 0
-    streak = torch.zeros_like(discount)
-    s = torch.tensor(0.0, dtype=torch.float64)
-    for t in range(len(discount)):
-        streak[t] = s
-        s = next_streak(s, on[t])
+    # Fatigue streak before each period (the market's next_streak, run over the history).
+    run = promo_run_length(on.unsqueeze(0).double())[0].clamp(max=MAX_STREAK)
+    streak = torch.cat((run.new_zeros(1), run[:-1])).double()
     dow = weekday(day)
-    angle = 2.0 * np.pi * (day.double() % 365.2425) / 365.25
+    angle = 2.0 * np.pi * day_of_year(day.double()) / 365.25
     names = ("level", "cos", "sin", "urgency", "decay", "dip", "disp", "elasticity")
     x = {k: torch.zeros(1, dtype=torch.float64) for k in names}
     x["dow"] = torch.zeros(7, dtype=torch.float64)
@@ -232,9 +230,7 @@ def fit_item_family(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        lift = 1.0 + torch.exp(x["urgency"]) * torch.sigmoid(x["decay"]) ** streak.clamp(
-            0, MAX_STREAK
-        )
+        lift = 1.0 + torch.exp(x["urgency"]) * torch.sigmoid(x["decay"]) ** streak
         after = torch.where(streak > 0, 1.0 - torch.sigmoid(x["dip"]), torch.ones_like(streak))
         season = 1.0 + x["cos"] * torch.cos(angle) + x["sin"] * torch.sin(angle)
         m = (
