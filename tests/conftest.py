@@ -6,14 +6,30 @@ Test modules import these names with ``from conftest import ...`` (pytest puts `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pytest
+import torch
 
 from promogym.config import CampaignConfig
 from promogym.forecasters.transformer import TransformerConfig
 
 if TYPE_CHECKING:
     from promogym.run import Run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module: tiny models and small batched ops gain nothing from
+    threads, and stall when other jobs load the cores. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY_FORECASTER = TransformerConfig(
     context_length=14,

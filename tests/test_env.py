@@ -33,6 +33,8 @@ from promogym.errors import PromogymInputError
 from promogym.forecasters.base import DemandContext, Forecaster
 from promogym.simulate import simulate_history
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 START_DAY = 20788  # 2026-12-01
 
 
@@ -84,15 +86,6 @@ class MarketOracle(Forecaster):
             per_candidate(streak),
         )
         return mean, per_candidate(self.market.dispersion(context.item))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small batched ops gain nothing from threads, and stall when other jobs load the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

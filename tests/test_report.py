@@ -30,6 +30,8 @@ from promogym.report import (
     write_report,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = {
     "campaign": {"horizon": 6, "discounts": [0.0, 0.2, 0.4]},
     "inventory": {"initial": 20, "capacity": 40, "order_quantities": [0, 10, 20], "lead_time": 1},
@@ -83,15 +85,6 @@ class ScaledDemand(MarketDemand):
     def distribution(self, state, memory, discounts):  # noqa: ANN001, ANN201
         mean, dispersion = super().distribution(state, memory, discounts)
         return 1.15 * mean, dispersion
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small batches run faster on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_setup():

@@ -37,6 +37,8 @@ from promogym.forecasters.transformer import (
 )
 from promogym.simulate import simulate_history
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = dataclasses.replace(TINY_FORECASTER, epochs=2, windows_per_epoch=128, num_samples=32)
 
 
@@ -77,15 +79,6 @@ def context_of(history: SalesHistory, c: int, items: list[int]) -> DemandContext
         item=torch.tensor(items),
         day=torch.tensor(last) + 1,
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and don't oversubscribe a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
