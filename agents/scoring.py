@@ -112,7 +112,8 @@ def score_in_market(
 
     Returns a JSON-ready dict: ``item``, ``start_date``, ``optimum`` (exact expected profit),
     and ``policies``: name -> ``mean``, ``se``, ``fraction`` (mean / optimum), ``kind``
-    (``agent``, ``baseline`` or ``optimum``, whose Monte-Carlo mean checks the DP).
+    (``agent``, ``baseline`` or ``optimum``, whose Monte-Carlo mean checks the DP) and
+    ``seconds`` (the rollouts, with any planning the policy does).
     """
     from promogym.envs.market import day_date
     from promogym.envs.rollout import simulate
@@ -121,6 +122,7 @@ def score_in_market(
     case = market_case(run, item_id, agents=agents, seed=seed, tune_episodes=tune_episodes, log=log)
     out: dict[str, Any] = {}
     for name, policy in case.policies.items():
+        began = time.perf_counter()
         rollout = simulate(
             policy, case.demand, case.params, case.start, n_episodes=episodes, seed=seed
         )
@@ -130,6 +132,7 @@ def score_in_market(
             "mean": summary["mean_profit"],
             "se": summary["se_profit"],
             "fraction": summary["mean_profit"] / case.optimum if case.optimum else float("nan"),
+            "seconds": round(time.perf_counter() - began, 2),
         }
     return {
         "item": item_id,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from promogym.config import CampaignConfig
+from promogym.distributions import negative_binomial_pmf
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import Memory
 from promogym.envs.market import MAX_STREAK, ReferenceMarket, day_number
@@ -187,6 +188,51 @@ def _check_params(params: CampaignParams) -> None:
         raise ValueError(f"initial_on_hand must lie in 0..capacity, got {params.initial_on_hand}")
 
 
+@dataclass(frozen=True)
+class DemandTable:
+    """One item's demand over a campaign as a streak-Markov model, the DP's only input.
+
+    ``mean[t, d, s]`` and ``dispersion[t, d, s]`` (float64, ``(horizon, n_discounts,
+    MAX_STREAK + 1)``) give the negative-binomial demand of period ``t`` at discount index
+    ``d`` after ``s`` consecutive sale periods. The reference market is exactly such a model
+    (:meth:`from_market`); a learned simulator can be distilled into one
+    (:func:`promogym.agents.planner.learned_demand_table`).
+    """
+
+    mean: torch.Tensor
+    dispersion: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.mean.dim() != 3 or self.mean.shape != self.dispersion.shape:
+            raise ValueError(
+                "mean and dispersion must both be (horizon, n_discounts, MAX_STREAK + 1), got "
+                f"{tuple(self.mean.shape)} and {tuple(self.dispersion.shape)}"
+            )
+        if self.mean.shape[2] != MAX_STREAK + 1:
+            raise ValueError(f"the streak axis must have {MAX_STREAK + 1} entries")
+
+    @classmethod
+    def from_market(
+        cls, market: ReferenceMarket, item: int, params: CampaignParams, start_day: int
+    ) -> DemandTable:
+        """The reference market's demand of ``item`` for a campaign from ``start_day``."""
+        n_d, n_s = params.n_discounts, MAX_STREAK + 1
+        shape = (params.horizon, n_d, n_s)
+        days = start_day + torch.arange(params.horizon) * params.period_days
+        grid = {
+            "item": torch.full(shape, item, dtype=torch.long),
+            "day": days.view(-1, 1, 1).expand(shape),
+            "discount": params.discounts.detach()
+            .cpu()
+            .to(torch.float64)
+            .view(1, -1, 1)
+            .expand(shape),
+            "streak": torch.arange(n_s).view(1, 1, -1).expand(shape),
+        }
+        mean = market.mean_demand(**grid)
+        return cls(mean, market.dispersion(grid["item"]).expand(shape).clone())
+
+
 def solve(
     market: ReferenceMarket,
     item: int | str,
@@ -205,15 +251,38 @@ def solve(
     Returns:
         The value and policy tables; ``expected_profit`` is the optimum from the config's
         initial state.
+    """
+    item_idx = market.item_index(item) if isinstance(item, str) else int(item)
+    if not 0 <= item_idx < len(market.item_ids):
+        raise ValueError(f"item index {item_idx} out of range 0..{len(market.item_ids) - 1}")
+    _check_params(params)
+    table = DemandTable.from_market(market, item_idx, params, start_day)
+    return solve_table(table, params, start_day, item_idx, market.item_ids[item_idx])
+
+
+def solve_table(
+    table: DemandTable,
+    params: CampaignParams,
+    start_day: int,
+    item: int = 0,
+    item_id: str = "",
+) -> DPSolution:
+    """Solve a campaign exactly for demand given as a :class:`DemandTable`.
+
+    ``item``/``item_id`` only label the solution (its policy acts on states of that item);
+    ``start_day`` is the calendar day of period 0.
 
     Cost: ``horizon`` steps of one batched matmul
     ``(n_discounts * (MAX_STREAK+1)) x (C+1) x (C+1) @ (C+1) x (K * n_orders * U)``.
     """
     started = time.perf_counter()
     _check_params(params)
-    item_idx = market.item_index(item) if isinstance(item, str) else int(item)
-    if not 0 <= item_idx < len(market.item_ids):
-        raise ValueError(f"item index {item_idx} out of range 0..{len(market.item_ids) - 1}")
+    if table.mean.shape[:2] != (params.horizon, params.n_discounts):
+        raise ValueError(
+            f"demand table is {tuple(table.mean.shape)}, the campaign needs "
+            f"({params.horizon}, {params.n_discounts}, {MAX_STREAK + 1})"
+        )
+    item_idx = int(item)
     f64 = torch.float64
     cap = params.capacity
     n_x = cap + 1
@@ -266,10 +335,6 @@ def solve(
     disc_ok[:, 1:] = sale_ok.unsqueeze(1)  # (U, D)
     feasible = order_ok.view(n_x, n_k, n_o, 1, 1, 1) & disc_ok.view(1, 1, 1, 1, n_u, n_d)
 
-    # Demand grid: (D, S) means and pmfs on day t.
-    item_t = torch.full((n_d, n_s), item_idx, dtype=torch.long)
-    disc_grid = discounts.view(n_d, 1).expand(n_d, n_s)
-    streak_grid = s_range.view(1, n_s).expand(n_d, n_s)
     price = params.list_price * (1.0 - discounts)  # (D,)
     y = j  # stock facing demand
     diff = y.view(-1, 1) - j.view(1, -1)  # y - left = units sold
@@ -279,9 +344,8 @@ def solve(
     values = torch.zeros(params.horizon + 1, n_x, n_k, n_s, n_u, dtype=f64)
     actions = torch.zeros(params.horizon, n_x, n_k, n_s, n_u, dtype=torch.long)
     for t in range(params.horizon - 1, -1, -1):
-        day = torch.full((n_d, n_s), start_day + t * params.period_days, dtype=torch.long)
-        mean = market.mean_demand(item_t, day, disc_grid, streak_grid)  # (D, S)
-        pmf = market.pmf(item_t, day, disc_grid, streak_grid, support=n_x)  # (D, S, X)
+        mean = table.mean[t].to(f64)  # (D, S)
+        pmf = negative_binomial_pmf(mean, table.dispersion[t], n_x)  # (D, S, X)
         tail = (1.0 - torch.cumsum(pmf, dim=-1)).clamp(min=0.0)  # P(D > k), k = 0..cap
         # E[min(D, y)] = sum_{k<y} P(D > k)
         e_sold = torch.cat([torch.zeros(n_d, n_s, 1, dtype=f64), tail[..., :-1].cumsum(-1)], -1)
@@ -322,10 +386,6 @@ def solve(
         best, arg = q_flat.max(dim=-1)
         values[t] = best
         actions[t] = arg
-    if isinstance(item, str):
-        item_id = item
-    else:
-        item_id = market.item_ids[item_idx]
     return DPSolution(
         params=params,
         item=item_idx,

@@ -419,7 +419,7 @@ def train_command(
 @app.command("recommend")
 @user_errors
 def recommend_command(
-    run: Annotated[Path, typer.Option("--run", "-r", help="Run directory with a trained agent.")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="Fitted run directory.")],
     history: Annotated[Path, typer.Option(help="Latest sales history (.csv or .parquet).")],
     item: Annotated[str, typer.Option(help="Item to recommend for.")],
     inventory: Annotated[int, typer.Option(help="Units on hand now.")],
@@ -429,7 +429,13 @@ def recommend_command(
     day: Annotated[
         int | None, typer.Option(help="Index of the next period in the campaign.")
     ] = None,
-    agent: Annotated[str | None, typer.Option(help="Trained agent (default: best).")] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="planner (default: exact DP over the learned simulator) or a trained agent "
+            "(ppo, maskable-ppo, dqn)."
+        ),
+    ] = None,
     config: ConfigOption = None,
     episodes: Annotated[int, typer.Option(min=2, help="Simulated campaigns.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the simulations.")] = 0,

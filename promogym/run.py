@@ -14,6 +14,10 @@ path                   content
 ``agents/NAME/``       trained agents (:mod:`promogym.agents.train`)
 =====================  =====================================================================
 
+Besides the trained agents, every run has the ``planner`` (:data:`PLANNER`): the exact
+dynamic-programming optimum of the learned simulator's demand, computed when asked
+(:mod:`promogym.agents.planner`).
+
 :func:`fit_run` builds the directory in a temporary sibling and renames it into place, so a
 failure leaves nothing behind. :func:`load_run` opens it; :meth:`Run.recommend` answers
 "what should the next period of the campaign be?" from the shop's latest history:
@@ -48,11 +52,11 @@ from promogym.errors import PromogymInputError
 if TYPE_CHECKING:
     import torch
 
-    from promogym.agents.policy import AgentPolicy
     from promogym.data import SalesHistory
     from promogym.envs.core import CampaignParams, CampaignState
     from promogym.envs.forecaster_demand import ForecasterDemand
     from promogym.envs.market import ReferenceMarket
+    from promogym.envs.rollout import Policy
     from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
 
 RUN_FORMAT = "promogym-run/1"
@@ -67,6 +71,10 @@ VERSION_PACKAGES = (
     "transformers",
 )
 AGENT_PREFERENCE = ("maskable-ppo", "ppo", "dqn")
+PLANNER = "planner"
+"""Name of the built-in decision maker of every run: the exact DP over the learned
+simulator's demand (:mod:`promogym.agents.planner`); it needs no training and is the
+default of :meth:`Run.recommend`."""
 
 
 def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
@@ -367,7 +375,15 @@ class Run:
         return sorted(p.name for p in root.iterdir() if (p / "train.json").is_file())
 
     def agent_info(self, name: str) -> dict[str, Any]:
-        """The agent's ``train.json``."""
+        """The agent's ``train.json`` (for the planner: its name, algo and demand)."""
+        if name == PLANNER:
+            return {
+                "name": PLANNER,
+                "algo": PLANNER,
+                "demand": "learned",
+                "timesteps": 0,
+                "hparams": {},
+            }
         self._check_agent(name)
         return json.loads((self.path / "agents" / name / "train.json").read_text("utf-8"))
 
@@ -385,10 +401,10 @@ class Run:
         return names[0]
 
     def _check_agent(self, name: str) -> None:
-        if not (self.path / "agents" / name / "train.json").is_file():
+        if name != PLANNER and not (self.path / "agents" / name / "train.json").is_file():
             raise PromogymInputError(
                 f"--agent {name}: no trained agent of that name in {self.path}; "
-                f"trained: {self.agents() or 'none'}"
+                f"trained: {self.agents() or 'none'} (and the built-in {PLANNER})"
             )
 
     def load_model(self, name: str | None = None, which: str = "best") -> Any:
@@ -396,6 +412,8 @@ class Run:
         from promogym.agents.train import algo_class
 
         name = name or self.default_agent()
+        if name == PLANNER:
+            raise PromogymInputError(f"the {PLANNER} has no SB3 model; use Run.policy")
         info = self.agent_info(name)
         if which not in ("best", "last"):
             raise PromogymInputError(f"--policy must be 'best' or 'last', got {which!r}")
@@ -408,6 +426,13 @@ class Run:
         from promogym.agents.train import config_digest
 
         config = config or self.config
+        if name == PLANNER:
+            if config_digest(config.to_toml()) != config_digest(self.config.to_toml()):
+                raise PromogymInputError(
+                    f"{self.path} was fitted for another campaign config, and the {PLANNER} "
+                    "plans the run's own; fit a run with this config (promogym fit --config)"
+                )
+            return
         trained = self.agent_info(name).get("config_digest")
         if (
             config_digest(config.to_toml()) != trained
@@ -428,11 +453,13 @@ class Run:
         feature_model: Any = None,
         shared_memory: bool = False,
         device: str = "cpu",
-    ) -> AgentPolicy:
+    ) -> Policy:
         """Agent ``name`` as a batched :class:`~promogym.envs.rollout.Policy`.
 
         Args:
-            name: agent name (default :meth:`default_agent`).
+            name: agent name (default :meth:`default_agent`), or :data:`PLANNER` (a
+                :class:`~promogym.agents.planner.PlannerPolicy` planning in
+                ``feature_model``; ``which``, ``shared_memory`` and ``device`` do not apply).
             which: ``best`` or ``last`` model.
             context: history whose latest periods the agent sees at a campaign's first
                 decision (default: the run's history).
@@ -448,6 +475,11 @@ class Run:
         from promogym.envs.forecaster_demand import HistoryWindows
 
         name = name or self.default_agent()
+        if name == PLANNER:
+            from promogym.agents.planner import PlannerPolicy
+
+            context = context if context is not None else self.history
+            return PlannerPolicy(feature_model or self.demand_model(context))
         info = self.agent_info(name)
         self.check_agent_config(name)
         spec = EnvSpec(**info["env"])
@@ -613,7 +645,8 @@ class Run:
                 ``lead_time`` entries; missing ones are 0).
             day: index of the next period within the campaign (default: from
                 ``campaign.start_date`` and the history's last date, else 0).
-            agent: trained agent (default :meth:`default_agent`).
+            agent: trained agent, or :data:`PLANNER` (the default): the exact DP over the
+                learned simulator's demand, re-planned from this history.
             config: the campaign config the caller expects; an agent trained for another
                 config is refused.
             episodes: simulated campaigns behind the expected profit (common random numbers
@@ -627,7 +660,7 @@ class Run:
         from promogym.envs.market import day_date
         from promogym.envs.rollout import simulate
 
-        name = agent or self.default_agent()
+        name = agent or PLANNER
         self.check_agent_config(name, config)
         if episodes < 2:
             raise PromogymInputError(f"episodes must be >= 2, got {episodes}")
@@ -700,7 +733,7 @@ class Run:
 
 
 def policy_first_action(
-    policy: AgentPolicy, start: CampaignState, params: CampaignParams, simulator: Any
+    policy: Policy, start: CampaignState, params: CampaignParams, simulator: Any
 ) -> tuple[int, int]:
     """The policy's (deterministic) first action from the single state ``start``."""
     policy.reset(start, params)

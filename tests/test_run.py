@@ -99,6 +99,9 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     assert {"no-promotion", "best-fixed-discount", "periodic-flash-sale"} <= set(rec.baselines)
     assert rec.state["pipeline"] == [40, 0]
     assert json.loads(json.dumps(rec.to_dict())) == rec.to_dict()
+    assert rec.agent == "planner"  # the default: exact DP over the learned simulator
+    by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
+    assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
     again = trained.recommend(
         history,
         item_id="sku-1",

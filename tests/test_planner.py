@@ -1,0 +1,116 @@
+"""The planner: distilling a demand model with memory into a DP table, and acting on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from promogym.agents.planner import PlannerPolicy, learned_demand_table, on_grid
+from promogym.config import CampaignConfig
+from promogym.envs import dp
+from promogym.envs.core import CampaignParams, CampaignState, initial_state
+from promogym.envs.demand import DemandModel, MarketDemand, Memory
+from promogym.envs.forecaster_demand import trailing_sale_streak
+from promogym.envs.market import MAX_STREAK, ReferenceMarket, default_market
+from promogym.envs.rollout import simulate
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+START_DAY = 20788  # 2026-12-01
+
+
+class RememberingMarket(DemandModel):
+    """The reference market, but reading the sale streak from a memory of past discounts,
+    as the learned simulator reads it from its context window."""
+
+    def __init__(self, market: ReferenceMarket, window: int = 8) -> None:
+        self.market, self.window = market, window
+
+    def initial_memory(self, state: CampaignState) -> Memory:
+        return {"past_discount": torch.zeros(state.batch_size, self.window, dtype=torch.float64)}
+
+    def update_memory(self, memory, state, discount, units_sold, demand) -> Memory:
+        past = torch.cat([memory["past_discount"][:, 1:], discount.unsqueeze(1)], dim=1)
+        return {"past_discount": past}
+
+    def distribution(self, state, memory, discounts):
+        streak = trailing_sale_streak(memory["past_discount"])
+        discounts = discounts.to(torch.float64).unsqueeze(0).expand(state.batch_size, -1)
+        shape = discounts.shape
+        mean = self.market.mean_demand(
+            state.item.unsqueeze(1).expand(shape),
+            state.day.unsqueeze(1).expand(shape),
+            discounts,
+            streak.unsqueeze(1).expand(shape),
+        )
+        return mean, self.market.dispersion(state.item).unsqueeze(1).expand(shape)
+
+
+def campaign() -> tuple[ReferenceMarket, CampaignParams]:
+    config = CampaignConfig().replace(
+        campaign={"horizon": 8, "discounts": [0.0, 0.2, 0.4], "max_sale_periods": 4},
+        inventory={"capacity": 40, "initial": 20, "order_quantities": [0, 10, 20]},
+    )
+    return default_market(), CampaignParams.from_config(config, list_price=20.0)
+
+
+def test_table_of_a_streak_model_is_its_exact_demand() -> None:
+    market, params = campaign()
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    table = learned_demand_table(RememberingMarket(market), params, start)
+    truth = dp.DemandTable.from_market(market, 1, params, START_DAY)
+    assert table.mean.shape == (params.horizon, params.n_discounts, MAX_STREAK + 1)
+    # every streak a campaign can reach by period t (s <= t) is exact
+    for t in range(params.horizon):
+        reach = slice(0, t + 1)
+        torch.testing.assert_close(table.mean[t, :, reach], truth.mean[t, :, reach])
+        torch.testing.assert_close(table.dispersion[t, :, reach], truth.dispersion[t, :, reach])
+
+
+def test_planner_on_an_exact_table_is_the_dp_optimum() -> None:
+    market, params = campaign()
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    optimum = dp.solve(market, 1, params, START_DAY)
+    table = learned_demand_table(RememberingMarket(market), params, start)
+    planned = dp.solve_table(table, params, START_DAY, item=1)
+    assert planned.expected_profit == pytest.approx(optimum.expected_profit, rel=1e-12)
+    truth = MarketDemand(market)
+    planner = PlannerPolicy(RememberingMarket(market))
+    a = simulate(planner, truth, params, start, n_episodes=64, seed=3)
+    b = simulate(optimum.policy(), truth, params, start, n_episodes=64, seed=3)
+    assert (a.profit == b.profit).all()
+    assert (a.periods["discount"] == b.periods["discount"]).all()
+
+
+def test_mid_campaign_table_repeats_its_first_row_before_the_state() -> None:
+    market, params = campaign()
+    start = initial_state(
+        params,
+        torch.tensor([0]),
+        torch.tensor([START_DAY + 3]),
+        t=torch.tensor([3]),
+        streak=torch.tensor([1]),
+    )
+    table = learned_demand_table(RememberingMarket(market), params, start)
+    assert table.mean.shape[0] == params.horizon
+    assert torch.equal(table.mean[0], table.mean[3])
+    truth = dp.DemandTable.from_market(market, 0, params, START_DAY)
+    torch.testing.assert_close(table.mean[3:, :, 0], truth.mean[3:, :, 0])
+    with pytest.raises(ValueError, match="one campaign state"):
+        learned_demand_table(RememberingMarket(market), params, start.index(torch.tensor([0, 0])))
+
+
+def test_off_grid_states_snap_to_the_nearest_dp_state() -> None:
+    _, params = campaign()  # lead time 2: one tracked pipeline slot, ladder 0/10/20
+    state = initial_state(
+        params,
+        torch.tensor([0, 0]),
+        torch.tensor([START_DAY, START_DAY]),
+        on_hand=torch.tensor([7.4, 55.0]),
+        pipeline=torch.tensor([[12.0, 0.0], [3.0, 4.0]]),
+    )
+    snapped = on_grid(state, params)
+    assert snapped.on_hand.tolist() == [7.0, 40.0]
+    assert snapped.pipeline.tolist() == [[10.0, 0.0], [10.0, 0.0]]
+    d, o = PlannerPolicy(RememberingMarket(default_market())).act(state, params, {})
+    assert d.shape == o.shape == (2,)
