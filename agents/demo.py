@@ -4,10 +4,11 @@
    the behaviour policy; the campaign is the 28 days right after the history,
 2. fit the forecaster (fine-tuning the shipped base; from scratch if it is missing),
 3. train an agent (PPO by default) in the learned simulator,
-4. score it in the true market against the tuned baselines and the exact DP optimum with
+4. score it and the run's planner (exact DP over the learned simulator's demand) in the true
+   market against the tuned baselines and the exact DP optimum with
    :func:`promogym.evaluate.evaluate_policies` (common random numbers) and write the HTML
    report to ``OUT/report/``,
-5. print a recommendation for the campaign's first period.
+5. print the planner's recommendation for the campaign's first period.
 
 Budget: under 10 minutes on 2 CPU cores with the defaults. Measured from a fresh clone
 (``make demo``, 1M PPO steps, quiet 2-core machine, 2026-11-23): 3 min 44 s in all including
@@ -54,7 +55,7 @@ def run_demo(
     from promogym.evaluate import evaluate_policies
     from promogym.forecasters.transformer import BASE_WEIGHTS_DIR, TransformerConfig
     from promogym.report import write_report
-    from promogym.run import fit_run
+    from promogym.run import PLANNER, fit_run
     from promogym.simulate import write_simulated_history
 
     out = Path(out)
@@ -118,7 +119,8 @@ def run_demo(
     t = time.perf_counter()
     item = run.item_vocabulary()[0]
     log(f"scoring in the true market ({item}, {episodes} campaigns per policy) ...")
-    case = market_case(run, item, agents=[result.name], seed=seed, log=log)
+    agents = [PLANNER, result.name]
+    case = market_case(run, item, agents=agents, seed=seed, log=log)
     report = evaluate_policies(
         case.policies,
         {"reference": case.demand},
@@ -128,7 +130,7 @@ def run_demo(
         seed=seed,
         optimum=case.optimum,
         optimum_policy=OPTIMUM,
-        agents=[result.name],
+        agents=agents,
         provenance=run.provenance(result.name),
         progress=False,
         title=f"Demo: {item}, campaign from {demo_config().campaign.start_date}",

@@ -16,6 +16,10 @@ that continues a streak and averages over ``p`` for the first regular-price peri
 sale. Every (t, s, p) path is one row of a single batch, so the whole table costs
 ``horizon`` calls of the model (about a second for the default campaign on 2 CPU cores).
 
+Support: the plan runs no sale longer than the item's history ever ran one
+(:func:`longest_sale_runs`): the simulator has no evidence about longer sales and its
+extrapolation there is what a planner would exploit.
+
 What the table drops: the simulator's dependence on how many units earlier periods really
 sold (the plan assumes expected sales) and on sale depths other than the streak's own.
 :class:`PlannerPolicy` solves once per campaign start it meets and then acts by table
@@ -26,8 +30,13 @@ call, i.e. it re-plans each period with what has really been sold.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
 import torch
 
+from promogym.data import SalesHistory
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.dp import DemandTable, DPSolution, solve_table
@@ -40,6 +49,8 @@ def learned_demand_table(
     params: CampaignParams,
     state: CampaignState,
     memory: Memory | None = None,
+    *,
+    max_sale_run: int | None = None,
 ) -> DemandTable:
     """Distil ``model``'s demand for the rest of the campaign of ``state`` into a table.
 
@@ -49,6 +60,7 @@ def learned_demand_table(
         state: a batch of one campaign state; the table covers periods ``state.t`` to the
             horizon (earlier rows repeat row ``state.t``; no reachable state reads them).
         memory: the model's memory at ``state`` (default ``model.initial_memory(state)``).
+        max_sale_run: passed on to the table (:attr:`DemandTable.max_sale_run`).
 
     Returns:
         ``DemandTable`` with ``mean``/``dispersion`` of shape
@@ -105,7 +117,29 @@ def learned_demand_table(
     return DemandTable(
         torch.cat([head, table_mean]).cpu(),
         torch.cat([table_disp[:1].expand(t0, -1, -1), table_disp]).cpu(),
+        max_sale_run,
     )
+
+
+def longest_sale_runs(history: SalesHistory, item_ids: Sequence[str]) -> list[int]:
+    """Per item of ``item_ids``, the most consecutive sale periods its history shows.
+
+    A sale period is a row with ``discount > 0``; a missing period ends a run. An item
+    without a sale in ``history`` gets the longest run of any item (0 if there is none).
+    """
+    frame = history.frame[["item_id", "date", "discount"]].sort_values(["item_id", "date"])
+    step = pd.Timedelta(days=history.period_days)
+    longest: dict[str, int] = {}
+    for item, rows in frame.groupby("item_id", sort=False):
+        on_sale = rows["discount"].to_numpy() > 0
+        follows = np.r_[False, np.diff(rows["date"].to_numpy()) == step]
+        run, best = 0, 0
+        for sale, cont in zip(on_sale, follows, strict=True):
+            run = run + 1 if sale and cont else int(sale)
+            best = max(best, run)
+        longest[str(item)] = best
+    fallback = max(longest.values(), default=0)
+    return [longest.get(item) or fallback for item in item_ids]
 
 
 class PlannerPolicy(Policy):
@@ -113,6 +147,10 @@ class PlannerPolicy(Policy):
 
     Args:
         model: the demand model to plan in (the run's learned simulator).
+        max_sale_run: per item index, the longest sale the plans may run
+            (:func:`longest_sale_runs` of the history the model learned from); ``None``: no
+            limit. The simulator has never seen longer sales, and trusting its extrapolation
+            there cost up to 12 points of the optimum on a benchmark item (83% -> 91%).
         name: policy name in reports.
 
     The first time it meets a campaign (an item and campaign start day), it distils the table
@@ -122,8 +160,15 @@ class PlannerPolicy(Policy):
     is not on the order ladder) is looked up at the nearest ladder quantity.
     """
 
-    def __init__(self, model: DemandModel, *, name: str = "planner") -> None:
+    def __init__(
+        self,
+        model: DemandModel,
+        *,
+        max_sale_run: Sequence[int] | None = None,
+        name: str = "planner",
+    ) -> None:
         self.model = model
+        self.max_sale_run = None if max_sale_run is None else list(max_sale_run)
         self.name = name
         self.solutions: dict[tuple[int, int], tuple[int, DPSolution]] = {}
 
@@ -137,7 +182,8 @@ class PlannerPolicy(Policy):
         start_day = int(state.day[0]) - t * params.period_days
         key = (item, start_day)
         if key not in self.solutions or self.solutions[key][0] > t:
-            table = learned_demand_table(self.model, params, state)
+            limit = None if self.max_sale_run is None else self.max_sale_run[item]
+            table = learned_demand_table(self.model, params, state, max_sale_run=limit)
             self.solutions[key] = (t, solve_table(table, params, start_day, item))
         return self.solutions[key][1]
 

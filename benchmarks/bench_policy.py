@@ -41,15 +41,17 @@ import torch
 from promogym.agents.scoring import score_in_market
 from promogym.agents.train import train_agent
 from promogym.config import CampaignConfig
-from promogym.envs.market import ReferenceMarket, random_market_params
+from promogym.envs.market import MarketParams, ReferenceMarket, random_market_params
 from promogym.forecasters.transformer import BASE_WEIGHTS_DIR, TransformerConfig
-from promogym.run import fit_run, package_versions
+from promogym.run import Run, fit_run, load_run, package_versions
 from promogym.simulate import simulate_history
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_policy.json"
 README = HERE / "README.md"
 SECTION = "## Learned policy in the true market (`bench_policy.py`)"
+PLANNER_RESULTS = HERE / "results" / "bench_policy_planner.json"
+"""A ``--timesteps 0`` run on more items (planner and rules only), summarised in the README."""
 HISTORY = HERE / "results" / "bench_policy_history.json"
 """Headline figures of earlier runs (other forecaster or training settings), for the README."""
 
@@ -71,44 +73,39 @@ POLICIES = (
     ("no promotion", "no-promotion"),
     ("periodic flash sale", "periodic-flash-sale"),
 )
+HISTORY_START, HISTORY_DAYS = "2024-01-01", 730
+"""The simulated behaviour-policy history; the scored campaign starts the day after it."""
 RULES = ("best-fixed-discount", "no-promotion", "periodic-flash-sale")
 """The merchant's rules among :data:`POLICIES`."""
 
 
-def run_case(
+def fit_and_train(
     name: str,
-    spec: dict,
+    params: MarketParams,
+    config: CampaignConfig,
     work: Path,
-    *,
-    items: int,
     timesteps: int,
-    episodes: int,
     seed: int,
     forecaster_epochs: int,
     log,
-) -> list[dict]:
-    params = random_market_params(8, np.random.default_rng(spec["seed"]), **spec["ranges"])
+) -> tuple[Run, dict[str, float]]:
+    """Simulate the history, fit the run and train PPO in both simulators (if ``timesteps``)."""
+    periods, start = HISTORY_DAYS, np.datetime64(HISTORY_START)
     market = ReferenceMarket(params, "D")
-    periods = 730
-    start = np.datetime64("2024-01-01")
-    config = CampaignConfig().replace(
-        campaign={"start_date": str(start + np.timedelta64(periods, "D"))}
-    )
     data = work / name / "history.csv"
     data.parent.mkdir(parents=True, exist_ok=True)
     simulate_history(market, periods, str(start), seed, config).to_csv(
         data, index=False, date_format="%Y-%m-%d"
     )
     (work / name / "market.json").write_text(params.to_json(), encoding="utf-8")
-    timings = {}
+    timings: dict[str, float] = {}
     t = time.perf_counter()
-    from_scratch = not (BASE_WEIGHTS_DIR / "model.safetensors").is_file()
     fc = dataclasses.replace(TransformerConfig(seed=seed), epochs=forecaster_epochs)
     run = fit_run(
         data,
         work / name / "run",
         config,
-        from_scratch=from_scratch,
+        from_scratch=not (BASE_WEIGHTS_DIR / "model.safetensors").is_file(),
         forecaster_config=fc,
         market=work / name / "market.json",
         overwrite=True,
@@ -117,7 +114,7 @@ def run_case(
     log(
         f"{name}: fitted in {timings['fit']:.0f} s ({run.info['forecaster']['validation_metrics']})"
     )
-    for demand in ("learned", "reference"):
+    for demand in ("learned", "reference") if timesteps > 0 else ():
         t = time.perf_counter()
         train_agent(
             run,
@@ -130,28 +127,63 @@ def run_case(
             log=log,
         )
         timings[f"train_{demand}"] = time.perf_counter() - t
+    return run, timings
+
+
+def run_case(
+    name: str,
+    spec: dict,
+    work: Path,
+    *,
+    items: int,
+    timesteps: int,
+    episodes: int,
+    seed: int,
+    forecaster_epochs: int,
+    rescore: bool = False,
+    log,
+) -> list[dict]:
+    params = random_market_params(8, np.random.default_rng(spec["seed"]), **spec["ranges"])
+    start = np.datetime64(HISTORY_START) + np.timedelta64(HISTORY_DAYS, "D")
+    config = CampaignConfig().replace(campaign={"start_date": str(start)})
+    if rescore:
+        run = load_run(work / name / "run")
+        timings: dict[str, float] = {}
+        log(f"{name}: re-scoring {run.path} (agents {run.agents()})")
+    else:
+        run, timings = fit_and_train(
+            name, params, config, work, timesteps, seed, forecaster_epochs, log
+        )
     rows = []
     for item in run.item_vocabulary()[:items]:
         t = time.perf_counter()
         scores = score_in_market(
             run,
             item,
-            agents=["planner", "ppo", "ppo-reference"],
+            agents=["planner", "ppo", "ppo-reference"] if timesteps > 0 else ["planner"],
             episodes=episodes,
             seed=seed,
             log=log,
         )
-        fractions = {label: scores["policies"][key]["fraction"] for label, key in POLICIES}
+        fractions = {
+            label: scores["policies"][key]["fraction"]
+            for label, key in POLICIES
+            if key in scores["policies"]
+        }
         rows.append(
             {
                 "market": name,
                 "item": item,
                 "optimum": scores["optimum"],
                 "fractions": fractions,
-                "gap": fractions["reference-trained"] - fractions["learned"],
+                "gap": (
+                    fractions["reference-trained"] - fractions["learned"]
+                    if "learned" in fractions
+                    else None
+                ),
                 "planner_seconds": scores["policies"]["planner"]["seconds"],
                 "scores": scores,
-                "forecaster_from_scratch": from_scratch,
+                "forecaster_from_scratch": run.info["forecaster"].get("from_scratch"),
                 "forecaster_metrics": run.info["forecaster"]["validation_metrics"],
                 "seconds": {**timings, "score": time.perf_counter() - t},
             }
@@ -169,18 +201,19 @@ def _run_job(job: tuple[str, Path, dict]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    labels = [label for label, _ in POLICIES]
-    head = "| market | item | optimum | " + " | ".join(labels) + " | gap |"
-    lines = [head, "|" + "---|" * (len(labels) + 4)]
+    """Markdown table of the policies every row scored (``gap`` when PPO was trained)."""
+    labels = [label for label, _ in POLICIES if all(label in r["fractions"] for r in rows)]
+    with_gap = all(r["gap"] is not None for r in rows)
+    head = "| market | item | optimum | " + " | ".join(labels) + (" | gap |" if with_gap else " |")
+    lines = [head, "|" + "---|" * (len(labels) + 3 + with_gap)]
     for r in rows:
         cells = " | ".join(f"{r['fractions'][k]:.1%}" for k in labels)
-        lines.append(
-            f"| {r['market']} | {r['item']} | {r['optimum']:.0f} | {cells} | {r['gap']:+.1%} |"
-        )
+        gap = f" {r['gap']:+.1%} |" if with_gap else ""
+        lines.append(f"| {r['market']} | {r['item']} | {r['optimum']:.0f} | {cells} |{gap}")
     mean = {k: float(np.mean([r["fractions"][k] for r in rows])) for k in labels}
-    gap = float(np.mean([r["gap"] for r in rows]))
     cells = " | ".join(f"**{mean[k]:.1%}**" for k in labels)
-    lines.append(f"| **mean** | | | {cells} | **{gap:+.1%}** |")
+    gap = f" **{np.mean([r['gap'] for r in rows]):+.1%}** |" if with_gap else ""
+    lines.append(f"| **mean** | | | {cells} |{gap}")
     return "\n".join(lines)
 
 
@@ -192,6 +225,38 @@ def update_readme(text: str) -> None:
     else:
         current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
     README.write_text(current, encoding="utf-8")
+
+
+def planner_summary(wide: dict) -> str:
+    """README paragraph of a planner-only run: per-market means, the worst item, the command."""
+    st, rows = wide["settings"], wide["rows"]
+    labels = [label for label, _ in POLICIES if all(label in r["fractions"] for r in rows)]
+    lines = [
+        "| market | items | " + " | ".join(f"{k} (mean)" for k in labels) + " | planner (worst) |",
+        "|" + "---|" * (len(labels) + 3),
+    ]
+    markets = list(dict.fromkeys(r["market"] for r in rows))
+    for market in [*markets, None]:
+        sub = [r for r in rows if market is None or r["market"] == market]
+        cells = " | ".join(f"{np.mean([r['fractions'][k] for r in sub]):.1%}" for k in labels)
+        worst = min(sub, key=lambda r: r["fractions"]["planner"])
+        name = f"**all {len(markets)}**" if market is None else market
+        lines.append(
+            f"| {name} | {len(sub)} | {cells} | {worst['fractions']['planner']:.1%} "
+            f"({worst['market']} {worst['item']}) |"
+        )
+    cmd = (
+        f"python benchmarks/bench_policy.py --markets {st['markets']} --items {st['items']} "
+        f"--timesteps 0 --episodes {st['episodes']} --seed {st['seed']} "
+        f"--forecaster-epochs {st['forecaster_epochs']} --out "
+        "benchmarks/results/bench_policy_planner.json"
+    )
+    return (
+        "\n**The planner on every item** of three shops (`demo-seed0`, `seed1` = the demo "
+        "ranges with another seed, `elastic-seed2`; no RL, so it is cheap: "
+        f"{wide['seconds'] / 60:.0f} min; per-item rows in `results/bench_policy_planner.json`):"
+        f"\n\n```\n{cmd}\n```\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def readme_section(result: dict) -> str:
@@ -220,6 +285,9 @@ def readme_section(result: dict) -> str:
         f"cost of the learned simulator and {1 - upper:.1%} is RL's own shortfall at "
         f"{int(st['timesteps']):,} steps)."
     )
+    broad = ""
+    if PLANNER_RESULTS.exists():
+        broad = planner_summary(json.loads(PLANNER_RESULTS.read_text(encoding="utf-8")))
     history = ""
     if HISTORY.exists():
         past = json.loads(HISTORY.read_text(encoding="utf-8"))
@@ -244,13 +312,21 @@ def readme_section(result: dict) -> str:
         "other random numbers. Markets: `demo-seed0` = the demo shop, `elastic-seed2` = "
         "elasticity 2.5-4, stronger urgency and post-sale dips."
         + (" Forecaster trained from scratch (no shipped base weights)." if scratch else "")
-        + f" Total {result['seconds'] / 60:.0f} min on a shared 2-core machine.\n\n```\n"
+        + (
+            f" Total {result['first_run_seconds'] / 60:.0f} min on a shared 2-core machine; "
+            f"then re-scored with `--rescore` ({result['seconds'] / 60:.0f} min) after a "
+            "change to the planner."
+            if "first_run_seconds" in result
+            else f" Total {result['seconds'] / 60:.0f} min on a shared 2-core machine."
+        )
+        + "\n\n```\n"
         + cmd
         + "\n```\n\n"
         + result["table"]
         + "\n\n"
         + verdict
         + "\n"
+        + broad
         + history
     )
 
@@ -259,7 +335,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--markets", default=",".join(MARKETS))
     parser.add_argument("--items", type=int, default=2, help="items scored per market")
-    parser.add_argument("--timesteps", type=int, default=1_000_000)
+    parser.add_argument(
+        "--timesteps", type=int, default=1_000_000, help="PPO steps (0: score the planner only)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -273,11 +352,18 @@ def main() -> None:
         "--workers", type=int, default=1, help="markets run in parallel, one process each"
     )
     parser.add_argument("--work", type=Path, default=HERE / "_cache" / "bench_policy")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the runs already in --work again (no simulating, fitting or training)",
+    )
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument(
         "--readme-only", action="store_true", help="rewrite the README section from the JSON"
     )
     args = parser.parse_args()
+    if args.update_readme and args.timesteps <= 0:
+        parser.error("--update-readme needs the PPO columns: give --timesteps > 0")
     if args.readme_only:
         update_readme(readme_section(json.loads(RESULTS.read_text(encoding="utf-8"))))
         return
@@ -294,6 +380,7 @@ def main() -> None:
         "seed": args.seed,
         "forecaster_epochs": args.forecaster_epochs,
         "threads": args.threads,
+        "rescore": args.rescore,
     }
     jobs = [(name, args.work, options) for name in names]
     if args.workers > 1:  # one process per market, each with --threads torch threads
@@ -302,15 +389,24 @@ def main() -> None:
             rows = [row for case in pool.map(_run_job, jobs) for row in case]
     else:
         rows = [row for job in jobs for row in _run_job(job)]
+    earlier = {}
+    if args.rescore and args.out.exists():  # keep the fit and training times of those runs
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        earlier = {"first_run_seconds": previous.get("first_run_seconds", previous["seconds"])}
+        kept = {(r["market"], r["item"]): r["seconds"] for r in previous["rows"]}
+        for r in rows:
+            before = kept.get((r["market"], r["item"]), {})
+            r["seconds"] = {**{k: v for k, v in before.items() if k != "score"}, **r["seconds"]}
     result = {
+        **earlier,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rows": rows,
         "table": table(rows),
         "seconds": round(time.perf_counter() - started, 1),
         "packages": package_versions(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     print(result["table"])
     if args.update_readme:
         update_readme(readme_section(result))

@@ -201,6 +201,8 @@ class DemandTable:
 
     mean: torch.Tensor
     dispersion: torch.Tensor
+    max_sale_run: int | None = None
+    """If set, plans may not run a sale for more than this many consecutive periods."""
 
     def __post_init__(self) -> None:
         if self.mean.dim() != 3 or self.mean.shape != self.dispersion.shape:
@@ -210,6 +212,8 @@ class DemandTable:
             )
         if self.mean.shape[2] != MAX_STREAK + 1:
             raise ValueError(f"the streak axis must have {MAX_STREAK + 1} entries")
+        if self.max_sale_run is not None and self.max_sale_run < 0:
+            raise ValueError(f"max_sale_run must be >= 0, got {self.max_sale_run}")
 
     @classmethod
     def from_market(
@@ -334,6 +338,11 @@ def solve_table(
     disc_ok = torch.ones(n_u, n_d, dtype=torch.bool)
     disc_ok[:, 1:] = sale_ok.unsqueeze(1)  # (U, D)
     feasible = order_ok.view(n_x, n_k, n_o, 1, 1, 1) & disc_ok.view(1, 1, 1, 1, n_u, n_d)
+    if table.max_sale_run is not None:
+        # no sale that would make the streak longer than max_sale_run periods
+        streak_ok = torch.ones(n_s, n_d, dtype=torch.bool)
+        streak_ok[table.max_sale_run :, 1:] = False
+        feasible = feasible & streak_ok.view(1, 1, 1, n_s, 1, n_d)
 
     price = params.list_price * (1.0 - discounts)  # (D,)
     y = j  # stock facing demand

@@ -347,13 +347,13 @@ def demo_inputs(config: CampaignConfig | None, item: str, market: str) -> Campai
 def run_inputs(
     path: Path, config: CampaignConfig | None, item: str, policy: str, market: str | None
 ) -> CampaignInputs:
-    """A run: its agent, learned simulator and (if simulated) true market.
+    """A run: its planner and agent, learned simulator and (if simulated) true market.
 
     A run with no trained agent yet (``--policy best`` or ``last``) is evaluated with the
-    baselines alone.
+    planner (:data:`promogym.run.PLANNER`) and the baselines.
     """
     from promogym.agents.scoring import next_campaign_day
-    from promogym.run import load_run
+    from promogym.run import PLANNER, load_run
 
     run = load_run(path)
     if config is not None and config.to_toml() != run.config.to_toml():
@@ -408,7 +408,10 @@ def run_inputs(
         day_date(day),
         markets,
         true_market if "reference" in markets else None,
-        {agent: run.policy(agent, which)} if agent is not None else {},
+        {
+            PLANNER: run.policy(PLANNER),
+            **({agent: run.policy(agent, which)} if agent is not None else {}),
+        },
         provenance,
         log,
     )

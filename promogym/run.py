@@ -476,10 +476,13 @@ class Run:
 
         name = name or self.default_agent()
         if name == PLANNER:
-            from promogym.agents.planner import PlannerPolicy
+            from promogym.agents.planner import PlannerPolicy, longest_sale_runs
 
             context = context if context is not None else self.history
-            return PlannerPolicy(feature_model or self.demand_model(context))
+            return PlannerPolicy(
+                feature_model or self.demand_model(context),
+                max_sale_run=longest_sale_runs(self.history, self.item_vocabulary()),
+            )
         info = self.agent_info(name)
         self.check_agent_config(name)
         spec = EnvSpec(**info["env"])

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
-from promogym.agents.planner import PlannerPolicy, learned_demand_table, on_grid
+from promogym.agents.planner import (
+    PlannerPolicy,
+    learned_demand_table,
+    longest_sale_runs,
+    on_grid,
+)
 from promogym.config import CampaignConfig
+from promogym.data import history_from_frame
 from promogym.envs import dp
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
@@ -114,3 +121,35 @@ def test_off_grid_states_snap_to_the_nearest_dp_state() -> None:
     assert snapped.pipeline.tolist() == [[10.0, 0.0], [10.0, 0.0]]
     d, o = PlannerPolicy(RememberingMarket(default_market())).act(state, params, {})
     assert d.shape == o.shape == (2,)
+
+
+def test_longest_sale_runs_counts_consecutive_periods_per_item() -> None:
+    dates = pd.date_range("2024-01-01", periods=8, freq="D")
+    price = {
+        "a": [20, 18, 18, 18, 20, 18, 20, 20],  # runs of 3 and 1
+        "b": [20, 18, 20, 18, 18, 20, 20, 18],  # runs of 1, 2 and 1
+        "c": [20] * 8,  # never on sale: the longest run of any item
+    }
+    frame = pd.DataFrame(
+        [
+            {"date": d, "item_id": item, "units_sold": 5, "price": p, "list_price": 20.0}
+            for item, prices in price.items()
+            for d, p in zip(dates, prices, strict=True)
+        ]
+    )
+    history = history_from_frame(frame)
+    assert longest_sale_runs(history, ["a", "b", "c"]) == [3, 2, 3]
+
+
+def test_max_sale_run_keeps_plans_within_the_history_s_sales() -> None:
+    market, params = campaign()
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    truth = MarketDemand(market)
+    planner = PlannerPolicy(RememberingMarket(market), max_sale_run=[1] * 8)
+    short = simulate(planner, truth, params, start, n_episodes=64)
+    on_sale = short.periods["discount"] > 0
+    assert on_sale.any() and not (on_sale[:, 1:] & on_sale[:, :-1]).any()
+    assert (
+        planner.solution(start, params).expected_profit
+        <= dp.solve(market, 1, params, START_DAY).expected_profit
+    )

@@ -478,15 +478,16 @@ def test_evaluate_cli_with_a_trained_run(tiny_run: Path, tmp_path: Path) -> None
     assert set(data["markets"]) == {"reference", "learned"}  # the run knows its true market
     for market in data["markets"].values():
         assert market["policies"]["ppo"]["kind"] == "agent"
-    assert set(data["gaps"]) >= {"ppo", "no-promotion"}
-    assert data["verdicts"][0].startswith("ppo ")
+        assert market["policies"]["planner"]["kind"] == "agent"  # every run has its planner
+    assert set(data["gaps"]) >= {"ppo", "planner", "no-promotion"}
+    assert any(v.startswith("ppo ") for v in data["verdicts"])
     assert set(data["plots"]) == {
         "profit_distribution",
         "training_curve",
         "trajectory",
         "discount_heatmap",
     }
-    assert data["trajectory"]["policy"] == "ppo"
+    assert data["trajectory"]["policy"] in ("ppo", "planner")  # the best agent's
     prov = data["provenance"]
     assert prov["algorithm"]["algo"] == "ppo" and "hparams" in prov["algorithm"]
     assert prov["forecaster"] and prov["policy"] == {"agent": "ppo", "model": "best"}
@@ -504,7 +505,7 @@ def test_evaluate_cli_with_a_trained_run(tiny_run: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_evaluate_a_run_without_agents_scores_the_baselines_alone(
+def test_evaluate_a_run_without_agents_scores_the_planner_and_baselines(
     tiny_run: Path, tmp_path: Path
 ) -> None:
     untrained = tmp_path / "untrained"
@@ -517,5 +518,6 @@ def test_evaluate_a_run_without_agents_scores_the_baselines_alone(
     assert set(data["markets"]) == {"reference", "learned"}
     for market in data["markets"].values():
         kinds = {p["kind"] for p in market["policies"].values()}
-        assert "agent" not in kinds and "baseline" in kinds
+        agents = [n for n, p in market["policies"].items() if p["kind"] == "agent"]
+        assert agents == ["planner"] and "baseline" in kinds
     assert "policy" not in data["provenance"]
