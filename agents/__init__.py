@@ -1,4 +1,8 @@
-"""Agents: SB3 training in the learned simulator and campaign recommendations.
+"""Agents: planning and SB3 training in the learned simulator, and campaign recommendations.
+
+* :mod:`promogym.agents.planner`: :class:`~promogym.agents.planner.PlannerPolicy`, the exact
+  DP over the learned simulator's demand distilled into a (period, discount, streak) table;
+  every run's built-in decision maker and the default of ``recommend``.
 
 * :mod:`promogym.agents.hparams`: default hyper-parameters per algorithm (documented table)
   and ``--set`` / ``--hparams`` overrides.

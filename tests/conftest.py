@@ -1,4 +1,4 @@
-"""Tiny configs and the fit-and-train helper shared by the test modules.
+"""Tiny configs, the fit-and-train helper and the market oracle shared by the test modules.
 
 Test modules import these names with ``from conftest import ...`` (pytest puts ``tests/`` on
 ``sys.path`` because it has no ``__init__.py``).
@@ -6,14 +6,19 @@ Test modules import these names with ``from conftest import ...`` (pytest puts `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
+import pandas as pd
 import pytest
 import torch
 
 from promogym.config import CampaignConfig
+from promogym.data import SalesHistory
+from promogym.envs.market import MAX_STREAK, ReferenceMarket
+from promogym.forecasters.base import DemandContext, Forecaster
 from promogym.forecasters.transformer import TransformerConfig
 
 if TYPE_CHECKING:
@@ -79,3 +84,53 @@ def fit_and_train_tiny(history_csv: Path, run_dir: Path) -> Run:
         tensorboard=False,
     )
     return run
+
+
+class MarketOracle(Forecaster):
+    """A forecaster that knows the reference market: its simulator face must equal the market.
+
+    The fatigue streak is read off the context the way a forecaster has to: the run of sale
+    periods (discount > 0) at its end.
+    """
+
+    name = "market-oracle"
+    probabilistic = True
+
+    def __init__(self, market: ReferenceMarket, context_length: int = 14) -> None:
+        self.market = market
+        self.context_length = context_length
+        self.item_ids = market.item_ids
+
+    def fit(self, history: SalesHistory) -> Self:
+        return self
+
+    def predict(self, history, future, horizon, quantiles=(0.1, 0.5, 0.9)) -> pd.DataFrame:
+        raise NotImplementedError("the oracle only has the simulator face")
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        raise NotImplementedError("the oracle is built from a market, not saved")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Self:
+        raise NotImplementedError("the oracle is built from a market, not loaded")
+
+    def one_step(
+        self, context: DemandContext, discounts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b = context.batch_size
+        if discounts.dim() == 1:
+            discounts = discounts.unsqueeze(0).expand(b, -1)
+        a = discounts.shape[1]
+        run = (context.past_discount > 0).flip(1).long().cumprod(dim=1).sum(dim=1)
+        streak = run.clamp(max=MAX_STREAK)
+
+        def per_candidate(x: torch.Tensor) -> torch.Tensor:
+            return x.unsqueeze(1).expand(b, a)
+
+        mean = self.market.mean_demand(
+            per_candidate(context.item),
+            per_candidate(context.day),
+            discounts.to(torch.float64),
+            per_candidate(streak),
+        )
+        return mean, per_candidate(self.market.dispersion(context.item))

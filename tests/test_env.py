@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from typing import Any, Self
+from typing import Any
 
 import gymnasium
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import MarketOracle
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -30,62 +30,11 @@ from promogym.envs.market import (
 from promogym.envs.rollout import Policy, simulate
 from promogym.envs.vec_env import FlashSaleVecEnv
 from promogym.errors import PromogymInputError
-from promogym.forecasters.base import DemandContext, Forecaster
 from promogym.simulate import simulate_history
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 START_DAY = 20788  # 2026-12-01
-
-
-class MarketOracle(Forecaster):
-    """A forecaster that knows the reference market: its simulator face must equal the market.
-
-    The fatigue streak is read off the context the way a forecaster has to: the run of sale
-    periods (discount > 0) at its end.
-    """
-
-    name = "market-oracle"
-    probabilistic = True
-
-    def __init__(self, market: ReferenceMarket, context_length: int = 14) -> None:
-        self.market = market
-        self.context_length = context_length
-        self.item_ids = market.item_ids
-
-    def fit(self, history: SalesHistory) -> Self:
-        return self
-
-    def predict(self, history, future, horizon, quantiles=(0.1, 0.5, 0.9)) -> pd.DataFrame:
-        raise NotImplementedError("the oracle only has the simulator face")
-
-    def save(self, directory: str | os.PathLike[str]) -> None:
-        raise NotImplementedError("the oracle is built from a market, not saved")
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> Self:
-        raise NotImplementedError("the oracle is built from a market, not loaded")
-
-    def one_step(
-        self, context: DemandContext, discounts: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        b = context.batch_size
-        if discounts.dim() == 1:
-            discounts = discounts.unsqueeze(0).expand(b, -1)
-        a = discounts.shape[1]
-        run = (context.past_discount > 0).flip(1).long().cumprod(dim=1).sum(dim=1)
-        streak = run.clamp(max=MAX_STREAK)
-
-        def per_candidate(x: torch.Tensor) -> torch.Tensor:
-            return x.unsqueeze(1).expand(b, a)
-
-        mean = self.market.mean_demand(
-            per_candidate(context.item),
-            per_candidate(context.day),
-            discounts.to(torch.float64),
-            per_candidate(streak),
-        )
-        return mean, per_candidate(self.market.dispersion(context.item))
 
 
 @pytest.fixture(scope="module")

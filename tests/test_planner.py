@@ -1,10 +1,11 @@
-"""The planner: distilling a demand model with memory into a DP table, and acting on it."""
+"""The planner: distilling a learned simulator into a DP table, and acting on it."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import torch
+from conftest import MarketOracle
 
 from promogym.agents.planner import (
     PlannerPolicy,
@@ -15,42 +16,26 @@ from promogym.agents.planner import (
 from promogym.config import CampaignConfig
 from promogym.data import history_from_frame
 from promogym.envs import dp
-from promogym.envs.core import CampaignParams, CampaignState, initial_state
-from promogym.envs.demand import DemandModel, MarketDemand, Memory
-from promogym.envs.forecaster_demand import trailing_sale_streak
-from promogym.envs.market import MAX_STREAK, ReferenceMarket, default_market
+from promogym.envs.core import CampaignParams, initial_state
+from promogym.envs.demand import MarketDemand
+from promogym.envs.forecaster_demand import ForecasterDemand
+from promogym.envs.market import MAX_STREAK, ReferenceMarket, day_date, default_market
 from promogym.envs.rollout import simulate
+from promogym.simulate import simulate_history
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 START_DAY = 20788  # 2026-12-01
 
 
-class RememberingMarket(DemandModel):
-    """The reference market, but reading the sale streak from a memory of past discounts,
-    as the learned simulator reads it from its context window."""
-
-    def __init__(self, market: ReferenceMarket, window: int = 8) -> None:
-        self.market, self.window = market, window
-
-    def initial_memory(self, state: CampaignState) -> Memory:
-        return {"past_discount": torch.zeros(state.batch_size, self.window, dtype=torch.float64)}
-
-    def update_memory(self, memory, state, discount, units_sold, demand) -> Memory:
-        past = torch.cat([memory["past_discount"][:, 1:], discount.unsqueeze(1)], dim=1)
-        return {"past_discount": past}
-
-    def distribution(self, state, memory, discounts):
-        streak = trailing_sale_streak(memory["past_discount"])
-        discounts = discounts.to(torch.float64).unsqueeze(0).expand(state.batch_size, -1)
-        shape = discounts.shape
-        mean = self.market.mean_demand(
-            state.item.unsqueeze(1).expand(shape),
-            state.day.unsqueeze(1).expand(shape),
-            discounts,
-            streak.unsqueeze(1).expand(shape),
-        )
-        return mean, self.market.dispersion(state.item).unsqueeze(1).expand(shape)
+def oracle_simulator(market: ReferenceMarket, until: int = START_DAY) -> ForecasterDemand:
+    """A learned simulator that knows the market (it reads the streak off its context), over
+    60 days of history ending the day before ``until`` without a sale in its last week."""
+    frame = simulate_history(market, periods=60, start_date=day_date(until - 60), seed=1)
+    last_week = frame["date"] > frame["date"].max() - pd.Timedelta(days=7)
+    frame.loc[last_week, "price"] = frame.loc[last_week, "list_price"]
+    frame.loc[last_week, "promo"] = 0
+    return ForecasterDemand(MarketOracle(market), history_from_frame(frame))
 
 
 def campaign() -> tuple[ReferenceMarket, CampaignParams]:
@@ -64,7 +49,7 @@ def campaign() -> tuple[ReferenceMarket, CampaignParams]:
 def test_table_of_a_streak_model_is_its_exact_demand() -> None:
     market, params = campaign()
     start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
-    table = learned_demand_table(RememberingMarket(market), params, start)
+    table = learned_demand_table(oracle_simulator(market), params, start)
     truth = dp.DemandTable.from_market(market, 1, params, START_DAY)
     assert table.mean.shape == (params.horizon, params.n_discounts, MAX_STREAK + 1)
     # every streak a campaign can reach by period t (s <= t) is exact
@@ -78,11 +63,11 @@ def test_planner_on_an_exact_table_is_the_dp_optimum() -> None:
     market, params = campaign()
     start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
     optimum = dp.solve(market, 1, params, START_DAY)
-    table = learned_demand_table(RememberingMarket(market), params, start)
+    table = learned_demand_table(oracle_simulator(market), params, start)
     planned = dp.solve_table(table, params, START_DAY, item=1)
     assert planned.expected_profit == pytest.approx(optimum.expected_profit, rel=1e-12)
     truth = MarketDemand(market)
-    planner = PlannerPolicy(RememberingMarket(market))
+    planner = PlannerPolicy(oracle_simulator(market))
     a = simulate(planner, truth, params, start, n_episodes=64, seed=3)
     b = simulate(optimum.policy(), truth, params, start, n_episodes=64, seed=3)
     assert (a.profit == b.profit).all()
@@ -96,15 +81,15 @@ def test_mid_campaign_table_repeats_its_first_row_before_the_state() -> None:
         torch.tensor([0]),
         torch.tensor([START_DAY + 3]),
         t=torch.tensor([3]),
-        streak=torch.tensor([1]),
     )
-    table = learned_demand_table(RememberingMarket(market), params, start)
+    simulator = oracle_simulator(market, until=START_DAY + 3)
+    table = learned_demand_table(simulator, params, start)
     assert table.mean.shape[0] == params.horizon
     assert torch.equal(table.mean[0], table.mean[3])
     truth = dp.DemandTable.from_market(market, 0, params, START_DAY)
     torch.testing.assert_close(table.mean[3:, :, 0], truth.mean[3:, :, 0])
     with pytest.raises(ValueError, match="one campaign state"):
-        learned_demand_table(RememberingMarket(market), params, start.index(torch.tensor([0, 0])))
+        learned_demand_table(simulator, params, start.index(torch.tensor([0, 0])))
 
 
 def test_off_grid_states_snap_to_the_nearest_dp_state() -> None:
@@ -119,7 +104,7 @@ def test_off_grid_states_snap_to_the_nearest_dp_state() -> None:
     snapped = on_grid(state, params)
     assert snapped.on_hand.tolist() == [7.0, 40.0]
     assert snapped.pipeline.tolist() == [[10.0, 0.0], [10.0, 0.0]]
-    d, o = PlannerPolicy(RememberingMarket(default_market())).act(state, params, {})
+    d, o = PlannerPolicy(oracle_simulator(default_market())).act(state, params, {})
     assert d.shape == o.shape == (2,)
 
 
@@ -145,7 +130,7 @@ def test_max_sale_run_keeps_plans_within_the_history_s_sales() -> None:
     market, params = campaign()
     start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
     truth = MarketDemand(market)
-    planner = PlannerPolicy(RememberingMarket(market), max_sale_run=[1] * 8)
+    planner = PlannerPolicy(oracle_simulator(market), max_sale_run=[1] * 8)
     short = simulate(planner, truth, params, start, n_episodes=64)
     on_sale = short.periods["discount"] > 0
     assert on_sale.any() and not (on_sale[:, 1:] & on_sale[:, :-1]).any()
