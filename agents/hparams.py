@@ -93,6 +93,11 @@ ACTIVATIONS = ("tanh", "relu")
 
 def check_algo(algo: str) -> str:
     """Return ``algo`` if known, else raise a one-line :class:`ConfigError`."""
+    if algo == "planner":
+        raise ConfigError(
+            "--algo planner: the planner needs no training; every fitted run has it "
+            "(promogym recommend --agent planner, promogym evaluate)"
+        )
     if algo not in ALGOS:
         raise ConfigError(f"--algo: unknown algorithm {algo!r}; choose one of {list(ALGOS)}")
     return algo

@@ -87,6 +87,8 @@ def test_hparams_table_and_overrides(tmp_path: Path) -> None:
         parse_set(["learning_rate"])
     with pytest.raises(ConfigError, match="unknown algorithm"):
         resolve_hparams("a2c")
+    with pytest.raises(ConfigError, match="planner needs no training"):
+        resolve_hparams("planner")
     path = tmp_path / "hp.toml"
     path.write_text("gamma = 0.9\n[dqn]\nbuffer_size = 1000\n[ppo]\nn_epochs = 3\n")
     assert load_hparams_file(path, "dqn") == {"gamma": 0.9, "buffer_size": 1000}

@@ -38,10 +38,15 @@ def oracle_simulator(market: ReferenceMarket, until: int = START_DAY) -> Forecas
     return ForecasterDemand(MarketOracle(market), history_from_frame(frame))
 
 
-def campaign() -> tuple[ReferenceMarket, CampaignParams]:
+def campaign(lead_time: int = 2) -> tuple[ReferenceMarket, CampaignParams]:
     config = CampaignConfig().replace(
         campaign={"horizon": 8, "discounts": [0.0, 0.2, 0.4], "max_sale_periods": 4},
-        inventory={"capacity": 40, "initial": 20, "order_quantities": [0, 10, 20]},
+        inventory={
+            "capacity": 40,
+            "initial": 20,
+            "order_quantities": [0, 10, 20],
+            "lead_time": lead_time,
+        },
     )
     return default_market(), CampaignParams.from_config(config, list_price=20.0)
 
@@ -59,8 +64,9 @@ def test_table_of_a_streak_model_is_its_exact_demand() -> None:
         torch.testing.assert_close(table.dispersion[t, :, reach], truth.dispersion[t, :, reach])
 
 
-def test_planner_on_an_exact_table_is_the_dp_optimum() -> None:
-    market, params = campaign()
+@pytest.mark.parametrize("lead_time", [0, 1, 2, 3])
+def test_planner_on_an_exact_table_is_the_dp_optimum(lead_time: int) -> None:
+    market, params = campaign(lead_time)
     start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
     optimum = dp.solve(market, 1, params, START_DAY)
     table = learned_demand_table(oracle_simulator(market), params, start)
