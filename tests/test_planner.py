@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -30,11 +32,13 @@ START_DAY = 20788  # 2026-12-01
 
 def oracle_simulator(market: ReferenceMarket, until: int = START_DAY) -> ForecasterDemand:
     """A learned simulator that knows the market (it reads the streak off its context), over
-    60 days of history ending the day before ``until`` without a sale in its last week."""
-    frame = simulate_history(market, periods=60, start_date=day_date(until - 60), seed=1)
-    last_week = frame["date"] > frame["date"].max() - pd.Timedelta(days=7)
-    frame.loc[last_week, "price"] = frame.loc[last_week, "list_price"]
-    frame.loc[last_week, "promo"] = 0
+    60 periods of history ending the period before ``until``, its last 7 periods without a
+    sale."""
+    days = 7 if market.freq == "W" else 1
+    frame = simulate_history(market, periods=60, start_date=day_date(until - 60 * days), seed=1)
+    last = frame["date"] > frame["date"].max() - pd.Timedelta(days=7 * days)
+    frame.loc[last, "price"] = frame.loc[last, "list_price"]
+    frame.loc[last, "promo"] = 0
     return ForecasterDemand(MarketOracle(market), history_from_frame(frame))
 
 
@@ -78,6 +82,22 @@ def test_planner_on_an_exact_table_is_the_dp_optimum(lead_time: int) -> None:
     b = simulate(optimum.policy(), truth, params, start, n_episodes=64, seed=3)
     assert (a.profit == b.profit).all()
     assert (a.periods["discount"] == b.periods["discount"]).all()
+
+
+def test_weekly_planner_is_the_dp_optimum() -> None:
+    market = ReferenceMarket(default_market().params, freq="W")
+    _, daily = campaign()
+    params = dataclasses.replace(daily, period_days=7)
+    start = initial_state(params, torch.tensor([2]), torch.tensor([START_DAY]))
+    planner = PlannerPolicy(oracle_simulator(market))
+    optimum = dp.solve(market, 2, params, START_DAY)
+    assert planner.solution(start, params).expected_profit == pytest.approx(
+        optimum.expected_profit, rel=1e-12
+    )
+    truth = MarketDemand(market)
+    a = simulate(planner, truth, params, start, n_episodes=32, seed=5)
+    b = simulate(optimum.policy(), truth, params, start, n_episodes=32, seed=5)
+    assert (a.profit == b.profit).all()
 
 
 def test_mid_campaign_table_repeats_its_first_row_before_the_state() -> None:
