@@ -13,8 +13,9 @@ periods before ``t`` run without a sale except the last ``s``, which run at disc
 each simulated period's units are the model's expected demand (certainty equivalence), then
 period ``t`` is queried at every discount of the ladder. The table keeps ``p = d`` for a sale
 that continues a streak and averages over ``p`` for the first regular-price period after a
-sale. Every (t, s, p) path is one row of a single batch, so the whole table costs
-``horizon`` calls of the model (about a second for the default campaign on 2 CPU cores).
+sale. Every (t, s, p) path is one row of a single batch that drops a path once it has
+reached its period, so the whole table costs ``horizon`` calls of the model on shrinking
+batches (about a second for the default campaign on 2 CPU cores).
 
 Support: the plan runs no sale longer than the item's history ever ran one
 (:func:`longest_sale_runs`): the simulator has no evidence about longer sales and its
@@ -84,6 +85,9 @@ def learned_demand_table(
         indexing="ij",
     )
     t, s, p = t.reshape(-1), s.reshape(-1), p.reshape(-1)
+    p_lo = 1 if n_d > 1 else 0
+    keep = (s > 0) | (p == p_lo)  # without a streak the earlier sale depth plays no part
+    t, s, p = t[keep], s[keep], p[keep]
     rows = torch.zeros(t.shape[0], dtype=torch.long, device=state.t.device)
     paths, memory = state.index(rows), model.select(memory, rows)
     shape = (horizon - t0, n_s, n_p, n_d)
@@ -92,15 +96,18 @@ def learned_demand_table(
     for k in range(t0, horizon):
         mu, r = model.distribution(paths, memory, discounts)  # (B, n_d)
         now = t == k
-        mean[t[now] - t0, s[now], p[now] - p.min()] = mu[now]
-        dispersion[t[now] - t0, s[now], p[now] - p.min()] = r[now]
-        if k == horizon - 1:
+        mean[t[now] - t0, s[now], p[now] - p_lo] = mu[now]
+        dispersion[t[now] - t0, s[now], p[now] - p_lo] = r[now]
+        later = torch.nonzero(t > k).squeeze(1)  # paths still to reach their period
+        if later.numel() == 0:
             break
         on_sale = (k >= t - s) & (k < t)
         d_idx = torch.where(on_sale, p, torch.zeros_like(p))
         expected = mu.gather(1, d_idx.unsqueeze(1)).squeeze(1)
         memory = model.update_memory(memory, paths, discounts[d_idx], expected, expected)
         paths = paths.replace(t=paths.t + 1, day=paths.day + params.period_days)
+        t, s, p, d_idx = t[later], s[later], p[later], d_idx[later]
+        paths, memory = paths.index(later), model.select(memory, later)
     table_mean = torch.empty(horizon - t0, n_d, n_s, dtype=torch.float64, device=device)
     table_disp = torch.empty_like(table_mean)
     # Streak 0: no sale before t, every p is the same path.
