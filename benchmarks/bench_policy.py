@@ -9,19 +9,27 @@ For each reference market (several parameter sets):
    our RL, the same PPO directly on the reference market; the run's planner (exact DP over
    the learned simulator's demand table) needs no training,
 4. score, in the reference market itself, the campaign right after the history for a few
-   items: the exact DP optimum, the learned policy (acting step by step on the true state,
-   seeing only its history and its own sales), the RL upper bound and the tuned baselines
+   items: the exact DP optimum, the planner and the learned PPO (each acting step by step on
+   the true state, seeing only its history and its own sales), the RL upper bound and the
+   tuned baselines
    (no promotion, best fixed discount, periodic flash sale), every one on the same common
    random numbers (``--episodes`` campaigns).
 
 Reported as fractions of the DP optimum's expected profit, per case and averaged; the gap
 ``reference-trained - learned`` is the cost of learning from history instead of the truth.
-Target: learned >= 95% of the optimum.
+Target: the decisions computed from the learned simulator (the planner, the default of
+``recommend``; PPO beside it) >= 95% of the optimum.
 
 Reproduce (JSON in ``results/bench_policy.json``; ``--update-readme`` rewrites the section
-of ``benchmarks/README.md``)::
+of ``benchmarks/README.md``; the exact commands are in that section)::
 
-    python benchmarks/bench_policy.py --markets demo-seed0,elastic-seed2 --update-readme
+    python benchmarks/bench_policy.py --markets demo-seed0,elastic-seed2 --timesteps 3000000 \
+        --workers 2 --forecaster-epochs 30 --update-readme
+    python benchmarks/bench_policy.py --markets demo-seed0,seed1,elastic-seed2 --items 8 \
+        --timesteps 0 --forecaster-epochs 30 --out benchmarks/results/bench_policy_planner.json
+
+``--timesteps 0`` scores the planner and the rules only (no RL training); ``--rescore``
+scores the runs already in ``--work`` again (after a change to the planner or the scoring).
 """
 
 from __future__ import annotations
@@ -317,7 +325,7 @@ def readme_section(result: dict) -> str:
         + (" Forecaster trained from scratch (no shipped base weights)." if scratch else "")
         + (
             f" Total {result['first_run_seconds'] / 60:.0f} min on a shared 2-core machine; "
-            f"then re-scored with `--rescore` ({result['seconds'] / 60:.0f} min) after a "
+            f"then re-scored with `--rescore` ({result['seconds']:.0f} s) after a "
             "change to the planner."
             if "first_run_seconds" in result
             else f" Total {result['seconds'] / 60:.0f} min on a shared 2-core machine."
