@@ -40,8 +40,8 @@ import torch
 from promogym.data import SalesHistory
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import DemandModel, Memory
-from promogym.envs.dp import DemandTable, DPSolution, solve_table
-from promogym.envs.market import MAX_STREAK
+from promogym.envs.dp import DemandTable, DPSolution, same_grid, solve_table
+from promogym.envs.market import MAX_STREAK, next_streak
 from promogym.envs.rollout import Policy
 
 
@@ -105,7 +105,12 @@ def learned_demand_table(
         d_idx = torch.where(on_sale, p, torch.zeros_like(p))
         expected = mu.gather(1, d_idx.unsqueeze(1)).squeeze(1)
         memory = model.update_memory(memory, paths, discounts[d_idx], expected, expected)
-        paths = paths.replace(t=paths.t + 1, day=paths.day + params.period_days)
+        paths = paths.replace(
+            t=paths.t + 1,
+            day=paths.day + params.period_days,
+            streak=next_streak(paths.streak, on_sale),
+            sale_used=paths.sale_used + on_sale.long(),
+        )
         t, s, p, d_idx = t[later], s[later], p[later], d_idx[later]
         paths, memory = paths.index(later), model.select(memory, later)
     table_mean = torch.empty(horizon - t0, n_d, n_s, dtype=torch.float64, device=device)
@@ -183,12 +188,15 @@ class PlannerPolicy(Policy):
         """The DP solution for the campaign of the single state ``state``.
 
         Solved once per (item, campaign start day) and kept across :meth:`reset`; solved
-        again only for a state earlier in the campaign than the one it was solved from.
+        again for a state earlier in the campaign than the one it was solved from, or for
+        other campaign params. (One planner serves one history: a state of the same
+        campaign and period with another memory reuses the first plan.)
         """
         item, t = int(state.item[0]), int(state.t[0])
         start_day = int(state.day[0]) - t * params.period_days
         key = (item, start_day)
-        if key not in self.solutions or self.solutions[key][0] > t:
+        cached = self.solutions.get(key)
+        if cached is None or cached[0] > t or not _same_params(cached[1].params, params):
             limit = None if self.max_sale_run is None else self.max_sale_run[item]
             table = learned_demand_table(self.model, params, state, max_sale_run=limit)
             self.solutions[key] = (t, solve_table(table, params, start_day, item))
@@ -209,23 +217,30 @@ class PlannerPolicy(Policy):
         return flat // params.n_orders, flat % params.n_orders
 
 
-def on_grid(state: CampaignState, params: CampaignParams) -> CampaignState:
-    """The nearest state on the DP grid: whole units, pipeline quantities on the order ladder.
+def _same_params(a: CampaignParams, b: CampaignParams) -> bool:
+    """Whether a plan made for campaign params ``a`` holds for ``b``."""
+    scalars = ("list_price", "unit_cost", "holding_cost", "order_fixed_cost")
+    scalars += ("lost_sale_penalty", "salvage_value", "period_days")
+    return a is b or (same_grid(a, b) and all(getattr(a, f) == getattr(b, f) for f in scalars))
 
-    Units in pipeline slots the DP does not track at decision time (they would arrive
-    ``lead_time`` periods on) join the latest tracked slot, or the stock when none is tracked.
+
+def on_grid(state: CampaignState, params: CampaignParams) -> CampaignState:
+    """The nearest state on the DP grid, keeping the units: whole units on hand, pipeline
+    quantities on the order ladder.
+
+    The DP tracks the pipeline slots ``0 .. lead_time - 2`` at decision time (this period's
+    order fills the last one), each holding one ladder quantity. Each tracked slot is set to
+    the ladder quantity nearest its units; what that leaves over, and the units of untracked
+    slots, count as on hand (clamped to ``0 .. capacity``): the plan treats them as arriving
+    earlier than they will.
     """
     slots = max(params.lead_time - 1, 0)
-    pipeline = state.pipeline.clone()
-    extra = pipeline[:, slots:].sum(dim=1)
-    pipeline[:, slots:] = 0.0
-    on_hand = state.on_hand.clone()
+    pipeline = torch.zeros_like(state.pipeline)
+    leftover = state.pipeline[:, slots:].sum(dim=1)
     if slots:
-        pipeline[:, slots - 1] += extra
         ladder = params.order_quantities.to(pipeline.device)
-        nearest = (pipeline[:, :slots].unsqueeze(-1) - ladder).abs().argmin(dim=-1)
-        pipeline[:, :slots] = ladder[nearest]
-    else:
-        on_hand = on_hand + extra
-    on_hand = on_hand.round().clamp(0, params.capacity)
+        tracked = state.pipeline[:, :slots]
+        pipeline[:, :slots] = ladder[(tracked.unsqueeze(-1) - ladder).abs().argmin(dim=-1)]
+        leftover = leftover + (tracked - pipeline[:, :slots]).sum(dim=1)
+    on_hand = (state.on_hand + leftover).round().clamp(0, params.capacity)
     return state.replace(on_hand=on_hand, pipeline=pipeline)

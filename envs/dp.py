@@ -161,20 +161,25 @@ class DPPolicy(Policy):
         self, state: CampaignState, params: CampaignParams, memory: Memory
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mine = self.solution.params
-        if (
-            params.horizon != mine.horizon
-            or params.capacity != mine.capacity
-            or params.lead_time != mine.lead_time
-            or params.sale_budget != mine.sale_budget
-            or not torch.equal(params.discounts.cpu(), mine.discounts.cpu())
-            or not torch.equal(params.order_quantities.cpu(), mine.order_quantities.cpu())
-        ):
+        if not same_grid(params, mine):
             raise ValueError("DPPolicy used with other campaign params than it was solved for")
         t, x, k, s, u = self.solution.grid_index(state)
         if bool((t >= mine.horizon).any()):
             raise ValueError(f"no decision at t >= horizon ({mine.horizon})")
         flat = self.solution.actions[t, x, k, s, u].to(state.t.device)
         return flat // mine.n_orders, flat % mine.n_orders
+
+
+def same_grid(a: CampaignParams, b: CampaignParams) -> bool:
+    """Whether a DP solved for ``b`` has the state grid and actions of campaigns ``a``."""
+    return (
+        a.horizon == b.horizon
+        and a.capacity == b.capacity
+        and a.lead_time == b.lead_time
+        and a.sale_budget == b.sale_budget
+        and torch.equal(a.discounts.cpu(), b.discounts.cpu())
+        and torch.equal(a.order_quantities.cpu(), b.order_quantities.cpu())
+    )
 
 
 def _check_params(params: CampaignParams) -> None:
@@ -202,7 +207,8 @@ class DemandTable:
     mean: torch.Tensor
     dispersion: torch.Tensor
     max_sale_run: int | None = None
-    """If set, plans may not run a sale for more than this many consecutive periods."""
+    """If set, plans may not run a sale for more than this many consecutive periods. The
+    streak stops counting at ``MAX_STREAK``, so a limit above it acts as ``MAX_STREAK``."""
 
     def __post_init__(self) -> None:
         if self.mean.dim() != 3 or self.mean.shape != self.dispersion.shape:
@@ -341,7 +347,7 @@ def solve_table(
     if table.max_sale_run is not None:
         # no sale that would make the streak longer than max_sale_run periods
         streak_ok = torch.ones(n_s, n_d, dtype=torch.bool)
-        streak_ok[table.max_sale_run :, 1:] = False
+        streak_ok[min(table.max_sale_run, MAX_STREAK) :, 1:] = False
         feasible = feasible & streak_ok.view(1, 1, 1, n_s, 1, n_d)
 
     price = params.list_price * (1.0 - discounts)  # (D,)

@@ -420,7 +420,7 @@ def run_inputs(
 def _agent_choice(run: Any, policy: str) -> tuple[str | None, str]:
     """``--policy best|last|PATH`` -> (agent name, ``best``/``last``); no agent yet: ``None``."""
     if policy in ("best", "last"):
-        return (run.default_agent() if run.agents() else None), policy
+        return (run.default_agent() if run.learned_agents() else None), policy
     target = Path(policy).resolve()
     agents_dir = (run.path / "agents").resolve()
     if target.parent == agents_dir and target.name in run.agents():

@@ -387,9 +387,13 @@ class Run:
         self._check_agent(name)
         return json.loads((self.path / "agents" / name / "train.json").read_text("utf-8"))
 
+    def learned_agents(self) -> list[str]:
+        """The trained agents that learned in the learned simulator (not the true market)."""
+        return [n for n in self.agents() if self.agent_info(n).get("demand") == "learned"]
+
     def default_agent(self) -> str:
         """The agent used when none is named: the only one, else by algorithm preference."""
-        names = [n for n in self.agents() if self.agent_info(n).get("demand") == "learned"]
+        names = self.learned_agents()
         if not names:
             raise PromogymInputError(
                 f"--run {self.path}: no trained agent; train one with "
@@ -524,7 +528,7 @@ class Run:
             "data": self.info.get("data", {}),
             "forecaster": self.info.get("forecaster", {}),
         }
-        if name is not None or self.agents():
+        if name is not None or self.learned_agents():
             agent = name or self.default_agent()
             info = self.agent_info(agent)
             out["algorithm"] = {k: info[k] for k in ("name", "algo", "timesteps", "hparams")}

@@ -122,16 +122,23 @@ def test_off_grid_states_snap_to_the_nearest_dp_state() -> None:
     _, params = campaign()  # lead time 2: one tracked pipeline slot, ladder 0/10/20
     state = initial_state(
         params,
-        torch.tensor([0, 0]),
-        torch.tensor([START_DAY, START_DAY]),
-        on_hand=torch.tensor([7.4, 55.0]),
-        pipeline=torch.tensor([[12.0, 0.0], [3.0, 4.0]]),
+        torch.tensor([0, 0, 0]),
+        torch.tensor([START_DAY] * 3),
+        on_hand=torch.tensor([7.4, 55.0, 0.0]),
+        pipeline=torch.tensor([[12.0, 0.0], [3.0, 4.0], [20.0, 20.0]]),
     )
     snapped = on_grid(state, params)
-    assert snapped.on_hand.tolist() == [7.0, 40.0]
-    assert snapped.pipeline.tolist() == [[10.0, 0.0], [10.0, 0.0]]
+    # tracked slot -> nearest ladder quantity; the rest of the units count as on hand
+    assert snapped.pipeline.tolist() == [[10.0, 0.0], [0.0, 0.0], [20.0, 0.0]]
+    assert snapped.on_hand.tolist() == [9.0, 40.0, 20.0]  # 7.4 + 2; 55 + 7 capped; 0 + 20
+    _, lead1 = campaign(lead_time=1)  # nothing tracked: the next arrival counts as on hand
+    one = initial_state(
+        lead1, torch.tensor([0]), torch.tensor([START_DAY]), pipeline=torch.tensor([[20.0]])
+    )
+    snapped = on_grid(one, lead1)
+    assert snapped.on_hand.tolist() == [40.0] and snapped.pipeline.tolist() == [[0.0]]
     d, o = PlannerPolicy(oracle_simulator(default_market())).act(state, params, {})
-    assert d.shape == o.shape == (2,)
+    assert d.shape == o.shape == (3,)
 
 
 def test_longest_sale_runs_counts_consecutive_periods_per_item() -> None:
@@ -164,3 +171,36 @@ def test_max_sale_run_keeps_plans_within_the_history_s_sales() -> None:
         planner.solution(start, params).expected_profit
         <= dp.solve(market, 1, params, START_DAY).expected_profit
     )
+
+
+def test_table_of_any_demand_model_follows_the_streak_of_its_paths() -> None:
+    market, params = campaign()  # MarketDemand reads the streak from the state, not memory
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    table = learned_demand_table(MarketDemand(market), params, start)
+    truth = dp.DemandTable.from_market(market, 1, params, START_DAY)
+    for t in range(params.horizon):
+        torch.testing.assert_close(table.mean[t, :, : t + 1], truth.mean[t, :, : t + 1])
+
+
+def test_a_sale_run_limit_above_the_streak_cap_still_ends_sales() -> None:
+    _, params = campaign()
+    params = dataclasses.replace(params, horizon=12, sale_budget=12)
+    shape = (12, params.n_discounts, MAX_STREAK + 1)
+    mean = torch.full(shape, 1.0, dtype=torch.float64)
+    mean[:, 1:] = 30.0  # every sale pays, at every streak
+    table = dp.DemandTable(mean, torch.full(shape, 5.0, dtype=torch.float64), max_sale_run=9)
+    actions = dp.solve_table(table, params, START_DAY).actions
+    on_sale_at_cap = actions[:, :, :, MAX_STREAK] // params.n_orders > 0
+    assert not bool(on_sale_at_cap.any())  # at most MAX_STREAK sale periods in a row
+    assert bool((actions[:, :, :, 0] // params.n_orders > 0).any())
+
+
+def test_a_planner_plans_again_for_other_campaign_params() -> None:
+    market, params = campaign()
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    planner = PlannerPolicy(oracle_simulator(market))
+    first = planner.solution(start, params)
+    assert planner.solution(start, params) is first  # cached
+    dear = dataclasses.replace(params, unit_cost=params.unit_cost + 5.0)
+    again = planner.solution(start, dear)
+    assert again is not first and again.expected_profit < first.expected_profit
