@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -172,3 +173,15 @@ def test_campaign_state_counts_the_campaigns_own_sale_periods(shop: Path, traine
     for day, used in ((3, 1), (1, 0), (5, 2), (0, 0)):
         state = trained.campaign_state(history, "sku-0", inventory=10, pipeline=[0, 0], day=day)
         assert int(state.sale_used[0]) == used, day
+
+
+def test_recommend_needs_no_trained_agent(shop: Path, trained: Run, tmp_path: Path) -> None:
+    untrained = tmp_path / "untrained"
+    shutil.copytree(trained.path, untrained, ignore=shutil.ignore_patterns("agents"))
+    run = load_run(untrained)
+    assert run.agents() == []
+    history = load_history(shop / "history.csv")
+    rec = run.recommend(history, "sku-0", 30, [0, 0], episodes=8, baselines=False)
+    assert rec.agent == "planner" and rec.discount in CONFIG.campaign.discounts
+    with pytest.raises(PromogymInputError, match="no trained agent"):
+        run.recommend(history, "sku-0", 30, [0, 0], agent="ppo", episodes=8, baselines=False)
