@@ -198,7 +198,11 @@ def solve_command(
 def evaluate_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory to write.")],
     run: Annotated[
-        Path | None, typer.Option(help="Trained run directory (default: baselines only).")
+        Path | None,
+        typer.Option(
+            help="Fitted run directory: adds its planner and trained agent (default: "
+            "baselines only)."
+        ),
     ] = None,
     config: ConfigOption = None,
     item: Annotated[str, typer.Option(help="Item whose campaign is evaluated.")] = "sku-0",
