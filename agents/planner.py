@@ -33,16 +33,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 
 from promogym.data import SalesHistory
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.dp import DemandTable, DPSolution, same_grid, solve_table
+from promogym.envs.forecaster_demand import HistoryWindows
 from promogym.envs.market import MAX_STREAK, next_streak
 from promogym.envs.rollout import Policy
+from promogym.forecasters.features import promo_run_length
 
 
 def learned_demand_table(
@@ -77,15 +77,15 @@ def learned_demand_table(
     discounts = params.discounts
     n_d, n_s = params.n_discounts, MAX_STREAK + 1
     n_p = max(n_d - 1, 1)  # earlier sale depths (index 1..n_d-1); none without a sale ladder
+    p_lo = 1 if n_d > 1 else 0
     device = discounts.device
     t, s, p = torch.meshgrid(
         torch.arange(t0, horizon, device=device),
         torch.arange(n_s, device=device),
-        torch.arange(n_p, device=device) + (1 if n_d > 1 else 0),
+        torch.arange(n_p, device=device) + p_lo,
         indexing="ij",
     )
     t, s, p = t.reshape(-1), s.reshape(-1), p.reshape(-1)
-    p_lo = 1 if n_d > 1 else 0
     keep = (s > 0) | (p == p_lo)  # without a streak the earlier sale depth plays no part
     t, s, p = t[keep], s[keep], p[keep]
     rows = torch.zeros(t.shape[0], dtype=torch.long, device=state.t.device)
@@ -111,7 +111,7 @@ def learned_demand_table(
             streak=next_streak(paths.streak, on_sale),
             sale_used=paths.sale_used + on_sale.long(),
         )
-        t, s, p, d_idx = t[later], s[later], p[later], d_idx[later]
+        t, s, p = t[later], s[later], p[later]
         paths, memory = paths.index(later), model.select(memory, later)
     table_mean = torch.empty(horizon - t0, n_d, n_s, dtype=torch.float64, device=device)
     table_disp = torch.empty_like(table_mean)
@@ -125,12 +125,11 @@ def learned_demand_table(
     # The first regular-price period after a sale: averaged over the sale's depth.
     table_mean[:, 0, 1:] = mean[:, 1:, :, 0].mean(dim=2)
     table_disp[:, 0, 1:] = dispersion[:, 1:, :, 0].mean(dim=2)
-    head = table_mean[:1].expand(t0, -1, -1)
-    return DemandTable(
-        torch.cat([head, table_mean]).cpu(),
-        torch.cat([table_disp[:1].expand(t0, -1, -1), table_disp]).cpu(),
-        max_sale_run,
-    )
+
+    def pad_before_t0(rows: torch.Tensor) -> torch.Tensor:  # periods before t0 repeat t0
+        return torch.cat([rows[:1].expand(t0, -1, -1), rows]).cpu()
+
+    return DemandTable(pad_before_t0(table_mean), pad_before_t0(table_disp), max_sale_run)
 
 
 def longest_sale_runs(history: SalesHistory, item_ids: Sequence[str]) -> list[int]:
@@ -139,19 +138,13 @@ def longest_sale_runs(history: SalesHistory, item_ids: Sequence[str]) -> list[in
     A sale period is a row with ``discount > 0``; a missing period ends a run. An item
     without a sale in ``history`` gets the longest run of any item (0 if there is none).
     """
-    frame = history.frame[["item_id", "date", "discount"]].sort_values(["item_id", "date"])
-    step = pd.Timedelta(days=history.period_days)
-    longest: dict[str, int] = {}
-    for item, rows in frame.groupby("item_id", sort=False):
-        on_sale = rows["discount"].to_numpy() > 0
-        follows = np.r_[False, np.diff(rows["date"].to_numpy()) == step]
-        run, best = 0, 0
-        for sale, cont in zip(on_sale, follows, strict=True):
-            run = run + 1 if sale and cont else int(sale)
-            best = max(best, run)
-        longest[str(item)] = best
-    fallback = max(longest.values(), default=0)
-    return [longest.get(item) or fallback for item in item_ids]
+    windows = HistoryWindows(history, item_ids)
+    items = torch.arange(len(item_ids))
+    end = torch.full_like(items, int(windows.day_of(torch.tensor(windows.n_periods))))
+    discount = windows.window(items, end, windows.n_periods)["discount"]  # missing: 0
+    longest = promo_run_length((discount > 0).float()).max(dim=1).values.tolist()
+    fallback = max(longest, default=0)
+    return [run or fallback for run in longest]
 
 
 class PlannerPolicy(Policy):

@@ -189,7 +189,6 @@ def run_case(
                     if "learned" in fractions
                     else None
                 ),
-                "planner_seconds": scores["policies"]["planner"]["seconds"],
                 "scores": scores,
                 "forecaster_from_scratch": run.info["forecaster"].get("from_scratch"),
                 "forecaster_metrics": run.info["forecaster"]["validation_metrics"],
@@ -208,9 +207,14 @@ def _run_job(job: tuple[str, Path, dict]) -> list[dict]:
     return run_case(name, MARKETS[name], work, log=lambda msg: print(msg, flush=True), **options)
 
 
+def scored_labels(rows: list[dict]) -> list[str]:
+    """Labels of :data:`POLICIES` that every row scored (PPO only when it was trained)."""
+    return [label for label, _ in POLICIES if all(label in r["fractions"] for r in rows)]
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of the policies every row scored (``gap`` when PPO was trained)."""
-    labels = [label for label, _ in POLICIES if all(label in r["fractions"] for r in rows)]
+    labels = scored_labels(rows)
     with_gap = all(r["gap"] is not None for r in rows)
     head = "| market | item | optimum | " + " | ".join(labels) + (" | gap |" if with_gap else " |")
     lines = [head, "|" + "---|" * (len(labels) + 3 + with_gap)]
@@ -238,7 +242,7 @@ def update_readme(text: str) -> None:
 def planner_summary(wide: dict) -> str:
     """README paragraph of a planner-only run: per-market means, the worst item, the command."""
     st, rows = wide["settings"], wide["rows"]
-    labels = [label for label, _ in POLICIES if all(label in r["fractions"] for r in rows)]
+    labels = scored_labels(rows)
     lines = [
         "| market | items | " + " | ".join(f"{k} (mean)" for k in labels) + " | planner (worst) |",
         "|" + "---|" * (len(labels) + 3),

@@ -265,7 +265,6 @@ def solve(
     item_idx = market.item_index(item) if isinstance(item, str) else int(item)
     if not 0 <= item_idx < len(market.item_ids):
         raise ValueError(f"item index {item_idx} out of range 0..{len(market.item_ids) - 1}")
-    _check_params(params)
     table = DemandTable.from_market(market, item_idx, params, start_day)
     return solve_table(table, params, start_day, item_idx, market.item_ids[item_idx])
 
