@@ -93,6 +93,12 @@ TFT_SETTINGS: dict[str, Any] = {
     "group_price_features": True,
     "price_head": False,
     "patience": 4,  # as measured (12 rounds in 566 s); the class default is 10
+    # Chosen on the validation split, rounds 0-5 (MAPE %, 80% coverage, CRPS): as before
+    # 38.86 / 0.748 / 3258; early stopping on every other item, calibration on the rest
+    # 38.75 / 0.758 / 3197; and separate quantile maps for deal and regular weeks (the fine-tuned
+    # model's median deal lift was 1.26x the actual) 37.79 / 0.758 / 3150.
+    "split_calibration": True,
+    "recalibrate_by_promo": True,
     "num_samples": 64,
     "quantile_draws": 32,
 }

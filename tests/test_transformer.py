@@ -580,3 +580,66 @@ def test_price_head_scales_the_mean_by_the_log_linear_response(
     old = TransformerForecaster.load(tmp_path / "old")
     assert not old.config.price_head and not hasattr(old.model, "price_response")
     torch.testing.assert_close(old.one_step(ctx, ladder)[0], no_head.one_step(ctx, ladder)[0])
+
+
+def test_split_calibration_calibrates_on_items_left_out_of_early_stopping(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 1)
+    cfg = dataclasses.replace(TINY, epochs=1)
+    both = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    split = TransformerForecaster(
+        dataclasses.replace(cfg, split_calibration=True), from_scratch=True
+    ).fit(history)
+    # The calibration (and the reported validation metrics) covers every other item only.
+    n_items = len(history.item_ids)
+    per_item = both.validation_metrics["n_periods"] // n_items
+    assert both.validation_metrics["n_periods"] == per_item * n_items
+    assert split.validation_metrics["n_periods"] == per_item * (n_items // 2)
+    assert len(split.recalibration) == TINY.prediction_length
+    assert split.dispersion_scale != both.dispersion_scale
+
+
+def test_promo_recalibration_serves_each_period_by_its_promo_flag(
+    fitted: TransformerForecaster, history: SalesHistory, tmp_path: Path
+) -> None:
+    model = copy.deepcopy(fitted)
+    p = model.config.prediction_length
+    identity = list(RECALIBRATION_LEVELS)
+    lower = [0.5 * level for level in RECALIBRATION_LEVELS]
+    fut = future_frame(history, 3)  # discounts 0, 0.2, 0.4: a regular period, then promotions
+
+    def predict_with(pooled: list[float]) -> pd.DataFrame:
+        model.recalibration, model.promo_recalibration = [pooled] * p, []
+        return model.predict(history, fut, 3, (0.1, 0.5, 0.9))
+
+    regular, promo = predict_with(identity), predict_with(lower)
+    model.recalibration, model.promo_recalibration = [identity] * p, [[identity] * p, [lower] * p]
+    both = model.predict(history, fut, 3, (0.1, 0.5, 0.9))
+    is_promo = both["date"] > both["date"].min()
+    pd.testing.assert_frame_equal(both[~is_promo], regular[~is_promo])
+    pd.testing.assert_frame_equal(both[is_promo], promo[is_promo])
+    assert (promo["q0.5"] <= regular["q0.5"]).all() and (promo["q0.5"] < regular["q0.5"]).any()
+    model.save(tmp_path / "m")
+    loaded = TransformerForecaster.load(tmp_path / "m")
+    assert loaded.promo_recalibration == model.promo_recalibration
+    pd.testing.assert_frame_equal(loaded.predict(history, fut, 3, (0.1, 0.5, 0.9)), both)
+
+
+def test_recalibrate_by_promo_fits_a_map_per_kind_of_period(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 1)
+    cfg = dataclasses.replace(TINY, epochs=1, recalibrate_by_promo=True)
+    model = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    assert len(model.promo_recalibration) == 2
+    assert all(len(maps) == len(model.recalibration) for maps in model.promo_recalibration)
+    assert model.promo_recalibration[0] != model.promo_recalibration[1]
+    off = TransformerForecaster(
+        dataclasses.replace(cfg, recalibrate_by_promo=False), from_scratch=True
+    )
+    assert off.fit(history).promo_recalibration == []
