@@ -105,10 +105,17 @@ def _transformer() -> Forecaster:
     return module.TransformerForecaster(config, from_scratch=True)
 
 
+def _ensemble() -> Forecaster:
+    from promogym.forecasters.ensemble import EnsembleForecaster
+
+    return EnsembleForecaster([_seasonal_naive(), _transformer()], weights=(0.3, 0.7))
+
+
 FACTORIES: dict[str, Callable[[], Forecaster]] = {
     "seasonal_naive": _seasonal_naive,
     "lightgbm": _lightgbm,
     "transformer": _transformer,
+    "ensemble": _ensemble,
 }
 
 
@@ -172,7 +179,7 @@ def _context(model: Forecaster, history: SalesHistory) -> DemandContext:
         values = frame[column].to_numpy(dtype=np.float32).reshape(len(ITEMS), -1)
         return torch.from_numpy(values[:, -width:].copy())
 
-    vocab = getattr(model, "items_", None) or getattr(model, "item_ids", None)
+    vocab = getattr(model, "items_", None) or getattr(model, "item_ids", None) or sorted(ITEMS)
     return DemandContext(
         past_units=last("units_sold"),
         past_observed=torch.ones(len(ITEMS), width, dtype=torch.bool),
@@ -239,3 +246,33 @@ def test_lightgbm_requires_extra_numeric_covariates(history: SalesHistory):
         model.predict(with_feat, future_frame(with_feat), HORIZON)
     pred = model.predict(with_feat, future_frame(with_feat).assign(feat=0.5), HORIZON)
     assert pred.shape[0] == len(ITEMS) * HORIZON
+
+
+# ---- ensemble specifics ----------------------------------------------------------------------
+def test_ensemble_is_the_weighted_quantile_average_of_its_members(history: SalesHistory):
+    from promogym.forecasters.ensemble import EnsembleForecaster
+
+    members = [_seasonal_naive(), _transformer()]
+    ensemble = EnsembleForecaster(members, weights=(1.0, 3.0)).fit(history)
+    future = future_frame(history)
+    got = ensemble.predict(history, future, HORIZON, QUANTILES)
+    a, b = (m.predict(history, future, HORIZON, QUANTILES) for m in members)
+    for column in ("mean", "q0.1", "q0.5", "q0.9"):
+        np.testing.assert_allclose(got[column], 0.25 * a[column] + 0.75 * b[column])
+    pd.testing.assert_frame_equal(got[["item_id", "date"]], a[["item_id", "date"]])
+
+
+def test_ensemble_bad_weights_and_mismatched_members_are_clear_errors(history: SalesHistory):
+    from promogym.errors import ConfigError
+    from promogym.forecasters.ensemble import EnsembleForecaster, combine_predictions
+
+    with pytest.raises(ConfigError, match="one per member"):
+        EnsembleForecaster([SeasonalNaive(), SeasonalNaive()], weights=(1.0,))
+    with pytest.raises(ConfigError, match="one per member"):
+        EnsembleForecaster([SeasonalNaive()], weights=(-1.0,))
+    model = SeasonalNaive().fit(history)
+    pred = model.predict(history, future_frame(history), HORIZON, QUANTILES)
+    with pytest.raises(DataError, match="same quantiles"):
+        combine_predictions([pred, pred.drop(columns="q0.9")], (1, 1))
+    with pytest.raises(DataError, match="other rows"):
+        combine_predictions([pred, pred.iloc[::-1]], (1, 1))
