@@ -45,6 +45,7 @@ from promogym.envs.market import (
     weekday,
 )
 from promogym.forecasters.base import DemandContext
+from promogym.forecasters.ensemble import EnsembleForecaster
 from promogym.forecasters.features import promo_run_length
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
@@ -70,7 +71,10 @@ def held_out_history(periods: int = 730, seed: int = 1) -> tuple[ReferenceMarket
 
 
 def contexts(
-    model: TransformerForecaster, history: SalesHistory, last: int, streak_zero: bool
+    model: TransformerForecaster | EnsembleForecaster,
+    history: SalesHistory,
+    last: int,
+    streak_zero: bool,
 ) -> DemandContext:
     """Contexts ending before each of the last ``last`` periods of every item."""
     data, items = series_from_frame(history.frame, history.freq, model.vocab)
@@ -96,7 +100,9 @@ def contexts(
 
 
 def fidelity(
-    model: TransformerForecaster, market: ReferenceMarket, history: SalesHistory
+    model: TransformerForecaster | EnsembleForecaster,
+    market: ReferenceMarket,
+    history: SalesHistory,
 ) -> dict[str, Any]:
     ctx = contexts(model, history, last=120, streak_zero=True)
     ladder = torch.tensor(LADDER)
@@ -116,9 +122,9 @@ def fidelity(
     return {
         **lift_error_summary(np.stack(per_item), list(model.item_ids)),
         "contexts": int(ctx.batch_size),
-        "validation_metrics": model.validation_metrics,
-        "fit_seconds": model.training.get("seconds"),
-        "epochs_run": model.training.get("epochs_run"),
+        "validation_metrics": getattr(model, "validation_metrics", {}),
+        "fit_seconds": getattr(model, "training", {}).get("seconds"),
+        "epochs_run": getattr(model, "training", {}).get("epochs_run"),
     }
 
 
@@ -315,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         "figures are averaged over them (one fit is noisy: 40-70%% within 10%% by seed).",
     )
     parser.add_argument("--from-scratch", action="store_true", help="Also train from scratch.")
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="Also score the EnsembleForecaster of the fine-tuned seeds (equal weights).",
+    )
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--repeats", type=int, default=20)
@@ -363,15 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         tuned.model.eval()
     else:
         seeds = [int(x) for x in (args.seeds or str(args.seed)).split(",")]
-        tuned_runs, scratch_runs = [], []
+        tuned_runs, scratch_runs, tuned_models = [], [], []
         for seed in seeds:
             seeded = dataclasses.replace(config, seed=seed)
             tuned = TransformerForecaster(seeded, base_dir=args.base).fit(history)
             tuned_runs.append(fidelity(tuned, market, history))
+            tuned_models.append(tuned)
             if args.from_scratch:
                 scratch = TransformerForecaster(seeded, from_scratch=True).fit(history)
                 scratch_runs.append(fidelity(scratch, market, history))
         results["fidelity_fine_tuned"] = over_seeds(tuned_runs, seeds)
+        if args.ensemble:
+            ensemble = EnsembleForecaster(tuned_models)
+            results["fidelity_seed_ensemble"] = {
+                **fidelity(ensemble, market, history),
+                "seeds": seeds,
+                "fit_seconds": float(sum(r["fit_seconds"] for r in tuned_runs)),
+                "epochs_run": [r["epochs_run"] for r in tuned_runs],
+            }
         if scratch_runs:
             results["fidelity_from_scratch"] = over_seeds(scratch_runs, seeds)
         results["fidelity_oracle"] = oracle_fidelity(market, history)
@@ -387,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_avg_1min_end"] = os.getloadavg()[0]
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
 
-    for key in ("fidelity_fine_tuned", "fidelity_from_scratch", "fidelity_oracle"):
+    for key in (
+        "fidelity_fine_tuned",
+        "fidelity_seed_ensemble",
+        "fidelity_from_scratch",
+        "fidelity_oracle",
+    ):
         if key not in results:
             continue
         r = results[key]

@@ -10,8 +10,11 @@ Members whose errors differ gain from it: on Dominick's orange juice (validation
 0.4 / 0.6 combination 32.5%.
 
 It has no ``sample``: a quantile average fixes each period's distribution, not a joint one
-over periods (use a member's ``sample``), and no ``one_step``: the simulator needs the
-transformer's batched face.
+over periods (use a member's ``sample``). Its ``one_step`` (members that all have one, on one
+item vocabulary and context length, e.g. transformers fitted with different seeds) is the
+negative binomial with the mean and variance of the members' weighted mixture: averaging
+seeds averages out their item-level errors in the price response (held-out market,
+``benchmarks/bench_forecaster.py --ensemble``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
+import torch
 
 from promogym.data import SalesHistory
 from promogym.errors import ConfigError, DataError
-from promogym.forecasters.base import DEFAULT_QUANTILES, Forecaster
+from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
 from promogym.io import atomic_write_text
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -116,6 +120,45 @@ class EnsembleForecaster(Forecaster):
         """The weighted average of the members' means and quantiles (see :class:`Forecaster`)."""
         frames = [m.predict(history, future, horizon, quantiles) for m in self.members]
         return combine_predictions(frames, self.weights)
+
+    def _common(self, attribute: str) -> object:
+        values = [getattr(m, attribute, None) for m in self.members]
+        if values[0] is None or any(v != values[0] for v in values[1:]):
+            raise DataError(
+                f"ensemble members differ in {attribute} (or lack it): {values}; one_step "
+                "needs members fitted on the same items with the same context length"
+            )
+        return values[0]
+
+    @property
+    def context_length(self) -> int:
+        """The members' common context length (for :meth:`one_step` contexts)."""
+        return int(self._common("context_length"))  # type: ignore[arg-type]
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The members' common item vocabulary (for :meth:`one_step` item indices)."""
+        return list(self._common("item_ids"))  # type: ignore[call-overload]
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+    def one_step(
+        self, context: DemandContext, discounts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """NB (mean, dispersion) ``(B, A)`` float64 with the mean and variance of the members'
+        weighted mixture (see :meth:`Forecaster.one_step`)."""
+        self._common("context_length"), self._common("item_ids")
+        mean = second = None
+        for w, member in zip(self.weights, self.members, strict=True):
+            mu, r = member.one_step(context, discounts)
+            term, moment = w * mu, w * (mu + mu * mu / r + mu * mu)
+            mean = term if mean is None else mean + term
+            second = moment if second is None else second + moment
+        assert mean is not None and second is not None
+        excess = (second - mean * mean - mean).clamp_min(1e-12)  # variance beyond Poisson
+        return mean, (mean * mean / excess).clamp(min=1e-6, max=1e12)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Each member in ``member-<k>/`` and ``ensemble.json`` (classes, weights) beside them."""

@@ -85,7 +85,7 @@ def _lightgbm() -> Forecaster:
     )
 
 
-def _transformer() -> Forecaster:
+def _transformer(seed: int = 0) -> Forecaster:
     module = pytest.importorskip("promogym.forecasters.transformer")
     config = module.TransformerConfig(
         context_length=14,
@@ -101,6 +101,7 @@ def _transformer() -> Forecaster:
         windows_per_epoch=32,
         validation_periods=7,
         num_samples=20,
+        seed=seed,
     )
     return module.TransformerForecaster(config, from_scratch=True)
 
@@ -108,7 +109,8 @@ def _transformer() -> Forecaster:
 def _ensemble() -> Forecaster:
     from promogym.forecasters.ensemble import EnsembleForecaster
 
-    return EnsembleForecaster([_seasonal_naive(), _transformer()], weights=(0.3, 0.7))
+    # Two seeds of one model: the simulator's use (its one_step needs one vocabulary).
+    return EnsembleForecaster([_transformer(0), _transformer(1)], weights=(0.3, 0.7))
 
 
 FACTORIES: dict[str, Callable[[], Forecaster]] = {
@@ -276,3 +278,21 @@ def test_ensemble_bad_weights_and_mismatched_members_are_clear_errors(history: S
         combine_predictions([pred, pred.drop(columns="q0.9")], (1, 1))
     with pytest.raises(DataError, match="other rows"):
         combine_predictions([pred, pred.iloc[::-1]], (1, 1))
+
+
+def test_ensemble_one_step_is_the_moment_matched_mixture(history: SalesHistory):
+    from promogym.forecasters.ensemble import EnsembleForecaster
+
+    members = [_transformer(0).fit(history), _transformer(1).fit(history)]
+    context, discounts = _context(members[0], history), torch.tensor([0.0, 0.2, 0.4])
+    (m0, r0), (m1, r1) = (m.one_step(context, discounts) for m in members)
+    mean, r = EnsembleForecaster(members, (0.25, 0.75)).one_step(context, discounts)
+    torch.testing.assert_close(mean, 0.25 * m0 + 0.75 * m1)
+    second = 0.25 * (m0 + m0**2 / r0 + m0**2) + 0.75 * (m1 + m1**2 / r1 + m1**2)
+    torch.testing.assert_close(mean + mean**2 / r, second - mean**2)  # mixture variance
+    alone, r_alone = EnsembleForecaster(members[:1]).one_step(context, discounts)
+    torch.testing.assert_close(alone, m0)
+    torch.testing.assert_close(r_alone, r0)
+    mixed = EnsembleForecaster([SeasonalNaive().fit(history), members[0]])
+    with pytest.raises(DataError, match="differ in"):
+        mixed.one_step(context, discounts)
