@@ -96,6 +96,7 @@ def fit_and_train(
     seed: int,
     forecaster_epochs: int,
     log,
+    forecaster_seeds: int = 1,
 ) -> tuple[Run, dict[str, float]]:
     """Simulate the history, fit the run and train PPO in both simulators (if ``timesteps``)."""
     periods, start = HISTORY_DAYS, np.datetime64(HISTORY_START)
@@ -115,6 +116,7 @@ def fit_and_train(
         config,
         from_scratch=not (BASE_WEIGHTS_DIR / "model.safetensors").is_file(),
         forecaster_config=fc,
+        forecaster_seeds=forecaster_seeds,
         market=work / name / "market.json",
         overwrite=True,
     )
@@ -148,6 +150,7 @@ def run_case(
     episodes: int,
     seed: int,
     forecaster_epochs: int,
+    forecaster_seeds: int = 1,
     rescore: bool = False,
     log,
 ) -> list[dict]:
@@ -160,7 +163,7 @@ def run_case(
         log(f"{name}: re-scoring {run.path} (agents {run.agents()})")
     else:
         run, timings = fit_and_train(
-            name, params, config, work, timesteps, seed, forecaster_epochs, log
+            name, params, config, work, timesteps, seed, forecaster_epochs, log, forecaster_seeds
         )
     rows = []
     for item in run.item_vocabulary()[:items]:
@@ -362,6 +365,12 @@ def main() -> None:
         default=TransformerConfig().epochs,
         help="cap on fine-tuning epochs (early stopping usually ends sooner)",
     )
+    parser.add_argument(
+        "--forecaster-seeds",
+        type=int,
+        default=1,
+        help="simulate with the ensemble of this many forecaster seeds (fit_run forecaster_seeds)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per market")
     parser.add_argument(
         "--workers", type=int, default=1, help="markets run in parallel, one process each"
@@ -394,6 +403,7 @@ def main() -> None:
         "episodes": args.episodes,
         "seed": args.seed,
         "forecaster_epochs": args.forecaster_epochs,
+        "forecaster_seeds": args.forecaster_seeds,
         "threads": args.threads,
         "rescore": args.rescore,
     }

@@ -326,6 +326,14 @@ def fit_command(
     ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum forecaster epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the forecaster training.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Fit this many forecasters (seeds SEED, SEED+1, ...) and simulate with their "
+            "average: a more faithful price response at that many times the cost.",
+        ),
+    ] = 1,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run directory.")
     ] = False,
@@ -347,6 +355,7 @@ def fit_command(
         from_scratch=from_scratch,
         epochs=epochs,
         seed=seed,
+        forecaster_seeds=seeds,
         overwrite=overwrite,
         progress=lambda m: typer.echo(m, err=True),
     )

@@ -185,3 +185,27 @@ def test_recommend_needs_no_trained_agent(shop: Path, trained: Run, tmp_path: Pa
     assert rec.agent == "planner" and rec.discount in CONFIG.campaign.discounts
     with pytest.raises(PromogymInputError, match="no trained agent"):
         run.recommend(history, "sku-0", 30, [0, 0], agent="ppo", episodes=8, baselines=False)
+
+
+def test_fit_with_several_seeds_simulates_with_their_ensemble(shop: Path, tmp_path: Path) -> None:
+    from promogym.forecasters.ensemble import EnsembleForecaster
+
+    run = fit_run(
+        shop / "history.csv",
+        tmp_path / "run",
+        CONFIG,
+        forecaster_config=TINY_FORECASTER,
+        forecaster_seeds=2,
+    )
+    forecaster = load_run(tmp_path / "run").forecaster
+    assert isinstance(forecaster, EnsembleForecaster)
+    assert [m.config.seed for m in forecaster.members] == [0, 1]
+    assert run.info["forecaster"]["kind"] == "ensemble"
+    assert run.info["forecaster"]["seeds"] == [0, 1]
+    history = load_history(shop / "history.csv")
+    assert isinstance(run.demand_model(history).forecaster, EnsembleForecaster)
+    rec = run.recommend(history, "sku-0", 30, [0, 0], episodes=8, baselines=False)
+    assert rec.agent == "planner" and rec.discount in CONFIG.campaign.discounts
+    with pytest.raises(PromogymInputError, match="seeds"):
+        fit_run(shop / "history.csv", tmp_path / "bad", CONFIG, forecaster_seeds=0)
+    assert not (tmp_path / "bad").exists()
