@@ -282,6 +282,8 @@ def seeds_summary(single: dict, ensemble: dict) -> str:
     one = {(r["market"], r["item"]): r["fractions"]["planner"] for r in single["rows"]}
     many = {(r["market"], r["item"]): r["fractions"]["planner"] for r in ensemble["rows"]}
     keys = [k for k in many if k in one]
+    if not keys:
+        return ""
     diff = [many[k] - one[k] for k in keys]
     st = ensemble["settings"]
     worst_one, worst_many = min(keys, key=one.get), min(keys, key=many.get)

@@ -149,29 +149,32 @@ class EnsembleForecaster(Forecaster):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """NB (mean, dispersion) ``(B, A)`` float64 with the mean and variance of the members'
         weighted mixture (see :meth:`Forecaster.one_step`)."""
-        self._common("context_length"), self._common("item_ids")
-        mean = second = None
-        for w, member in zip(self.weights, self.members, strict=True):
-            mu, r = member.one_step(context, discounts)
-            term, moment = w * mu, w * (mu + mu * mu / r + mu * mu)
-            mean = term if mean is None else mean + term
-            second = moment if second is None else second + moment
-        assert mean is not None and second is not None
-        excess = (second - mean * mean - mean).clamp_min(1e-12)  # variance beyond Poisson
-        return mean, (mean * mean / excess).clamp(min=1e-6, max=1e12)
+        if not getattr(self, "_one_step_checked", False):  # once: the members do not change
+            self._common("context_length"), self._common("item_ids")
+            self._one_step_checked = True
+        parts = [m.one_step(context, discounts) for m in self.members]
+        mean = sum(w * mu for w, (mu, _) in zip(self.weights, parts, strict=True))
+        # Variance beyond Poisson of the mixture: the members' own NB excess plus the spread of
+        # their means (sums of non-negative terms, no cancellation).
+        excess = sum(
+            w * (mu * mu / r + (mu - mean) ** 2)
+            for w, (mu, r) in zip(self.weights, parts, strict=True)
+        )
+        return mean, (mean * mean / excess.clamp_min(1e-12)).clamp(min=1e-6, max=1e12)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Each member in ``member-<k>/`` and ``ensemble.json`` (classes, weights) beside them."""
+        classes = [type(member).__name__ for member in self.members]
+        unknown = sorted(set(classes) - set(MEMBER_CLASSES))
+        if unknown:  # before writing anything
+            raise ConfigError(
+                f"cannot save ensemble members of class {unknown}; members must be one of "
+                f"{sorted(MEMBER_CLASSES)}"
+            )
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         entries = []
-        for k, member in enumerate(self.members):
-            cls = type(member).__name__
-            if cls not in MEMBER_CLASSES:
-                raise ConfigError(
-                    f"cannot save an ensemble member of class {cls}; members must be one of "
-                    f"{sorted(MEMBER_CLASSES)}"
-                )
+        for k, (member, cls) in enumerate(zip(self.members, classes, strict=True)):
             member.save(path / f"member-{k}")
             entries.append({"class": cls, "directory": f"member-{k}"})
         meta = {"format": FORMAT, "members": entries, "weights": list(self.weights)}
@@ -199,4 +202,6 @@ class EnsembleForecaster(Forecaster):
         weights = [float(w) for w in meta["weights"]]
         if not all(math.isfinite(w) for w in weights):
             raise DataError(f"{path}: weights must be finite numbers, got {weights}")
-        return cls(members, weights)
+        model = cls(members, weights)
+        model.weights = tuple(weights)  # as saved (already normalised): exact predictions
+        return model

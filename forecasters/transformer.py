@@ -250,6 +250,8 @@ class TransformerConfig:
             raise bad("learning_rate", "must be > 0")
         if self.unknown_items not in ("error", "generic"):
             raise bad("unknown_items", "must be 'error' or 'generic'")
+        if self.recalibrate_by_promo and not self.recalibrate_quantiles:
+            raise bad("recalibrate_by_promo", "needs recalibrate_quantiles=True")
         if self.censored_loss not in ("survival", "drop"):
             raise bad("censored_loss", "must be 'survival' or 'drop'")
 

@@ -9,7 +9,8 @@ path                   content
 ``run.json``           data fingerprint, source, frequency, items, created-at, versions,
                        seeds, forecaster validation metrics
 ``history.parquet``    the validated training history (canonical frame)
-``forecaster/``        the fitted forecaster (:meth:`TransformerForecaster.save`)
+``forecaster/``        the fitted forecaster (:meth:`TransformerForecaster.save`, or
+                       :meth:`EnsembleForecaster.save` of several seeds: ``fit --seeds``)
 ``market.json``        optional: the true market when the history was simulated (scoring)
 ``agents/NAME/``       trained agents (:mod:`promogym.agents.train`)
 =====================  =====================================================================
@@ -93,6 +94,22 @@ def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, st
 
 
 # ---- fit ------------------------------------------------------------------------------------
+def mean_metrics(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Metric by metric mean of several fits' validation metrics (one fit: its own).
+
+    >>> mean_metrics([{"mape": 0.4, "n_periods": 10}, {"mape": 0.6, "n_periods": 10}])
+    {'mape': 0.5, 'n_periods': 10}
+    """
+    if len(metrics) == 1:
+        return dict(metrics[0])
+    out = {}
+    for key, first in metrics[0].items():
+        values = [m[key] for m in metrics if key in m]
+        mean = sum(values) / len(values)
+        out[key] = type(first)(mean) if isinstance(first, int) else mean
+    return out
+
+
 def fit_run(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -201,7 +218,7 @@ def fit_run(
                 "kind": forecaster.name,
                 "from_scratch": from_scratch,
                 "config": members[0].config.to_dict(),
-                "validation_metrics": members[0].validation_metrics,
+                "validation_metrics": mean_metrics([m.validation_metrics for m in members]),
                 "training": {k: v for k, v in members[0].training.items() if k != "losses"},
                 **(
                     {

@@ -296,3 +296,12 @@ def test_ensemble_one_step_is_the_moment_matched_mixture(history: SalesHistory):
     mixed = EnsembleForecaster([SeasonalNaive().fit(history), members[0]])
     with pytest.raises(DataError, match="differ in"):
         mixed.one_step(context, discounts)
+
+
+def test_ensemble_save_load_keeps_the_weights_exactly(history: SalesHistory, tmp_path: Path):
+    from promogym.forecasters.ensemble import EnsembleForecaster
+
+    members = [SeasonalNaive().fit(history) for _ in range(7)]  # 1/7 does not round-trip twice
+    ensemble = EnsembleForecaster(members)
+    ensemble.save(tmp_path / "e")
+    assert EnsembleForecaster.load(tmp_path / "e").weights == ensemble.weights

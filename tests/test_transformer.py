@@ -98,6 +98,8 @@ def test_config_is_validated() -> None:
         TransformerConfig(context_length=7, lags=(1, 7))
     with pytest.raises(ConfigError, match="unknown key"):
         TransformerConfig.from_dict({"d_modle": 3})
+    with pytest.raises(ConfigError, match="recalibrate_by_promo"):
+        TransformerConfig(recalibrate_by_promo=True, recalibrate_quantiles=False)
     with pytest.raises(ConfigError, match="censored_loss must be 'survival' or 'drop'"):
         TransformerConfig(censored_loss="ignore")
     assert TransformerConfig.from_dict(TINY.to_dict()) == TINY
