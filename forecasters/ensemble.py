@@ -23,6 +23,7 @@ import importlib
 import json
 import math
 import os
+import reprlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
@@ -124,9 +125,9 @@ class EnsembleForecaster(Forecaster):
     def _common(self, attribute: str) -> object:
         values = [getattr(m, attribute, None) for m in self.members]
         if values[0] is None or any(v != values[0] for v in values[1:]):
-            raise DataError(
-                f"ensemble members differ in {attribute} (or lack it): {values}; one_step "
-                "needs members fitted on the same items with the same context length"
+            raise DataError(  # reprlib: a vocabulary of thousands of items stays one short line
+                f"ensemble members differ in {attribute} (or lack it): {reprlib.repr(values)}; "
+                "one_step needs members fitted on the same items with the same context length"
             )
         return values[0]
 
