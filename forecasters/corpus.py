@@ -16,6 +16,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,10 +167,13 @@ def pretrain(
     n_series: int = 2400,
     epochs: int | None = None,
     config: TransformerConfig | None = None,
+    likelihood: str | None = None,
     validation_series: float = 0.05,
     progress: Progress | None = None,
 ) -> TransformerForecaster:
     """Train the base model on a fresh corpus and save it to ``out`` (if given).
+
+    ``likelihood`` overrides the config's (a ``log_normal`` base for fits with that likelihood).
 
     The base has an empty item vocabulary (every series uses the generic item row) and
     ``unknown_items="generic"``. A share ``validation_series`` of the series is held out
@@ -177,10 +181,12 @@ def pretrain(
     """
     started = time.perf_counter()
     cfg = config or BASE_CONFIG
+    overrides: dict[str, Any] = {"seed": seed}
     if epochs is not None:
-        cfg = TransformerConfig.from_dict({**cfg.to_dict(), "epochs": epochs, "seed": seed})
-    else:
-        cfg = TransformerConfig.from_dict({**cfg.to_dict(), "seed": seed})
+        overrides["epochs"] = epochs
+    if likelihood is not None:
+        overrides["likelihood"] = likelihood
+    cfg = TransformerConfig.from_dict({**cfg.to_dict(), **overrides})
     data = generate_corpus(n_series, seed, progress)
     corpus_seconds = time.perf_counter() - started
     s = data.length.shape[0]

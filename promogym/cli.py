@@ -256,6 +256,10 @@ def pretrain_command(
         int | None, typer.Option(min=1, help="Training epochs (default: the base's).")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads (1 = reproducible).")] = 1,
+    likelihood: Annotated[
+        str,
+        typer.Option(help="The head's distribution: negative_binomial or log_normal."),
+    ] = "negative_binomial",
 ) -> None:
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
@@ -268,7 +272,12 @@ def pretrain_command(
 
     torch.set_num_threads(threads)
     base = pretrain(
-        out, seed=seed, n_series=series, epochs=epochs, progress=lambda m: typer.echo(m, err=True)
+        out,
+        seed=seed,
+        n_series=series,
+        epochs=epochs,
+        likelihood=likelihood,
+        progress=lambda m: typer.echo(m, err=True),
     )
     typer.echo(
         f"wrote {out}: best validation NLL {base.training['best_val_nll']:.4f} after "

@@ -85,7 +85,7 @@ def _lightgbm() -> Forecaster:
     )
 
 
-def _transformer(seed: int = 0) -> Forecaster:
+def _transformer(seed: int = 0, likelihood: str = "negative_binomial") -> Forecaster:
     module = pytest.importorskip("promogym.forecasters.transformer")
     config = module.TransformerConfig(
         context_length=14,
@@ -101,6 +101,7 @@ def _transformer(seed: int = 0) -> Forecaster:
         windows_per_epoch=32,
         validation_periods=7,
         num_samples=20,
+        likelihood=likelihood,
         seed=seed,
     )
     return module.TransformerForecaster(config, from_scratch=True)
@@ -117,6 +118,7 @@ FACTORIES: dict[str, Callable[[], Forecaster]] = {
     "seasonal_naive": _seasonal_naive,
     "lightgbm": _lightgbm,
     "transformer": _transformer,
+    "transformer_log_normal": lambda: _transformer(likelihood="log_normal"),
     "ensemble": _ensemble,
 }
 

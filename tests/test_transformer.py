@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from promogym.forecasters.transformer import (
     Windows,
     build_network,
     impute_censored,
+    log_normal_as_nb,
+    log_normal_quantile,
     mixture_quantiles,
     nb_quantile,
     negative_binomial_survival,
@@ -102,6 +105,8 @@ def test_config_is_validated() -> None:
         TransformerConfig(recalibrate_by_promo=True, recalibrate_quantiles=False)
     with pytest.raises(ConfigError, match="censored_loss must be 'survival' or 'drop'"):
         TransformerConfig(censored_loss="ignore")
+    with pytest.raises(ConfigError, match="likelihood must be one of"):
+        TransformerConfig(likelihood="poisson")
     assert TransformerConfig.from_dict(TINY.to_dict()) == TINY
 
 
@@ -248,6 +253,89 @@ def test_loss_terms_match_hugging_face_and_censored_periods_count_as_at_least_st
     assert float(window_loss(model, w, drop)) == pytest.approx(float(out.loss), rel=1e-6)
 
 
+@torch.no_grad()
+def test_log_normal_loss_is_the_normal_density_of_log_units_and_censoring_counts() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dropout=0.0, likelihood="log_normal", price_head=False)
+    model = build_network(cfg, 2)
+    c = cfg.context_length
+    w = _toy_windows(0.0)
+    values = torch.log1p(impute_censored(w.units, w.observed, c))
+    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
+    out = model(
+        past_values=values[:, :c],
+        past_time_features=feats[:, :c],
+        past_observed_mask=w.observed[:, :c].float(),
+        static_categorical_features=w.item.unsqueeze(1),
+        future_values=values[:, c:],
+        future_time_features=feats[:, c:],
+        future_observed_mask=w.observed[:, c:].float(),
+    )
+    loc, sigma = out.params
+    normal = torch.distributions.Normal(out.loc + out.scale * loc, out.scale * sigma)
+    obs = w.observed[:, c:]
+    torch.testing.assert_close(-normal.log_prob(values[:, c:])[obs].mean(), out.loss)
+    assert float(window_loss(model, w, cfg)) == pytest.approx(float(out.loss), rel=1e-6)
+    # The explicit path (a price head, all zeros at the start) gives the same loss.
+    head = dataclasses.replace(cfg, price_head=True)
+    with_head = build_network(head, 2)
+    with_head.load_state_dict(model.state_dict(), strict=False)
+    assert float(window_loss(with_head, w, head)) == pytest.approx(float(out.loss), rel=1e-5)
+    # A stock-out adds -log P(X >= log(stock + 0.5)), growing with the stock.
+    terms = [float(window_loss(model, _censored_windows(s), cfg)) for s in (3.0, 9.0, 30.0)]
+    assert terms[0] < terms[1] < terms[2]
+    mu, sd = out.loc[0, 0] + out.scale[0, 0] * loc[0, -1], out.scale[0, 0] * sigma[0, -1]
+    surv = 1.0 - torch.distributions.Normal(mu, sd).cdf(torch.log(torch.tensor(9.5)))
+    # Period (0, -1) moves from the observed terms to the censored one.
+    n_obs = int(obs.sum())
+    own = float(normal.log_prob(values[:, c:])[0, -1])
+    expected = (float(out.loss) * n_obs + own - float(torch.log(surv))) / n_obs
+    assert terms[1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_log_normal_helpers_match_monte_carlo() -> None:
+    g = torch.Generator().manual_seed(0)
+    mu, sigma = torch.tensor([math.log(60.0), math.log(3.0)]), torch.tensor([0.4, 0.8])
+    x = torch.expm1(
+        mu[:, None] + sigma[:, None] * torch.randn(2, 400_000, generator=g, dtype=torch.float64)
+    )
+    mean, disp = log_normal_as_nb(mu, sigma)
+    torch.testing.assert_close(mean, x.mean(1), rtol=0.01, atol=0.0)
+    torch.testing.assert_close(mean + mean * mean / disp, x.var(1), rtol=0.03, atol=0.0)
+    for q in (0.1, 0.5, 0.9):
+        expected = torch.quantile(torch.round(x.clamp_min(0.0)), q, dim=1)
+        torch.testing.assert_close(log_normal_quantile(q, mu, sigma), expected, atol=1.0, rtol=0.0)
+    # Draws of the mixture quantile function follow the same law.
+    m, s = mu.view(2, 1, 1).expand(2, 64, 1), sigma.view(2, 1, 1).expand(2, 64, 1)
+    got = mixture_quantiles([0.1, 0.9], m, s, 64, g, likelihood="log_normal")
+    for i, q in enumerate((0.1, 0.9)):
+        exact = log_normal_quantile(q, mu, sigma)
+        assert bool(((got[i, :, 0] - exact).abs() <= 0.1 * exact + 1.0).all())
+
+
+def test_log_normal_forecaster_fits_predicts_and_needs_a_matching_base(
+    history: SalesHistory, tmp_path: Path
+) -> None:
+    cfg = dataclasses.replace(TINY, likelihood="log_normal")
+    model = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    fut = future_frame(history, 3)
+    pred = model.predict(history, fut, 3, quantiles=(0.1, 0.5, 0.9))
+    assert (pred["mean"] > 0).all() and (pred["q0.1"] <= pred["q0.9"]).all()
+    # one_step is the NB with the log-normal's moments, and predict's first period mean.
+    ladder = (0.0, 0.2, 0.4)
+    mean, disp = model.one_step(context_of(history, 14, [0, 1]), torch.tensor(ladder))
+    assert bool((disp > 0).all())
+    for a, d in enumerate(ladder):
+        first = model.predict(history, future_frame(history, 1, (d,)), 1)
+        np.testing.assert_allclose(mean[:, a].numpy(), first["mean"].to_numpy(), rtol=1e-5)
+    model.save(tmp_path / "ln")
+    loaded = TransformerForecaster.load(tmp_path / "ln")
+    assert loaded.config.likelihood == "log_normal"
+    pd.testing.assert_frame_equal(loaded.predict(history, fut, 3), model.predict(history, fut, 3))
+    with pytest.raises(ConfigError, match="pretrained with likelihood 'negative_binomial'"):
+        TransformerForecaster(cfg, base_dir=BASE_WEIGHTS_DIR).fit(history)
+
+
 def test_censored_term_pushes_the_mean_up() -> None:
     total_count = torch.tensor([4.0, 4.0])
     logits = torch.tensor([0.5, 0.5], requires_grad=True)
@@ -285,11 +373,14 @@ def test_fine_tuning_step_lowers_loss() -> None:
     assert float(window_loss(model, w, cfg).detach()) < before
 
 
-def test_deeper_discount_predicts_more_demand() -> None:
+@pytest.mark.parametrize("likelihood", ["negative_binomial", "log_normal"])
+def test_deeper_discount_predicts_more_demand(likelihood: str) -> None:
     history = make_history(
         n_items=3, periods=240, seed=3, elasticity=(3.0, 3.5), urgency=(0.0, 0.1), dip=(0.0, 0.05)
     )
-    cfg = dataclasses.replace(TINY, epochs=4, windows_per_epoch=768, learning_rate=3e-3)
+    cfg = dataclasses.replace(
+        TINY, epochs=4, windows_per_epoch=768, learning_rate=3e-3, likelihood=likelihood
+    )
     model = TransformerForecaster(cfg, from_scratch=True).fit(history)
     ctx = context_of(history, 14, [0, 1, 2])
     mean, _ = model.one_step(ctx, torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]))
