@@ -295,6 +295,13 @@ def fit_forecaster_command(
     ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the training.")] = 0,
+    likelihood: Annotated[
+        str,
+        typer.Option(
+            help="The forecaster's distribution: negative_binomial (counts) or log_normal "
+            "(log units; multiplicative promotion lifts, fine-tunes its own shipped base).",
+        ),
+    ] = "negative_binomial",
 ) -> None:
     """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
 
@@ -305,7 +312,7 @@ def fit_forecaster_command(
     from promogym.data import load_history
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
 
-    config = TransformerConfig(seed=seed)
+    config = TransformerConfig(seed=seed, likelihood=likelihood)
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     model = fit_forecaster(
@@ -343,6 +350,13 @@ def fit_command(
             "average: a more faithful price response at that many times the cost.",
         ),
     ] = 1,
+    likelihood: Annotated[
+        str,
+        typer.Option(
+            help="The forecaster's distribution: negative_binomial (counts) or log_normal "
+            "(log units; multiplicative promotion lifts, fine-tunes its own shipped base).",
+        ),
+    ] = "negative_binomial",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run directory.")
     ] = False,
@@ -353,6 +367,7 @@ def fit_command(
     DATA.market.json exists). Example: promogym fit --data history.csv --config campaign.toml
     --out runs/shop
     """
+    from promogym.forecasters.transformer import TransformerConfig
     from promogym.run import fit_run
 
     run = fit_run(
@@ -365,6 +380,7 @@ def fit_command(
         epochs=epochs,
         seed=seed,
         forecaster_seeds=seeds,
+        forecaster_config=TransformerConfig(seed=seed, likelihood=likelihood),
         overwrite=overwrite,
         progress=lambda m: typer.echo(m, err=True),
     )

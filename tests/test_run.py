@@ -209,3 +209,23 @@ def test_fit_with_several_seeds_simulates_with_their_ensemble(shop: Path, tmp_pa
     with pytest.raises(PromogymInputError, match="seeds"):
         fit_run(shop / "history.csv", tmp_path / "bad", CONFIG, forecaster_seeds=0)
     assert not (tmp_path / "bad").exists()
+
+
+def test_log_normal_run_simulates_and_recommends(shop: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(TINY_FORECASTER, likelihood="log_normal")
+    fit_run(
+        shop / "history.csv", tmp_path / "run", CONFIG, forecaster_config=config, from_scratch=True
+    )
+    run = load_run(tmp_path / "run")
+    assert run.forecaster.config.likelihood == "log_normal"
+    history = load_history(shop / "history.csv")
+    rec = run.recommend(history, "sku-0", 30, [0, 0], episodes=8, baselines=False)
+    assert rec.agent == "planner" and rec.discount in CONFIG.campaign.discounts
+    # The CLI names a bad likelihood in one line, exits non-zero and writes nothing.
+    out = tmp_path / "bad"
+    args = ["fit", "--data", str(shop / "history.csv"), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--likelihood", "poisson"])
+    assert result.exit_code != 0 and "likelihood must be one of" in result.output
+    assert not out.exists()

@@ -21,6 +21,7 @@ from promogym.forecasters.base import DemandContext
 from promogym.forecasters.features import time_features
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
+    BASE_WEIGHTS_DIRS,
     RECALIBRATION_LEVELS,
     TransformerConfig,
     TransformerForecaster,
@@ -439,11 +440,17 @@ def test_unknown_items_can_use_the_generic_row(
     )
 
 
-def test_shipped_base_loads_and_fine_tuning_starts_from_it(history: SalesHistory) -> None:
-    size = sum(p.stat().st_size for p in BASE_WEIGHTS_DIR.iterdir())
+@pytest.mark.parametrize("likelihood", sorted(BASE_WEIGHTS_DIRS))
+def test_shipped_base_loads_and_fine_tuning_starts_from_it(
+    history: SalesHistory, likelihood: str
+) -> None:
+    base_dir = BASE_WEIGHTS_DIRS[likelihood]
+    size = sum(p.stat().st_size for p in base_dir.iterdir())
     assert size <= 10 * 2**20
-    base = TransformerForecaster.load(BASE_WEIGHTS_DIR)
+    base = TransformerForecaster.load(base_dir)
     assert base.item_ids == [] and base.config.unknown_items == "generic"
+    assert base.config.likelihood == likelihood
+    assert TransformerForecaster(TransformerConfig(likelihood=likelihood)).base_dir == base_dir
     ctx = context_of(history, base.context_length, [0, 1])
     generic_ctx = dataclasses.replace(ctx, item=torch.tensor([-1, -1]))
     mean, disp = base.one_step(generic_ctx, torch.tensor([0.0, 0.2, 0.4]))
