@@ -1441,8 +1441,12 @@ class TransformerForecaster(Forecaster):
                 "model_levels_per_step_regular_promo": self.promo_recalibration,
             },
             "scaling": {
-                "method": "mean of observed |units| over the encoder window, per window",
-                "minimum_scale": MIN_SCALE,
+                "method": "std of observed log1p(units) over the encoder window (loc: their mean)"
+                if self.config.likelihood == "log_normal"
+                else "mean of observed |units| over the encoder window, per window",
+                "minimum_scale": LOG_MIN_VARIANCE
+                if self.config.likelihood == "log_normal"
+                else MIN_SCALE,
                 "censored_fill": "rounded observed mean of the context window",
             },
             "validation_metrics": self.validation_metrics,
