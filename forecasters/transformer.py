@@ -1,7 +1,8 @@
-"""The transformer demand forecaster: pretrained base, fine-tuned per shop, negative binomial.
+"""The transformer demand forecaster: pretrained base, fine-tuned per shop, probabilistic.
 
 Built on Hugging Face ``transformers.TimeSeriesTransformerForPrediction`` (encoder-decoder,
-``distribution_output="negative_binomial"``, mean scaling, lagged values). Per period it sees
+``distribution_output="negative_binomial"`` with mean scaling by default, or a normal on log
+units, see *Likelihood*; lagged values). Per period it sees
 the covariates of :mod:`promogym.forecasters.features` (discount, promo, log relative price,
 calendar, age, promotion streak, censoring, plus any extra numeric known-future covariates of
 the history such as Dominick's ``feat``) as ``past_time_features`` / ``future_time_features``,
@@ -30,7 +31,8 @@ and the item as a static categorical embedding.
   (as :func:`~promogym.forecasters.baselines.extra_numeric_columns`; ``future`` must carry
   them) are appended to the per-period features. Fine-tuning adds their input columns to the
   base with zero weights, so it starts from exactly the base's forecasts.
-* **Price response head** (``price_head=True``): the NB head's log mean gets
+* **Price response head** (``price_head=True``): the NB head's log mean (log_normal: the
+  normal's mean of ``log1p(units)``) gets
   ``elasticity[item] * -log(1 - discount) + jump[item] * promo`` added, two coefficients per
   item row (the generic row is learned in pre-training; fine-tuning starts every item from
   it and trains them like the item embedding). This is the log-log demand model with a
@@ -48,8 +50,10 @@ and the item as a static categorical embedding.
   (``recalibrate_by_promo``) and early stopping and calibration on disjoint items
   (``split_calibration``).
 * **Likelihood** (``likelihood``): the negative binomial above, or ``"log_normal"``: a normal
-  on ``log1p(units)`` (the network reads and predicts log units, std-scaled), whose draws and
-  quantiles are ``round(expm1(.))`` of the normal's. A deal's lift is then multiplicative and
+  on ``log1p(units)`` (the network reads and predicts log units, std-scaled), whose counts
+  are ``round(max(expm1(X), 0))``: draws, quantiles, mean and variance are those of these
+  counts, and the loss is their probability (an interval of the normal, which stays bounded
+  on runs of zeros). A deal's lift is then multiplicative and
   its median the geometric-mean lift; the NB centres it on the arithmetic mean, which on
   Dominick's OJ overstated the median deal lift (log lift 0.77 predicted vs 0.54 actual).
   :meth:`~TransformerForecaster.one_step` returns the NB with the log-normal's mean and
@@ -156,8 +160,8 @@ class TransformerConfig:
             the item's log price relative to the mean log price of its group in the same
             period (cross-price competition; ``future`` must then hold every item of a group).
             Off by default: the simulator's ``one_step`` has no extra covariates.
-        calibrate_dispersion: after training, scale the NB dispersion by the factor that
-            minimises the one-step NLL on the validation periods (fixes a too wide or too
+        calibrate_dispersion: (NB only) after training, scale the NB dispersion by the factor that
+            minimises the validation pinball loss of one-step forecasts (fixes a too wide or too
             narrow predictive distribution; the means are unchanged).
         recalibrate_quantiles: after training, map each quantile level to the model level
             that held that share of the validation actuals, per forecast period (forecasts
@@ -337,7 +341,8 @@ def build_network(
 
 
 class PriceResponse(torch.nn.Module):
-    """Per-item log-linear price response added to the NB head's log mean.
+    """Per-item log-linear price response added to the NB head's log mean (log_normal: to the
+    mean of ``log1p(units)``).
 
     ``weight[row] = (elasticity, jump)``; the term is
     ``elasticity * -log(1 - discount) + jump * promo``, read from the period features of
@@ -516,10 +521,87 @@ def sample_units(
 
 
 def distribution_mean(first: torch.Tensor, second: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Mean units of the predictive parameters (NB mean, or ``E[expm1(X)]`` of the log-normal)."""
+    """Mean units of the predictive parameters (NB mean, or the mean of the log-normal's
+    counts ``round(max(expm1(X), 0))``, :func:`log_normal_moments`)."""
     if likelihood != "log_normal":
         return first
-    return torch.expm1(first + 0.5 * second * second).clamp_min(0.0)
+    return log_normal_moments(first, second)[0]
+
+
+def log_normal_moments(
+    mu: torch.Tensor, sigma: torch.Tensor, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of the counts ``Y = round(max(expm1(X), 0))``, ``X ~ Normal(mu, sigma)``
+    (what :func:`sample_units` draws), float64, shaped like ``mu``.
+
+    Exact sums ``E[Y] = sum_k P(Y >= k)``, ``E[Y^2] = sum_k (2k - 1) P(Y >= k)`` with
+    ``P(Y >= k) = P(X >= log(k + 0.5))`` where ``expm1(mu + 6 sigma)`` is below
+    :data:`EXACT_QUANTILE_SUPPORT`; above it the moments of ``max(expm1(X), 0)`` in closed
+    form (rounding is negligible at such counts). Ignoring the floor at 0 and the rounding
+    (``E[expm1(X)]``) understates small counts: 0.65 for ``mu = 0, sigma = 1`` against 0.87.
+
+    >>> m, v = log_normal_moments(torch.tensor([0.0, 9.0]), torch.tensor([1.0, 0.3]))
+    >>> [round(x, 2) for x in m.tolist()], round(float(v[1] / m[1] ** 2), 4)
+    ([0.87, 8475.05], 0.0942)
+    """
+    mu = mu.to(torch.float64)
+    sigma = sigma.to(torch.float64).expand_as(mu)
+    flat_mu, flat_sigma = mu.reshape(-1), sigma.reshape(-1)
+    s2 = flat_sigma * flat_sigma
+    # Closed form for max(expm1(X), 0) = (e^X - 1) 1{X > 0}.
+    ndtr = torch.special.ndtr
+    e1 = torch.exp(flat_mu + 0.5 * s2) * ndtr((flat_mu + s2) / flat_sigma) - ndtr(
+        flat_mu / flat_sigma
+    )
+    e2 = (
+        torch.exp(2.0 * flat_mu + 2.0 * s2) * ndtr((flat_mu + 2.0 * s2) / flat_sigma)
+        - 2.0 * torch.exp(flat_mu + 0.5 * s2) * ndtr((flat_mu + s2) / flat_sigma)
+        + ndtr(flat_mu / flat_sigma)
+    )
+    mean, second = e1.clone(), e2.clone()
+    top = torch.expm1(flat_mu + 6.0 * flat_sigma)
+    small = torch.nonzero(top < EXACT_QUANTILE_SUPPORT).flatten()
+    for lo in range(0, small.shape[0], chunk):
+        rows = small[lo : lo + chunk]
+        k_max = max(int(torch.ceil(top[rows].max())) + 1, 1)
+        k = torch.arange(1, k_max + 1, dtype=torch.float64, device=mu.device)
+        z = (flat_mu[rows, None] - torch.log(k + 0.5)) / flat_sigma[rows, None]
+        tail = ndtr(z)  # P(Y >= k)
+        mean[rows] = tail.sum(1)
+        second[rows] = (tail * (2.0 * k - 1.0)).sum(1)
+    var = (second - mean * mean).clamp_min(0.0)
+    return mean.reshape(mu.shape), var.reshape(mu.shape)
+
+
+def discretised_log_normal_log_prob(
+    y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """``log P(Y = y)`` for counts ``y`` of ``Y = round(max(expm1(X), 0))``, ``X ~ Normal(mu,
+    sigma)``: ``P(log(y + 0.5) <= X < log(y + 1.5))`` (``X < log(1.5)`` for ``y = 0``), float64,
+    differentiable. Where the interval is narrow (under 0.05 sd, i.e. large counts) it is the
+    normal density at its middle times its width, which has the same gradients as the density
+    of ``log1p(y)``; bounded above by 0, so a run of zeros cannot drive ``sigma`` to 0.
+
+    >>> lp = discretised_log_normal_log_prob(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 1.0]),
+    ...                                      torch.tensor([1.0, 1.0]))
+    >>> [round(x, 4) for x in torch.exp(lp).tolist()]
+    [0.6574, 0.0931]
+    """
+    y = y.to(torch.float64)
+    mu, sigma = mu.to(torch.float64), sigma.to(torch.float64)
+    upper = (torch.log(y + 1.5) - mu) / sigma
+    zero = y < 0.5
+    lower = torch.where(zero, upper - 1.0, (torch.log(y + 0.5) - mu) / sigma)  # safe at 0
+    width = upper - lower
+    middle = 0.5 * (upper + lower)
+    density = -0.5 * middle * middle - 0.5 * math.log(2.0 * math.pi) + torch.log(width)
+    flip = middle > 0  # use the tail farther from the mass
+    a = torch.where(flip, -upper, lower)
+    b = torch.where(flip, -lower, upper)
+    lb = torch.special.log_ndtr(b)
+    exact = lb + torch.log(-torch.expm1((torch.special.log_ndtr(a) - lb).clamp_max(-1e-12)))
+    interval = torch.where(width < 0.05, density, exact)
+    return torch.where(zero, torch.special.log_ndtr(upper), interval)
 
 
 def log_normal_quantile(q: float, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -534,18 +616,17 @@ def log_normal_quantile(q: float, mu: torch.Tensor, sigma: torch.Tensor) -> torc
 
 
 def log_normal_as_nb(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """NB (mean, dispersion) with the mean and variance of ``expm1(X)``, ``X ~ Normal(mu,
-    sigma)``; where that variance is not above the mean (under-dispersed), the dispersion is
-    capped at :data:`MAX_DISPERSION` (nearly Poisson).
+    """NB (mean, dispersion) with the mean and variance (:func:`log_normal_moments`) of the
+    counts ``round(max(expm1(X), 0))``, ``X ~ Normal(mu, sigma)``; where that variance is not
+    above the mean (under-dispersed), the dispersion is capped at :data:`MAX_DISPERSION`
+    (nearly Poisson).
 
     >>> m, r = log_normal_as_nb(torch.tensor([math.log(101.0)]), torch.tensor([0.3]))
     >>> round(float(m), 1), round(float(r), 1)
     (104.6, 11.6)
     """
-    mu, sigma = mu.to(torch.float64), sigma.to(torch.float64)
-    s2 = sigma * sigma
-    mean = torch.expm1(mu + 0.5 * s2).clamp_min(1e-9)
-    var = torch.expm1(s2) * torch.exp(2.0 * mu + s2)
+    mean, var = log_normal_moments(mu, sigma)
+    mean = mean.clamp_min(1e-9)
     disp = mean * mean / (var - mean).clamp_min(mean * mean / MAX_DISPERSION)
     return mean, disp
 
@@ -738,7 +819,8 @@ class TransformerForecaster(Forecaster):
         extra_columns: the extra covariates it was fitted with (``future`` must carry those
             that are not group prices).
         group_columns: the categorical columns whose group-relative price is a covariate.
-        dispersion_scale: the validation-calibrated factor on the NB dispersion.
+        dispersion_scale: the validation-calibrated factor on the NB dispersion (1 for the
+            log-normal likelihood, whose spread the quantile recalibration alone adjusts).
         recalibration: per forecast period (up to ``prediction_length``), the model levels
             serving the nominal :data:`RECALIBRATION_LEVELS` (empty: none).
         promo_recalibration: ``[regular, promotion]`` maps like :attr:`recalibration`, used
@@ -854,10 +936,13 @@ class TransformerForecaster(Forecaster):
             val_idx = val_idx[val_idx[:, 0] % 2 == 0]
         log = train_network(self.model, data, train_idx, val_idx, cfg, progress)
         one_step = self._validation_one_step(data, val_end, calibration)
-        if cfg.calibrate_dispersion and one_step is not None:
+        nb = cfg.likelihood == "negative_binomial"
+        if cfg.calibrate_dispersion and nb and one_step is not None:
             self.dispersion_scale = calibrate_dispersion(*one_step)
         self.validation_metrics = (
-            validation_metrics(*self._scaled(one_step)) if one_step is not None else {}
+            validation_metrics(*self._scaled(one_step), likelihood=cfg.likelihood)
+            if one_step is not None
+            else {}
         )
         pits = (
             self._validation_pits(data, val_end, calibration) if cfg.recalibrate_quantiles else None
@@ -906,8 +991,8 @@ class TransformerForecaster(Forecaster):
     def _validation_one_step(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """One-step NB (mean, raw dispersion; log_normal: the moment-matched NB) and actual of
-        every observed validation period of ``series``."""
+        """One-step :meth:`_params` (NB: the raw dispersion) and actual of every observed
+        validation period of ``series``."""
         c = self.config.context_length
         rows = []
         for s in series:
@@ -982,11 +1067,10 @@ class TransformerForecaster(Forecaster):
         self, first: torch.Tensor, second: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """NB (mean, dispersion) of :meth:`_params` output: itself, or for ``log_normal`` the
-        NB with the log-normal's mean and variance, dispersion x :attr:`dispersion_scale`."""
+        NB with the mean and variance of the log-normal's counts (:func:`log_normal_as_nb`)."""
         if self.config.likelihood != "log_normal":
             return first, second
-        mean, disp = log_normal_as_nb(first, second)
-        return mean, disp * self.dispersion_scale
+        return log_normal_as_nb(first, second)
 
     def _one_step_windows(
         self,
@@ -995,7 +1079,7 @@ class TransformerForecaster(Forecaster):
         discounts: torch.Tensor,
         next_extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One-step NB params ``(N, A)`` for each window and candidate discount.
+        """One-step :meth:`_params` ``(N, A)`` for each window and candidate discount.
 
         ``next_extra`` ``(N, X)``: the extra covariates of the predicted period.
 
@@ -1036,7 +1120,7 @@ class TransformerForecaster(Forecaster):
                 past_key_values=None,
                 use_cache=False,
             )
-        return self._as_nb(*self._params(h, enc, future, past.item))
+        return self._params(h, enc, future, past.item)
 
     def _decode_last(
         self, enc: Encoded, scaled_seq: torch.Tensor, future_feats: torch.Tensor, item: torch.Tensor
@@ -1112,7 +1196,7 @@ class TransformerForecaster(Forecaster):
             item=self.item_rows(context.item),
             daily=daily,
         )
-        return self._one_step_windows(past, context.day.long(), discounts)
+        return self._as_nb(*self._one_step_windows(past, context.day.long(), discounts))
 
     # ---- analyst face -----------------------------------------------------------------------
     def _prepare(
@@ -1444,9 +1528,11 @@ class TransformerForecaster(Forecaster):
                 "method": "std of observed log1p(units) over the encoder window (loc: their mean)"
                 if self.config.likelihood == "log_normal"
                 else "mean of observed |units| over the encoder window, per window",
-                "minimum_scale": LOG_MIN_VARIANCE
-                if self.config.likelihood == "log_normal"
-                else MIN_SCALE,
+                **(
+                    {"minimum_variance": LOG_MIN_VARIANCE}
+                    if self.config.likelihood == "log_normal"
+                    else {"minimum_scale": MIN_SCALE}
+                ),
                 "censored_fill": "rounded observed mean of the context window",
             },
             "validation_metrics": self.validation_metrics,
@@ -1608,11 +1694,20 @@ def recalibration_map(pit: torch.Tensor) -> list[float]:
 
 
 def validation_metrics(
-    mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor
+    first: torch.Tensor,
+    second: torch.Tensor,
+    actual: torch.Tensor,
+    likelihood: str = "negative_binomial",
 ) -> dict[str, float]:
-    """One-step ``nll``, ``mape`` of the median, ``pinball`` (q 0.1/0.5/0.9), ``coverage80``."""
+    """One-step ``nll``, ``mape`` of the median, ``pinball`` (q 0.1/0.5/0.9), ``coverage80``
+    of the predictive parameters (NB mean and dispersion, or the log-normal's mu and sigma)."""
     qs = (0.1, 0.5, 0.9)
-    quant = torch.stack([nb_quantile(q, mean, disp) for q in qs])
+    if likelihood == "log_normal":
+        quant = torch.stack([log_normal_quantile(q, first, second) for q in qs])
+        nll = -discretised_log_normal_log_prob(actual, first, second)
+    else:
+        quant = torch.stack([nb_quantile(q, first, second) for q in qs])
+        nll = nb_nll(first, second, actual)
     pinball = torch.stack(
         [
             torch.maximum(q * (actual - quant[i]), (q - 1) * (actual - quant[i]))
@@ -1626,7 +1721,7 @@ def validation_metrics(
         else torch.tensor(float("nan"))
     )
     return {
-        "nll": float(nb_nll(mean, disp, actual).mean()),
+        "nll": float(nll.mean()),
         "mape": float(mape),
         "pinball": float(pinball),
         "coverage80": float(((actual >= quant[0]) & (actual <= quant[2])).to(torch.float64).mean()),
@@ -1732,7 +1827,7 @@ def window_loss(
     model: TimeSeriesTransformerForPrediction, w: Windows, config: TransformerConfig
 ) -> torch.Tensor:
     """Mean negative log-likelihood of the future periods of windows ``w`` (NB; for the
-    ``log_normal`` likelihood the normal density of ``log1p(units)``).
+    ``log_normal`` likelihood :func:`discretised_log_normal_log_prob`).
 
     Observed periods add ``-log P(Y = units)``; censored ones (stock-outs, ``units`` = the
     stock) add ``-log P(Y >= units)`` with ``config.censored_loss == "survival"`` and nothing
@@ -1758,25 +1853,26 @@ def window_loss(
     if config.censored_loss == "drop":
         censored = torch.zeros_like(censored)
     offset = price_offset(model, feats[:, c:], w.item)
-    if offset is None and not bool(censored.any()):
-        return out.loss
     obs = w.observed[:, c:]
     if config.likelihood == "log_normal":
-        # Normal on log1p(units): HF's params are the scaled (loc, sigma).
+        # Normal on log1p(units): HF's params are the scaled (loc, sigma); an observed count
+        # adds its discretised probability (what the draws are), a stock-out P(Y >= stock).
         loc, sigma = out.params
         mu = out.loc + out.scale * loc
         sigma = out.scale * sigma
         if offset is not None:
             mu = mu + offset
-        normal = torch.distributions.Normal(mu, sigma, validate_args=False)
-        total = -normal.log_prob(units[:, c:])[obs].sum()
+        log_p = discretised_log_normal_log_prob(w.units[:, c:][obs], mu[obs], sigma[obs])
+        total = -log_p.sum()
         if bool(censored.any()):
             # P(round(expm1(X)) >= stock) = P(X >= log(stock + 0.5)).
             at_least = torch.log(w.units[:, c:][censored] + 0.5)
             total = (
                 total - torch.special.log_ndtr((mu[censored] - at_least) / sigma[censored]).sum()
             )
-        return total / (obs.sum() + censored.sum()).clamp_min(1)
+        return (total / (obs.sum() + censored.sum()).clamp_min(1)).to(out.loss.dtype)
+    if offset is None and not bool(censored.any()):
+        return out.loss
     # HF's NegativeBinomialOutput.distribution shifts the logits by log(scale) in place, so
     # out.params already describe demand in units (tests check this against out.loss).
     total_count, logits = out.params

@@ -27,13 +27,16 @@ from promogym.forecasters.transformer import (
     TransformerForecaster,
     Windows,
     build_network,
+    discretised_log_normal_log_prob,
     impute_censored,
     log_normal_as_nb,
+    log_normal_moments,
     log_normal_quantile,
     mixture_quantiles,
     nb_quantile,
     negative_binomial_survival,
     observed_targets,
+    sample_units,
     series_from_frame,
     to_days,
     window_loss,
@@ -255,7 +258,7 @@ def test_loss_terms_match_hugging_face_and_censored_periods_count_as_at_least_st
 
 
 @torch.no_grad()
-def test_log_normal_loss_is_the_normal_density_of_log_units_and_censoring_counts() -> None:
+def test_log_normal_loss_is_the_probability_of_the_counts_and_censoring_counts() -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, dropout=0.0, likelihood="log_normal", price_head=False)
     model = build_network(cfg, 2)
@@ -272,42 +275,61 @@ def test_log_normal_loss_is_the_normal_density_of_log_units_and_censoring_counts
         future_time_features=feats[:, c:],
         future_observed_mask=w.observed[:, c:].float(),
     )
+    # Each observed count adds -log P(log(y + 0.5) <= X < log(y + 1.5)), X the network's normal.
     loc, sigma = out.params
-    normal = torch.distributions.Normal(out.loc + out.scale * loc, out.scale * sigma)
+    normal = torch.distributions.Normal(
+        (out.loc + out.scale * loc).double(), (out.scale * sigma).double()
+    )
     obs = w.observed[:, c:]
-    torch.testing.assert_close(-normal.log_prob(values[:, c:])[obs].mean(), out.loss)
-    assert float(window_loss(model, w, cfg)) == pytest.approx(float(out.loss), rel=1e-6)
-    # The explicit path (a price head, all zeros at the start) gives the same loss.
+    y = w.units[:, c:].double()
+    prob = normal.cdf(torch.log(y + 1.5)) - normal.cdf(torch.log(y + 0.5))
+    expected = -torch.log(prob)[obs].mean()
+    assert float(window_loss(model, w, cfg)) == pytest.approx(float(expected), rel=1e-5)
+    # The price head's path (all zeros at the start) gives the same loss.
     head = dataclasses.replace(cfg, price_head=True)
     with_head = build_network(head, 2)
     with_head.load_state_dict(model.state_dict(), strict=False)
-    assert float(window_loss(with_head, w, head)) == pytest.approx(float(out.loss), rel=1e-5)
+    assert float(window_loss(with_head, w, head)) == pytest.approx(float(expected), rel=1e-5)
     # A stock-out adds -log P(X >= log(stock + 0.5)), growing with the stock.
     terms = [float(window_loss(model, _censored_windows(s), cfg)) for s in (3.0, 9.0, 30.0)]
     assert terms[0] < terms[1] < terms[2]
-    mu, sd = out.loc[0, 0] + out.scale[0, 0] * loc[0, -1], out.scale[0, 0] * sigma[0, -1]
-    surv = 1.0 - torch.distributions.Normal(mu, sd).cdf(torch.log(torch.tensor(9.5)))
+    surv = 1.0 - normal.cdf(torch.log(torch.tensor(9.5, dtype=torch.float64)))[0, -1]
     # Period (0, -1) moves from the observed terms to the censored one.
     n_obs = int(obs.sum())
-    own = float(normal.log_prob(values[:, c:])[0, -1])
-    expected = (float(out.loss) * n_obs + own - float(torch.log(surv))) / n_obs
-    assert terms[1] == pytest.approx(expected, rel=1e-5)
+    own = float(torch.log(prob[0, -1]))
+    censored = (float(expected) * n_obs + own - float(torch.log(surv))) / n_obs
+    assert terms[1] == pytest.approx(censored, rel=1e-5)
 
 
-def test_log_normal_helpers_match_monte_carlo() -> None:
+def test_discretised_log_normal_probabilities_sum_to_one_and_are_bounded() -> None:
+    mu = torch.tensor([-1.0, 0.5, 3.0, 9.0], dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.7, 1.5, 0.2], dtype=torch.float64)
+    k = torch.arange(0, 200_000, dtype=torch.float64)
+    p = torch.exp(discretised_log_normal_log_prob(k[:, None], mu, sigma))
+    torch.testing.assert_close(p.sum(0), torch.ones(4, dtype=torch.float64), atol=2e-3, rtol=0)
+    assert bool((p <= 1.0).all())
+    # A zero under a nearly certain zero is nearly free: no reward for shrinking sigma further.
+    assert float(discretised_log_normal_log_prob(torch.tensor(0.0), mu[:1], sigma[:1])) > -1e-6
+
+
+def test_log_normal_helpers_match_its_draws() -> None:
     g = torch.Generator().manual_seed(0)
-    mu, sigma = torch.tensor([math.log(60.0), math.log(3.0)]), torch.tensor([0.4, 0.8])
-    x = torch.expm1(
-        mu[:, None] + sigma[:, None] * torch.randn(2, 400_000, generator=g, dtype=torch.float64)
-    )
-    mean, disp = log_normal_as_nb(mu, sigma)
-    torch.testing.assert_close(mean, x.mean(1), rtol=0.01, atol=0.0)
-    torch.testing.assert_close(mean + mean * mean / disp, x.var(1), rtol=0.03, atol=0.0)
+    # Large, medium and small counts (the floor at 0 and the rounding matter for the last two).
+    mu = torch.tensor([math.log(60.0), math.log(3.0), 0.0, -0.5], dtype=torch.float64)
+    sigma = torch.tensor([0.4, 0.8, 1.0, 0.8], dtype=torch.float64)
+    n = 400_000
+    y = sample_units(mu[:, None].expand(-1, n), sigma[:, None].expand(-1, n), g, "log_normal")
+    mean, var = log_normal_moments(mu, sigma)
+    torch.testing.assert_close(mean, y.mean(1), rtol=0.01, atol=0.003)
+    torch.testing.assert_close(var, y.var(1), rtol=0.05, atol=0.003)  # heavy tails: MC noise
+    nb_mean, disp = log_normal_as_nb(mu, sigma)
+    torch.testing.assert_close(nb_mean, mean)
+    torch.testing.assert_close(nb_mean + nb_mean**2 / disp, var.clamp_min(mean), rtol=1e-6, atol=0)
     for q in (0.1, 0.5, 0.9):
-        expected = torch.quantile(torch.round(x.clamp_min(0.0)), q, dim=1)
+        expected = torch.quantile(y, q, dim=1)
         torch.testing.assert_close(log_normal_quantile(q, mu, sigma), expected, atol=1.0, rtol=0.0)
     # Draws of the mixture quantile function follow the same law.
-    m, s = mu.view(2, 1, 1).expand(2, 64, 1), sigma.view(2, 1, 1).expand(2, 64, 1)
+    m, s = mu.view(4, 1, 1).expand(4, 64, 1), sigma.view(4, 1, 1).expand(4, 64, 1)
     got = mixture_quantiles([0.1, 0.9], m, s, 64, g, likelihood="log_normal")
     for i, q in enumerate((0.1, 0.9)):
         exact = log_normal_quantile(q, mu, sigma)
@@ -329,6 +351,12 @@ def test_log_normal_forecaster_fits_predicts_and_needs_a_matching_base(
     for a, d in enumerate(ladder):
         first = model.predict(history, future_frame(history, 1, (d,)), 1)
         np.testing.assert_allclose(mean[:, a].numpy(), first["mean"].to_numpy(), rtol=1e-5)
+    # ... and its variance is that of the draws sample() makes (the simulator's spread).
+    draws = model.sample(history, future_frame(history, 1, (0.2,)), 1, n_samples=4000, seed=0)
+    var = mean[:, 1] + mean[:, 1] ** 2 / disp[:, 1]
+    np.testing.assert_allclose(draws[:, :, 0].mean(1), mean[:, 1].numpy(), rtol=0.05)
+    np.testing.assert_allclose(draws[:, :, 0].var(1), var.numpy(), rtol=0.15)
+    assert model.dispersion_scale == 1.0  # the log-normal is not rescaled behind predict's back
     model.save(tmp_path / "ln")
     loaded = TransformerForecaster.load(tmp_path / "ln")
     assert loaded.config.likelihood == "log_normal"
