@@ -528,17 +528,18 @@ def distribution_mean(first: torch.Tensor, second: torch.Tensor, likelihood: str
     return log_normal_moments(first, second)[0]
 
 
-def log_normal_moments(
-    mu: torch.Tensor, sigma: torch.Tensor, chunk: int = 1024
-) -> tuple[torch.Tensor, torch.Tensor]:
+def log_normal_moments(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the counts ``Y = round(max(expm1(X), 0))``, ``X ~ Normal(mu, sigma)``
     (what :func:`sample_units` draws), float64, shaped like ``mu``.
 
-    Exact sums ``E[Y] = sum_k P(Y >= k)``, ``E[Y^2] = sum_k (2k - 1) P(Y >= k)`` with
-    ``P(Y >= k) = P(X >= log(k + 0.5))`` where ``expm1(mu + 6 sigma)`` is below
-    :data:`EXACT_QUANTILE_SUPPORT`; above it the moments of ``max(expm1(X), 0)`` in closed
-    form (rounding is negligible at such counts). Ignoring the floor at 0 and the rounding
-    (``E[expm1(X)]``) understates small counts: 0.65 for ``mu = 0, sigma = 1`` against 0.87.
+    ``E[Y] = sum_k P(Y >= k)`` and ``E[Y^2] = sum_k (2k - 1) P(Y >= k)`` with ``P(Y >= k) =
+    P(X >= log(k + 0.5))``: exact terms up to :data:`EXACT_COUNT_TERMS`, the rest as the
+    integrals ``E[(Z - K)^+]`` and ``E[(Z^2 - K^2)^+]`` of ``Z = max(expm1(X), 0)`` in closed
+    form (the midpoint rule: against exact sums, relative errors under 1e-4 for the mean and
+    1e-3 for the variance). It costs a fixed few dozen terms per row (the simulator's
+    ``one_step``). Ignoring
+    the floor at 0 and the rounding (``E[expm1(X)]``) understates small counts: 0.65 for
+    ``mu = 0, sigma = 1`` against 0.87.
 
     >>> m, v = log_normal_moments(torch.tensor([0.0, 9.0]), torch.tensor([1.0, 0.3]))
     >>> [round(x, 2) for x in m.tolist()], round(float(v[1] / m[1] ** 2), 4)
@@ -546,31 +547,24 @@ def log_normal_moments(
     """
     mu = mu.to(torch.float64)
     sigma = sigma.to(torch.float64).expand_as(mu)
-    flat_mu, flat_sigma = mu.reshape(-1), sigma.reshape(-1)
-    s2 = flat_sigma * flat_sigma
-    # Closed form for max(expm1(X), 0) = (e^X - 1) 1{X > 0}.
     ndtr = torch.special.ndtr
-    e1 = torch.exp(flat_mu + 0.5 * s2) * ndtr((flat_mu + s2) / flat_sigma) - ndtr(
-        flat_mu / flat_sigma
-    )
-    e2 = (
-        torch.exp(2.0 * flat_mu + 2.0 * s2) * ndtr((flat_mu + 2.0 * s2) / flat_sigma)
-        - 2.0 * torch.exp(flat_mu + 0.5 * s2) * ndtr((flat_mu + s2) / flat_sigma)
-        + ndtr(flat_mu / flat_sigma)
-    )
-    mean, second = e1.clone(), e2.clone()
-    top = torch.expm1(flat_mu + 6.0 * flat_sigma)
-    small = torch.nonzero(top < EXACT_QUANTILE_SUPPORT).flatten()
-    for lo in range(0, small.shape[0], chunk):
-        rows = small[lo : lo + chunk]
-        k_max = max(int(torch.ceil(top[rows].max())) + 1, 1)
-        k = torch.arange(1, k_max + 1, dtype=torch.float64, device=mu.device)
-        z = (flat_mu[rows, None] - torch.log(k + 0.5)) / flat_sigma[rows, None]
-        tail = ndtr(z)  # P(Y >= k)
-        mean[rows] = tail.sum(1)
-        second[rows] = (tail * (2.0 * k - 1.0)).sum(1)
-    var = (second - mean * mean).clamp_min(0.0)
-    return mean.reshape(mu.shape), var.reshape(mu.shape)
+    k = torch.arange(1, EXACT_COUNT_TERMS + 1, dtype=torch.float64, device=mu.device)
+    tail = ndtr((mu.unsqueeze(-1) - torch.log(k + 0.5)) / sigma.unsqueeze(-1))  # P(Y >= k)
+    big = float(EXACT_COUNT_TERMS)
+    c = math.log1p(big)  # Z > K  <=>  X > c
+    s2 = sigma * sigma
+    p0 = ndtr((mu - c) / sigma)
+    p1 = torch.exp(mu + 0.5 * s2) * ndtr((mu + s2 - c) / sigma)
+    p2 = torch.exp(2.0 * mu + 2.0 * s2) * ndtr((mu + 2.0 * s2 - c) / sigma)
+    rest1 = p1 - (1.0 + big) * p0  # E[(Z - K)^+]
+    rest2 = p2 - 2.0 * p1 + (1.0 - big * big) * p0  # E[(Z^2 - K^2)^+]
+    mean = tail.sum(-1) + rest1.clamp_min(0.0)
+    second = (tail * (2.0 * k - 1.0)).sum(-1) + rest2.clamp_min(0.0)
+    return mean, (second - mean * mean).clamp_min(0.0)
+
+
+EXACT_COUNT_TERMS = 32
+"""Counts summed exactly by :func:`log_normal_moments` before its closed-form tail."""
 
 
 def discretised_log_normal_log_prob(

@@ -336,6 +336,21 @@ def test_log_normal_helpers_match_its_draws() -> None:
         assert bool(((got[i, :, 0] - exact).abs() <= 0.1 * exact + 1.0).all())
 
 
+def test_log_normal_moments_match_exact_sums_across_the_closed_form_tail() -> None:
+    # Counts below, around and far above the 32 exactly summed terms.
+    mu = torch.tensor([-0.5, 1.5, 3.0, 3.45, 5.0, 9.0], dtype=torch.float64)
+    sigma = torch.tensor([0.8, 1.0, 0.4, 0.3, 0.5, 0.3], dtype=torch.float64)
+    k = torch.arange(0, 1_000_000, dtype=torch.float64)[:, None]
+    cdf = torch.distributions.Normal(mu, sigma).cdf(torch.log(k[1:] + 0.5))
+    zeros, ones = torch.zeros(1, 6, dtype=torch.float64), torch.ones(1, 6, dtype=torch.float64)
+    p = torch.diff(torch.cat((zeros, cdf, ones)), dim=0)  # P(Y = k)
+    mean = (k * p).sum(0)
+    var = (k * k * p).sum(0) - mean**2
+    got_mean, got_var = log_normal_moments(mu, sigma)
+    torch.testing.assert_close(got_mean, mean, rtol=1e-4, atol=0.0)
+    torch.testing.assert_close(got_var, var, rtol=1e-3, atol=0.0)
+
+
 def test_log_normal_forecaster_fits_predicts_and_needs_a_matching_base(
     history: SalesHistory, tmp_path: Path
 ) -> None:
