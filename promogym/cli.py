@@ -80,6 +80,13 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Campaign TOML (default: the built-in campaign)."),
 ]
+LikelihoodOption = Annotated[
+    str,
+    typer.Option(
+        help="The forecaster's distribution: negative_binomial (counts) or log_normal "
+        "(log units; multiplicative promotion lifts, fine-tunes its own shipped base).",
+    ),
+]
 
 
 @app.command("check-config")
@@ -256,10 +263,7 @@ def pretrain_command(
         int | None, typer.Option(min=1, help="Training epochs (default: the base's).")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads (1 = reproducible).")] = 1,
-    likelihood: Annotated[
-        str,
-        typer.Option(help="The head's distribution: negative_binomial or log_normal."),
-    ] = "negative_binomial",
+    likelihood: LikelihoodOption = "negative_binomial",
 ) -> None:
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
@@ -295,13 +299,7 @@ def fit_forecaster_command(
     ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the training.")] = 0,
-    likelihood: Annotated[
-        str,
-        typer.Option(
-            help="The forecaster's distribution: negative_binomial (counts) or log_normal "
-            "(log units; multiplicative promotion lifts, fine-tunes its own shipped base).",
-        ),
-    ] = "negative_binomial",
+    likelihood: LikelihoodOption = "negative_binomial",
 ) -> None:
     """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
 
@@ -350,13 +348,7 @@ def fit_command(
             "average: a more faithful price response at that many times the cost.",
         ),
     ] = 1,
-    likelihood: Annotated[
-        str,
-        typer.Option(
-            help="The forecaster's distribution: negative_binomial (counts) or log_normal "
-            "(log units; multiplicative promotion lifts, fine-tunes its own shipped base).",
-        ),
-    ] = "negative_binomial",
+    likelihood: LikelihoodOption = "negative_binomial",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run directory.")
     ] = False,
