@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY_FORECASTER
+from transformers.modeling_outputs import Seq2SeqTSPredictionOutput
 
 from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.market import ReferenceMarket, random_market_params
@@ -215,6 +216,23 @@ def _censored_windows(stock: float) -> Windows:
     return dataclasses.replace(w, units=units, observed=observed, censored=censored)
 
 
+def _teacher_forced(
+    model: torch.nn.Module, w: Windows, values: torch.Tensor, c: int
+) -> Seq2SeqTSPredictionOutput:
+    """Hugging Face's own forward pass over windows ``w`` with the network's input ``values``
+    (units or log units): the reference the loss tests rebuild their terms from."""
+    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
+    return model(
+        past_values=values[:, :c],
+        past_time_features=feats[:, :c],
+        past_observed_mask=w.observed[:, :c].float(),
+        static_categorical_features=w.item.unsqueeze(1),
+        future_values=values[:, c:],
+        future_time_features=feats[:, c:],
+        future_observed_mask=w.observed[:, c:].float(),
+    )
+
+
 @torch.no_grad()
 def test_loss_terms_match_hugging_face_and_censored_periods_count_as_at_least_stock() -> None:
     torch.manual_seed(0)
@@ -225,16 +243,7 @@ def test_loss_terms_match_hugging_face_and_censored_periods_count_as_at_least_st
     loss = window_loss(model, w, cfg)
     # Rebuild every term from the network's distribution: the observed ones are HF's loss.
     units = impute_censored(w.units, w.observed, c)
-    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
-    out = model(
-        past_values=units[:, :c],
-        past_time_features=feats[:, :c],
-        past_observed_mask=w.observed[:, :c].float(),
-        static_categorical_features=w.item.unsqueeze(1),
-        future_values=units[:, c:],
-        future_time_features=feats[:, c:],
-        future_observed_mask=w.observed[:, c:].float(),
-    )
+    out = _teacher_forced(model, w, units, c)
     total_count, logits = out.params
     nb = torch.distributions.NegativeBinomial(total_count, logits=logits)
     obs = w.observed[:, c:]
@@ -264,17 +273,7 @@ def test_log_normal_loss_is_the_probability_of_the_counts_and_censoring_counts()
     model = build_network(cfg, 2)
     c = cfg.context_length
     w = _toy_windows(0.0)
-    values = torch.log1p(impute_censored(w.units, w.observed, c))
-    feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
-    out = model(
-        past_values=values[:, :c],
-        past_time_features=feats[:, :c],
-        past_observed_mask=w.observed[:, :c].float(),
-        static_categorical_features=w.item.unsqueeze(1),
-        future_values=values[:, c:],
-        future_time_features=feats[:, c:],
-        future_observed_mask=w.observed[:, c:].float(),
-    )
+    out = _teacher_forced(model, w, torch.log1p(impute_censored(w.units, w.observed, c)), c)
     # Each observed count adds -log P(log(y + 0.5) <= X < log(y + 1.5)), X the network's normal.
     loc, sigma = out.params
     normal = torch.distributions.Normal(
