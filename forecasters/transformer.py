@@ -49,6 +49,11 @@ and the item as a static categorical embedding.
   MAPE-optimal point down. Options: separate maps for promotion and regular periods
   (``recalibrate_by_promo``) and early stopping and calibration on disjoint items
   (``split_calibration``).
+* **Refit** (``refit=True``): early stopping and calibration need held-out periods, so the
+  network never trains on the last ``validation_periods`` periods, the ones nearest the
+  forecast. With ``refit`` it is then trained again from the same start on every period for
+  the chosen number of epochs (as LightGBM refits on the whole history), keeping the
+  calibration of the early-stopped network.
 * **Likelihood** (``likelihood``): the negative binomial above, or ``"log_normal"``: a normal
   on ``log1p(units)`` (the network reads and predicts log units, std-scaled), whose counts
   are ``round(max(expm1(X), 0))``: draws, quantiles, mean and variance are those of these
@@ -177,6 +182,13 @@ class TransformerConfig:
             the epoch on the same periods makes them look better than new data, so their
             quantiles came out too narrow (Dominick's OJ: 80% intervals covered 75%). Off by
             default: half the items' validation periods leave early stopping.
+        refit: after early stopping and calibration, train the network again from its starting
+            weights (the base, or the same random initialisation) on every period, validation
+            periods included, for the early-stopped run's number of epochs; the calibration
+            maps, dispersion scale and :attr:`~TransformerForecaster.validation_metrics` stay
+            those of the early-stopped network. Doubles the training time. On Dominick's OJ
+            (validation split, rounds 0-5) the log-normal model's MAPE went 36.95% -> 35.32%.
+            Off by default.
         price_head: add the per-item log-linear price response to the NB head (see above).
             Configs saved before it existed load with ``False``.
         likelihood: the head's distribution. ``"negative_binomial"`` (counts, mean scaling) or
@@ -221,6 +233,7 @@ class TransformerConfig:
     recalibrate_quantiles: bool = True
     recalibrate_by_promo: bool = False
     split_calibration: bool = False
+    refit: bool = False
     price_head: bool = True
     likelihood: str = "negative_binomial"
     censored_loss: str = "survival"
@@ -919,6 +932,7 @@ class TransformerForecaster(Forecaster):
         if not self.from_scratch:
             self._init_from_base(base)
         self.model.to(self.device)
+        start = copy.deepcopy(self.model.state_dict()) if cfg.refit else None
         data = data.to(self.device)
         val_end = data.length - cfg.validation_periods
         p = cfg.prediction_length
@@ -951,6 +965,14 @@ class TransformerForecaster(Forecaster):
                     recalibration_maps(pit.masked_fill(promo != kind, math.nan), self.recalibration)
                     for kind in (False, True)
                 ]
+        if start is not None:
+            self.model.load_state_dict(start)
+            every = observed_targets(
+                data, data.window_starts(window, window, data.length), window, p
+            )
+            again = dataclasses.replace(cfg, epochs=log["best_epoch"] + 1)
+            refit_log = train_network(self.model, data, every, every[:0], again, progress)
+            log["refit_epochs"] = refit_log["epochs_run"]
         self.training = {
             **log,
             "dispersion_scale": self.dispersion_scale,
@@ -1462,14 +1484,19 @@ class TransformerForecaster(Forecaster):
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """PIT values ``(M, prediction_length)`` (NaN where unobserved) of forecasts made like
-        :meth:`predict` (Monte-Carlo paths) from origins every ``prediction_length`` periods
-        of the validation periods of ``series``, and the periods' promo flags (bool)."""
+        :meth:`predict` (Monte-Carlo paths) from every origin of the validation periods of
+        ``series`` that leaves ``prediction_length`` periods, and the periods' promo flags (bool).
+
+        Every origin, not one per ``prediction_length`` periods: each forecast step's map then
+        spans all the validation periods but the first few, not two or three of them, so one
+        period's demand shock common to all items weighs less (Dominick's OJ, validation split,
+        rounds 0-5: MAPE 37.55% -> 36.95% log-normal, 37.79% -> 37.40% NB)."""
         cfg = self.config
         c, p = cfg.context_length, cfg.prediction_length
         rows = [
             (s, t0 - c)
             for s in series
-            for t0 in range(max(int(val_end[s]), c), int(data.length[s]) - p + 1, p)
+            for t0 in range(max(int(val_end[s]), c), int(data.length[s]) - p + 1)
         ]
         if not rows:
             return None
@@ -1916,7 +1943,8 @@ def train_network(
     config: TransformerConfig,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """AdamW on random training windows; keeps the weights of the best validation epoch.
+    """AdamW on random training windows; keeps the weights of the best validation epoch
+    (without validation windows: runs ``config.epochs`` epochs and keeps the last).
 
     Deterministic for a fixed ``config.seed`` on one device and thread count.
     """
@@ -1979,7 +2007,7 @@ def train_network(
             progress(
                 f"epoch {epoch + 1}/{config.epochs}: train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
             )
-        score = vl if not math.isnan(vl) else run / max(steps, 1)
+        score = vl if not math.isnan(vl) else -epoch
         if score < best[0]:
             best = (score, epoch)
             best_state = copy.deepcopy(model.state_dict())
@@ -1990,7 +2018,7 @@ def train_network(
     return {
         "epochs_run": len(losses),
         "best_epoch": best[1],
-        "best_val_nll": best[0],
+        "best_val_nll": best[0] if val_idx.shape[0] else math.nan,
         "losses": losses,
     }
 

@@ -744,6 +744,45 @@ def test_split_calibration_calibrates_on_items_left_out_of_early_stopping(
     assert split.dispersion_scale != both.dispersion_scale
 
 
+def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 1)
+    cfg = dataclasses.replace(TINY, epochs=3)
+    plain = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    runs: list[tuple[torch.Tensor, int, int]] = []
+    real = module.train_network
+
+    def spy(model, data, train_idx, val_idx, config, progress=None):  # type: ignore[no-untyped-def]
+        runs.append((train_idx, int(val_idx.shape[0]), config.epochs))
+        return real(model, data, train_idx, val_idx, config, progress)
+
+    monkeypatch.setattr(module, "train_network", spy)
+    refit_cfg = dataclasses.replace(cfg, refit=True)
+    refit = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
+    (first, n_val, _), (again, n_again, epochs) = runs
+    window = cfg.context_length + cfg.prediction_length
+    # The second run has no validation windows, runs the chosen number of epochs, and its
+    # windows reach the validation periods that the first run never trained on.
+    assert n_val > 0 and n_again == 0
+    assert epochs == refit.training["best_epoch"] + 1 == refit.training["refit_epochs"]
+    assert int((again[:, 1] + window).max()) - int((first[:, 1] + window).max()) == (
+        cfg.validation_periods
+    )
+    # The early-stopped run is the plain fit's: same calibration and validation metrics ...
+    assert refit.recalibration == plain.recalibration
+    assert refit.dispersion_scale == plain.dispersion_scale
+    assert refit.validation_metrics == plain.validation_metrics
+    # ... but the weights are the refit's, and deterministic.
+    ctx, ladder = context_of(history, 14, [0, 1]), torch.tensor([0.0, 0.3])
+    assert not torch.equal(refit.one_step(ctx, ladder)[0], plain.one_step(ctx, ladder)[0])
+    monkeypatch.setattr(module, "train_network", real)
+    twice = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
+    torch.testing.assert_close(twice.one_step(ctx, ladder), refit.one_step(ctx, ladder))
+
+
 def test_promo_recalibration_serves_each_period_by_its_promo_flag(
     fitted: TransformerForecaster, history: SalesHistory, tmp_path: Path
 ) -> None:
