@@ -362,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         kind = type(getattr(config, key))
-        config = dataclasses.replace(config, **{key: kind(value)})
+        if kind is bool and value.lower() not in ("true", "false"):
+            parser.error(f"--set {key}: expected true or false, got {value!r}")
+        parsed = value.lower() == "true" if kind is bool else kind(value)
+        config = dataclasses.replace(config, **{key: parsed})
     results["config"] = config.to_dict()
     if args.skip_fidelity:  # speed only: base weights, item rows initialised as fine-tuning does
         tuned = TransformerForecaster(config, base_dir=args.base)
