@@ -750,7 +750,7 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     import promogym.forecasters.transformer as module
 
     monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 1)
-    cfg = dataclasses.replace(TINY, epochs=3)
+    cfg = dataclasses.replace(TINY, epochs=3, refit=False)
     plain = TransformerForecaster(cfg, from_scratch=True).fit(history)
     runs: list[tuple[torch.Tensor, int, int]] = []
     real = module.train_network
