@@ -80,6 +80,14 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Campaign TOML (default: the built-in campaign)."),
 ]
+RefitOption = Annotated[
+    bool,
+    typer.Option(
+        "--refit/--no-refit",
+        help="After early stopping, train the forecaster again on every period, the held-out "
+        "validation periods included (about twice the fitting time).",
+    ),
+]
 LikelihoodOption = Annotated[
     str,
     typer.Option(
@@ -300,6 +308,7 @@ def fit_forecaster_command(
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the training.")] = 0,
     likelihood: LikelihoodOption = "negative_binomial",
+    refit: RefitOption = True,
 ) -> None:
     """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
 
@@ -310,7 +319,7 @@ def fit_forecaster_command(
     from promogym.data import load_history
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
 
-    config = TransformerConfig(seed=seed, likelihood=likelihood)
+    config = TransformerConfig(seed=seed, likelihood=likelihood, refit=refit)
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     model = fit_forecaster(
@@ -349,6 +358,7 @@ def fit_command(
         ),
     ] = 1,
     likelihood: LikelihoodOption = "negative_binomial",
+    refit: RefitOption = True,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run directory.")
     ] = False,
@@ -372,7 +382,7 @@ def fit_command(
         epochs=epochs,
         seed=seed,
         forecaster_seeds=seeds,
-        forecaster_config=TransformerConfig(seed=seed, likelihood=likelihood),
+        forecaster_config=TransformerConfig(seed=seed, likelihood=likelihood, refit=refit),
         overwrite=overwrite,
         progress=lambda m: typer.echo(m, err=True),
     )

@@ -229,3 +229,25 @@ def test_log_normal_run_simulates_and_recommends(shop: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(app, [*args, "--likelihood", "poisson"])
     assert result.exit_code != 0 and "likelihood must be one of" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-refit"], False)])
+def test_cli_refit_flag_reaches_the_forecaster_config(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: bool
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    seen = []
+
+    def capture(history, config, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(config)
+        raise PromogymInputError("stop after the config")
+
+    monkeypatch.setattr(module, "fit_forecaster", capture)
+    for command in ("fit-forecaster", "fit"):
+        out = tmp_path / command
+        args = [command, "--data", str(shop / "history.csv"), "--out", str(out), *flag]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0 and "stop after the config" in result.output
+        assert not out.exists()
+    assert [c.refit for c in seen] == [expected, expected]
