@@ -753,11 +753,15 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     cfg = dataclasses.replace(TINY, epochs=3, refit=False)
     plain = TransformerForecaster(cfg, from_scratch=True).fit(history)
     runs: list[tuple[torch.Tensor, int, int]] = []
+    starts: list[dict[str, torch.Tensor]] = []
+    logs: list[dict] = []
     real = module.train_network
 
     def spy(model, data, train_idx, val_idx, config, progress=None):  # type: ignore[no-untyped-def]
         runs.append((train_idx, int(val_idx.shape[0]), config.epochs))
-        return real(model, data, train_idx, val_idx, config, progress)
+        starts.append(copy.deepcopy(model.state_dict()))
+        logs.append(real(model, data, train_idx, val_idx, config, progress))
+        return logs[-1]
 
     monkeypatch.setattr(module, "train_network", spy)
     refit_cfg = dataclasses.replace(cfg, refit=True)
@@ -768,6 +772,12 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     # windows reach the validation periods that the first run never trained on.
     assert n_val > 0 and n_again == 0
     assert epochs == refit.training["best_epoch"] + 1 == refit.training["refit_epochs"]
+    # Without validation windows training runs every epoch and keeps the last.
+    assert logs[1]["epochs_run"] == epochs and logs[1]["best_epoch"] == epochs - 1
+    assert logs[1]["best_val_nll"] is None
+    # The second run starts again from the first run's starting weights.
+    assert starts[0].keys() == starts[1].keys()
+    assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
     assert int((again[:, 1] + window).max()) - int((first[:, 1] + window).max()) == (
         cfg.validation_periods
     )
