@@ -793,6 +793,30 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     torch.testing.assert_close(twice.one_step(ctx, ladder), refit.one_step(ctx, ladder))
 
 
+def test_validation_pits_cover_every_origin_in_chunks(
+    fitted: TransformerForecaster, history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    data, _ = series_from_frame(history.frame, history.freq, fitted.vocab)
+    cfg = fitted.config
+    val_end = data.length - cfg.validation_periods
+    series = list(range(data.length.shape[0]))
+    whole = fitted._validation_pits(data, val_end, series)
+    monkeypatch.setattr(module, "PIT_CHUNK", 3)
+    chunked = fitted._validation_pits(data, val_end, series)
+    assert whole is not None and chunked is not None
+    origins = len(series) * (cfg.validation_periods - cfg.prediction_length + 1)
+    assert whole[0].shape == chunked[0].shape == (origins, cfg.prediction_length)
+    assert torch.equal(whole[1], chunked[1])
+    assert torch.equal(torch.isnan(whole[0]), torch.isnan(chunked[0]))
+    finite = chunked[0][~torch.isnan(chunked[0])]
+    assert bool(((finite >= 0) & (finite <= 1)).all())
+    # The first forecast step is the exact one-step distribution (no draws): chunking
+    # leaves it unchanged; later steps carry each chunk's own Monte-Carlo noise.
+    torch.testing.assert_close(chunked[0][:, 0], whole[0][:, 0], equal_nan=True)
+
+
 def test_promo_recalibration_serves_each_period_by_its_promo_flag(
     fitted: TransformerForecaster, history: SalesHistory, tmp_path: Path
 ) -> None:
