@@ -178,16 +178,14 @@ def future_covariates(
 def _prediction_frame(
     future: pd.DataFrame, mean: np.ndarray, quantiles: tuple[float, ...], values: np.ndarray
 ) -> pd.DataFrame:
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "item_id": future["item_id"].to_numpy(),
             "date": future["date"].to_numpy(),
             "mean": np.asarray(mean, dtype=np.float64),
+            **{quantile_column(q): values[:, j] for j, q in enumerate(quantiles)},
         }
     )
-    for j, q in enumerate(quantiles):
-        out[quantile_column(q)] = values[:, j]
-    return out
 
 
 def negative_binomial_quantiles(

@@ -977,6 +977,7 @@ class TransformerForecaster(Forecaster):
             again = dataclasses.replace(cfg, epochs=log["best_epoch"] + 1)
             refit_log = train_network(self.model, data, every, every[:0], again, progress)
             log["refit_epochs"] = refit_log["epochs_run"]
+            log["refit_losses"] = [round(e["train"], 6) for e in refit_log["losses"]]
         self.training = {
             **log,
             "dispersion_scale": self.dispersion_scale,
@@ -1954,8 +1955,9 @@ def train_network(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """AdamW on random training windows; keeps the weights of the best validation epoch
-    (without validation windows: runs ``config.epochs`` epochs, keeps the last, and reports
-    ``best_val_nll`` None).
+    (without validation windows: runs ``config.epochs`` epochs and keeps the last).
+    ``best_val_nll`` is None without validation windows or when every validation loss was NaN
+    (then ``best_epoch`` is -1 and the starting weights are kept).
 
     Deterministic for a fixed ``config.seed`` on one device and thread count.
     """
@@ -1983,12 +1985,14 @@ def train_network(
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
+    has_val = val_idx.shape[0] > 0
     best = (math.inf, -1)
-    best_state = copy.deepcopy(model.state_dict())
+    # Without validation the latest epoch is kept: its weights are the model's, no snapshot.
+    best_state = copy.deepcopy(model.state_dict()) if has_val else None
     losses: list[dict[str, float]] = []
 
     def val_loss() -> float:
-        if val_idx.shape[0] == 0:
+        if not has_val:
             return math.nan
         model.eval()
         total, count = 0.0, 0
@@ -2018,19 +2022,22 @@ def train_network(
             progress(
                 f"epoch {epoch + 1}/{config.epochs}: train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
             )
-        # Without validation windows the latest epoch is the best; a diverged (NaN) one never is.
-        score = -epoch if val_idx.shape[0] == 0 else (math.inf if math.isnan(vl) else vl)
+        if not has_val:
+            best = (math.nan, epoch)
+            continue
+        score = math.inf if math.isnan(vl) else vl  # a diverged (NaN) epoch is never the best
         if score < best[0]:
             best = (score, epoch)
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best[1] >= config.patience:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return {
         "epochs_run": len(losses),
         "best_epoch": best[1],
-        "best_val_nll": best[0] if val_idx.shape[0] else None,
+        "best_val_nll": best[0] if math.isfinite(best[0]) else None,
         "losses": losses,
     }
 

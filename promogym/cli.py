@@ -291,8 +291,9 @@ def pretrain_command(
         likelihood=likelihood,
         progress=lambda m: typer.echo(m, err=True),
     )
+    nll = base.training["best_val_nll"]
     typer.echo(
-        f"wrote {out}: best validation NLL {base.training['best_val_nll']:.4f} after "
+        f"wrote {out}: best validation NLL {'n/a' if nll is None else f'{nll:.4f}'} after "
         f"{base.training['epochs_run']} epochs, {base.training['seconds']:.0f} s"
     )
 

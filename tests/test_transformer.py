@@ -775,6 +775,7 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     # Without validation windows training runs every epoch and keeps the last.
     assert logs[1]["epochs_run"] == epochs and logs[1]["best_epoch"] == epochs - 1
     assert logs[1]["best_val_nll"] is None
+    assert len(refit.training["refit_losses"]) == epochs
     # The second run starts again from the first run's starting weights.
     assert starts[0].keys() == starts[1].keys()
     assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
@@ -791,6 +792,35 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     monkeypatch.setattr(module, "train_network", real)
     twice = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
     torch.testing.assert_close(twice.one_step(ctx, ladder), refit.one_step(ctx, ladder))
+
+
+def test_a_diverged_validation_loss_never_wins_early_stopping(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    real = module.window_loss
+
+    def nan_on_validation(model, w, config):  # type: ignore[no-untyped-def]
+        loss = real(model, w, config)
+        return loss if model.training else loss * math.nan
+
+    starts: list[dict[str, torch.Tensor]] = []
+    real_train = module.train_network
+
+    def spy(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        starts.append(copy.deepcopy(model.state_dict()))
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(module, "window_loss", nan_on_validation)
+    monkeypatch.setattr(module, "train_network", spy)
+    cfg = dataclasses.replace(TINY, epochs=2, refit=True, recalibrate_quantiles=False)
+    fit = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    # No epoch is chosen, so no refit runs and the starting weights are kept.
+    assert fit.training["best_epoch"] == -1 and fit.training["best_val_nll"] is None
+    assert len(starts) == 1 and "refit_epochs" not in fit.training
+    state = fit.model.state_dict()
+    assert all(torch.equal(starts[0][k], state[k]) for k in state)
 
 
 def test_validation_pits_cover_every_origin_in_chunks(
