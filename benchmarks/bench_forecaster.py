@@ -47,12 +47,12 @@ from promogym.envs.market import (
 from promogym.forecasters.base import DemandContext
 from promogym.forecasters.ensemble import EnsembleForecaster
 from promogym.forecasters.features import promo_run_length
+from promogym.forecasters.likelihood import negative_binomial_survival
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
     TransformerConfig,
     TransformerForecaster,
     build_network,
-    negative_binomial_survival,
     series_from_frame,
 )
 from promogym.io import atomic_write_text

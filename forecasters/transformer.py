@@ -63,7 +63,8 @@ and the item as a static categorical embedding.
   Dominick's OJ overstated the median deal lift (log lift 0.77 predicted vs 0.54 actual).
   :meth:`~TransformerForecaster.one_step` returns the NB with the log-normal's mean and
   variance, so the simulator's contract is the same for both. Each likelihood has its own
-  shipped base (:data:`BASE_WEIGHTS_DIRS`).
+  shipped base (:data:`BASE_WEIGHTS_DIRS`); both families live in
+  :mod:`promogym.forecasters.likelihood`, so nothing here branches on the name.
 * **Context**: :attr:`TransformerForecaster.context_length` periods of history feed every
   forecast: the encoder reads the last ``context_length - max(lags)`` of them and the lag
   features reach back the rest.
@@ -93,13 +94,19 @@ from safetensors.torch import load_file, save_file
 from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPrediction
 
 from promogym.data import CANONICAL_COLUMNS, SalesHistory
-from promogym.distributions import negative_binomial_icdf, sample_negative_binomial
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
 from promogym.forecasters.features import (
     NUM_TIME_FEATURES,
     next_period_features,
     time_features,
+)
+from promogym.forecasters.likelihood import (
+    LIKELIHOODS,
+    MIN_SCALE,
+    NEGATIVE_BINOMIAL,
+    Likelihood,
+    mixture_quantiles,
 )
 from promogym.io import atomic_write_text, atomic_write_with
 
@@ -112,11 +119,8 @@ BASE_WEIGHTS_DIRS = {
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "promogym-transformer/1"
-MIN_SCALE = 1.0  # counts: a window averaging < 1 unit is scaled like one averaging 1
-LOG_MIN_VARIANCE = 0.01  # log_normal: the std scaler's floor, sqrt(var + 0.01) >= 0.1 in log units
 MIN_RECALIBRATION_POINTS = 50  # validation periods per forecast step needed to recalibrate
 PIT_CHUNK = 4096  # validation origins per Monte-Carlo batch of the quantile recalibration
-LIKELIHOODS = ("negative_binomial", "log_normal")
 
 ARCHITECTURE_FIELDS = (
     "context_length",
@@ -322,14 +326,14 @@ def build_network(
     config: TransformerConfig, n_items: int, n_extra: int = 0
 ) -> TimeSeriesTransformerForPrediction:
     """The network for ``config``, ``n_items`` items (+ the generic row), ``n_extra`` covariates."""
-    log = config.likelihood == "log_normal"
+    lik = LIKELIHOODS[config.likelihood]
     hf_config = TimeSeriesTransformerConfig(
         prediction_length=config.prediction_length,
         context_length=config.encoder_length,
-        distribution_output="normal" if log else "negative_binomial",
+        distribution_output=lik.distribution_output,
         lags_sequence=list(config.lags),
-        scaling="std" if log else "mean",
-        minimum_scale=LOG_MIN_VARIANCE if log else MIN_SCALE,
+        scaling=lik.scaling,
+        minimum_scale=lik.minimum_scale,
         default_scale=MIN_SCALE,  # never fall back to the batch's scale: batch-independent
         num_time_features=NUM_TIME_FEATURES + n_extra,
         num_static_categorical_features=1,
@@ -516,134 +520,6 @@ class Encoded(NamedTuple):
     scale: torch.Tensor
     static: torch.Tensor
     scaled: torch.Tensor
-
-
-def model_values(units: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """What the network reads and models for ``units``: the units, or ``log1p(units)`` for
-    the ``log_normal`` likelihood."""
-    return torch.log1p(units) if likelihood == "log_normal" else units
-
-
-def sample_units(
-    first: torch.Tensor, second: torch.Tensor, generator: torch.Generator, likelihood: str
-) -> torch.Tensor:
-    """One draw of units (float64 counts) per element of the predictive parameters:
-    NB(mean, dispersion), or ``round(expm1(X))`` with ``X ~ Normal(mu, sigma)`` (at least 0)."""
-    if likelihood != "log_normal":
-        return sample_negative_binomial(first, second, generator)
-    noise = torch.randn(first.shape, generator=generator, dtype=torch.float64, device=first.device)
-    return torch.round(torch.expm1(first + second * noise).clamp_min(0.0))
-
-
-def distribution_mean(first: torch.Tensor, second: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Mean units of the predictive parameters (NB mean, or the mean of the log-normal's
-    counts ``round(max(expm1(X), 0))``, :func:`log_normal_moments`)."""
-    if likelihood != "log_normal":
-        return first
-    return log_normal_moments(first, second)[0]
-
-
-def log_normal_moments(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of the counts ``Y = round(max(expm1(X), 0))``, ``X ~ Normal(mu, sigma)``
-    (what :func:`sample_units` draws), float64, shaped like ``mu``.
-
-    ``E[Y] = sum_k P(Y >= k)`` and ``E[Y^2] = sum_k (2k - 1) P(Y >= k)`` with ``P(Y >= k) =
-    P(X >= log(k + 0.5))``: exact terms up to :data:`EXACT_COUNT_TERMS`, the rest as the
-    integrals ``E[(Z - K)^+]`` and ``E[(Z^2 - K^2)^+]`` of ``Z = max(expm1(X), 0)`` in closed
-    form (the midpoint rule: against exact sums, relative errors under 1e-4 for the mean and
-    1e-3 for the variance at ``sigma >= 0.3``; a nearly certain count just above 32, e.g.
-    ``sigma = 0.001``, is off by up to 0.5 in the mean, as the rule ignores the rounding
-    there). It costs a fixed few dozen terms per row (the simulator's
-    ``one_step``). Ignoring
-    the floor at 0 and the rounding (``E[expm1(X)]``) understates small counts: 0.65 for
-    ``mu = 0, sigma = 1`` against 0.87.
-
-    >>> m, v = log_normal_moments(torch.tensor([0.0, 9.0]), torch.tensor([1.0, 0.3]))
-    >>> [round(x, 2) for x in m.tolist()], round(float(v[1] / m[1] ** 2), 4)
-    ([0.87, 8475.05], 0.0942)
-    """
-    mu = mu.to(torch.float64)
-    sigma = sigma.to(torch.float64).expand_as(mu)
-    ndtr = torch.special.ndtr
-    k = torch.arange(1, EXACT_COUNT_TERMS + 1, dtype=torch.float64, device=mu.device)
-    tail = ndtr((mu.unsqueeze(-1) - torch.log(k + 0.5)) / sigma.unsqueeze(-1))  # P(Y >= k)
-    big = float(EXACT_COUNT_TERMS)
-    c = math.log1p(big)  # Z > K  <=>  X > c
-    s2 = sigma * sigma
-    p0 = ndtr((mu - c) / sigma)
-    p1 = torch.exp(mu + 0.5 * s2) * ndtr((mu + s2 - c) / sigma)
-    p2 = torch.exp(2.0 * mu + 2.0 * s2) * ndtr((mu + 2.0 * s2 - c) / sigma)
-    rest1 = p1 - (1.0 + big) * p0  # E[(Z - K)^+]
-    rest2 = p2 - 2.0 * p1 + (1.0 - big * big) * p0  # E[(Z^2 - K^2)^+]
-    mean = tail.sum(-1) + rest1.clamp_min(0.0)
-    second = (tail * (2.0 * k - 1.0)).sum(-1) + rest2.clamp_min(0.0)
-    return mean, (second - mean * mean).clamp_min(0.0)
-
-
-EXACT_COUNT_TERMS = 32
-"""Counts summed exactly by :func:`log_normal_moments` before its closed-form tail."""
-
-
-def discretised_log_normal_log_prob(
-    y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
-) -> torch.Tensor:
-    """``log P(Y = y)`` for counts ``y`` of ``Y = round(max(expm1(X), 0))``, ``X ~ Normal(mu,
-    sigma)``: ``P(log(y + 0.5) <= X < log(y + 1.5))`` (``X < log(1.5)`` for ``y = 0``), float64,
-    differentiable. Where the interval is narrow (under 0.05 sd, i.e. large counts) it is the
-    normal density at its middle times its width, which has the same gradients as the density
-    of ``log1p(y)``; bounded above by 0, so a run of zeros cannot drive ``sigma`` to 0.
-
-    >>> lp = discretised_log_normal_log_prob(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 1.0]),
-    ...                                      torch.tensor([1.0, 1.0]))
-    >>> [round(x, 4) for x in torch.exp(lp).tolist()]
-    [0.6574, 0.0931]
-    """
-    y = y.to(torch.float64)
-    mu, sigma = mu.to(torch.float64), sigma.to(torch.float64)
-    upper = (torch.log(y + 1.5) - mu) / sigma
-    zero = y < 0.5
-    lower = torch.where(zero, upper - 1.0, (torch.log(y + 0.5) - mu) / sigma)  # safe at 0
-    width = upper - lower
-    middle = 0.5 * (upper + lower)
-    density = -0.5 * middle * middle - 0.5 * math.log(2.0 * math.pi) + torch.log(width)
-    flip = middle > 0  # use the tail farther from the mass
-    a = torch.where(flip, -upper, lower)
-    b = torch.where(flip, -lower, upper)
-    lb = torch.special.log_ndtr(b)
-    exact = lb + torch.log(-torch.expm1((torch.special.log_ndtr(a) - lb).clamp_max(-1e-12)))
-    interval = torch.where(width < 0.05, density, exact)
-    return torch.where(zero, torch.special.log_ndtr(upper), interval)
-
-
-def log_normal_quantile(q: float, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Quantile ``q`` of ``round(expm1(X))``, ``X ~ Normal(mu, sigma)``, at least 0.
-
-    >>> log_normal_quantile(0.5, torch.tensor([math.log(101.0)]), torch.tensor([0.3])).tolist()
-    [100.0]
-    """
-    z = math.sqrt(2.0) * torch.special.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64))
-    x = mu.to(torch.float64) + sigma.to(torch.float64) * z
-    return torch.round(torch.expm1(x).clamp_min(0.0)).reshape(-1)
-
-
-def log_normal_as_nb(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """NB (mean, dispersion) with the mean and variance (:func:`log_normal_moments`) of the
-    counts ``round(max(expm1(X), 0))``, ``X ~ Normal(mu, sigma)``; where that variance is not
-    above the mean (under-dispersed), the dispersion is capped at :data:`MAX_DISPERSION`
-    (nearly Poisson).
-
-    >>> m, r = log_normal_as_nb(torch.tensor([math.log(101.0)]), torch.tensor([0.3]))
-    >>> round(float(m), 1), round(float(r), 1)
-    (104.6, 11.6)
-    """
-    mean, var = log_normal_moments(mu, sigma)
-    mean = mean.clamp_min(1e-9)
-    disp = mean * mean / (var - mean).clamp_min(mean * mean / MAX_DISPERSION)
-    return mean, disp
-
-
-MAX_DISPERSION = 1e6
-"""Largest NB dispersion :func:`log_normal_as_nb` returns (variance ~ mean: Poisson-like)."""
 
 
 PERIOD_DAYS = {"D": 1, "W": 7}
@@ -870,6 +746,11 @@ class TransformerForecaster(Forecaster):
 
     # ---- properties -----------------------------------------------------------------------
     @property
+    def likelihood(self) -> Likelihood:
+        """The predictive family of ``config.likelihood`` (:mod:`.likelihood`)."""
+        return LIKELIHOODS[self.config.likelihood]
+
+    @property
     def context_length(self) -> int:
         """Periods of history each forecast needs (``DemandContext`` width)."""
         return self.config.context_length
@@ -950,11 +831,10 @@ class TransformerForecaster(Forecaster):
             val_idx = val_idx[val_idx[:, 0] % 2 == 0]
         log = train_network(self.model, data, train_idx, val_idx, cfg, progress)
         one_step = self._validation_one_step(data, val_end, calibration)
-        nb = cfg.likelihood == "negative_binomial"
-        if cfg.calibrate_dispersion and nb and one_step is not None:
+        if cfg.calibrate_dispersion and self.likelihood.has_dispersion and one_step is not None:
             self.dispersion_scale = calibrate_dispersion(*one_step)
         self.validation_metrics = (
-            validation_metrics(*self._scaled(one_step), likelihood=cfg.likelihood)
+            validation_metrics(*self._scaled(one_step), likelihood=self.likelihood)
             if one_step is not None
             else {}
         )
@@ -1049,7 +929,7 @@ class TransformerForecaster(Forecaster):
         """Encoder pass over ``past`` (length ``context_length``)."""
         net = self._network().model
         c = self.config.context_length
-        values = model_values(impute_censored(past.units, past.observed, c), self.config.likelihood)
+        values = self.likelihood.model_values(impute_censored(past.units, past.observed, c))
         feats = time_features(
             past.discount, past.promo, past.day, past.observed, past.daily, c, past.extra
         )
@@ -1070,30 +950,13 @@ class TransformerForecaster(Forecaster):
         embedding rows (for the price-response head).
 
         ``negative_binomial``: (mean, dispersion x :attr:`dispersion_scale`) in units;
-        ``log_normal``: (mu, sigma) of ``log1p(units)``.
+        ``log_normal``: (mu, sigma) of ``log1p(units)`` (:meth:`Likelihood.params`).
         """
         first, second = self._network().parameter_projection(hidden)
         offset = price_offset(self._network(), feats, item)
-        scale = enc.scale.to(torch.float64)
-        if self.config.likelihood == "log_normal":
-            mu = enc.loc.to(torch.float64) + scale * first.to(torch.float64)
-            if offset is not None:
-                mu = mu + offset.to(torch.float64)
-            return mu, scale * second.to(torch.float64)
-        if offset is not None:
-            second = second + offset
-        dispersion = first.to(torch.float64)
-        mean = dispersion * torch.exp(second.to(torch.float64)) * scale
-        return mean, dispersion * self.dispersion_scale
-
-    def _as_nb(
-        self, first: torch.Tensor, second: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """NB (mean, dispersion) of :meth:`_params` output: itself, or for ``log_normal`` the
-        NB with the mean and variance of the log-normal's counts (:func:`log_normal_as_nb`)."""
-        if self.config.likelihood != "log_normal":
-            return first, second
-        return log_normal_as_nb(first, second)
+        return self.likelihood.params(
+            enc.loc, enc.scale, first, second, offset, self.dispersion_scale
+        )
 
     def _one_step_windows(
         self,
@@ -1219,7 +1082,7 @@ class TransformerForecaster(Forecaster):
             item=self.item_rows(context.item),
             daily=daily,
         )
-        return self._as_nb(*self._one_step_windows(past, context.day.long(), discounts))
+        return self.likelihood.as_nb(*self._one_step_windows(past, context.day.long(), discounts))
 
     # ---- analyst face -----------------------------------------------------------------------
     def _prepare(
@@ -1362,7 +1225,7 @@ class TransformerForecaster(Forecaster):
         """
         if self._network().training:
             self._network().eval()
-        cfg = self.config
+        cfg, lik = self.config, self.likelihood
         c, p = cfg.context_length, cfg.prediction_length
         n, s = past.units.shape[0], n_samples
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -1399,9 +1262,9 @@ class TransformerForecaster(Forecaster):
             drawn = enc.scaled
             for j in range(k):
                 first, second = self._decode_last(enc, drawn, feats[:, : j + 1], block.item)
-                draw = sample_units(first, second, gen, cfg.likelihood)
+                draw = lik.sample(first, second, gen)
                 samples[:, h0 + j], means[:, h0 + j], disps[:, h0 + j] = draw, first, second
-                value = model_values(draw.to(enc.scaled.dtype), cfg.likelihood).unsqueeze(1)
+                value = lik.model_values(draw.to(enc.scaled.dtype)).unsqueeze(1)
                 drawn = torch.cat((drawn, (value - enc.loc) / enc.scale), 1)
         return tuple(x.view(n, s, horizon) for x in (samples, means, disps))  # type: ignore[return-value]
 
@@ -1426,7 +1289,7 @@ class TransformerForecaster(Forecaster):
         cfg = self.config
         n_samples = 1 if horizon == 1 else cfg.num_samples
         _, means, disps = self._paths(past, fut, horizon, n_samples, cfg.seed)
-        mean = distribution_mean(means, disps, cfg.likelihood).mean(dim=1)
+        mean = self.likelihood.mean(means, disps).mean(dim=1)
         out = {
             "item_id": np.repeat(items, horizon),
             "date": np.concatenate([d.to_numpy() for d in dates]),
@@ -1451,14 +1314,12 @@ class TransformerForecaster(Forecaster):
         """``(Q, N, H)`` quantiles at model ``levels`` ``(Q, H)`` of the paths' :meth:`_params`
         ``(N, S, H)``: exact for the first period, the paths' mixture after it."""
         q, (n, _, horizon) = levels.shape[0], means.shape
-        lik = self.config.likelihood
+        lik = self.likelihood
         values = torch.zeros(q, n, horizon, dtype=torch.float64)
         for i in range(q):
-            level = float(levels[i, 0])
-            if lik == "log_normal":
-                values[i, :, 0] = log_normal_quantile(level, means[:, 0, 0], disps[:, 0, 0]).cpu()
-            else:
-                values[i, :, 0] = nb_quantile(level, means[:, 0, 0], disps[:, 0, 0]).cpu()
+            values[i, :, 0] = lik.quantile(
+                float(levels[i, 0]), means[:, 0, 0], disps[:, 0, 0]
+            ).cpu()
         if horizon > 1:
             gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
             values[:, :, 1:] = mixture_quantiles(
@@ -1516,11 +1377,7 @@ class TransformerForecaster(Forecaster):
             fut = dataclasses.replace(fut, units=torch.zeros_like(fut.units))
             _, means, disps = self._paths(past, fut, p, min(cfg.num_samples, 16), cfg.seed + 2 + k)
             actual = w.units[:, c:].unsqueeze(1)
-            if cfg.likelihood == "log_normal":
-                z = (torch.log1p(actual.to(torch.float64)) - means) / disps
-                pit = torch.special.ndtr(z).mean(dim=1)
-            else:
-                pit = gamma_cdf(actual, means, disps).mean(dim=1)
+            pit = self.likelihood.pit(actual, means, disps).mean(dim=1)
             pits.append(torch.where(w.observed[:, c:], pit, torch.full_like(pit, math.nan)))
             promos.append(w.promo[:, c:] > 0.5)
         return torch.cat(pits), torch.cat(promos)
@@ -1559,14 +1416,7 @@ class TransformerForecaster(Forecaster):
                 "model_levels_per_step_regular_promo": self.promo_recalibration,
             },
             "scaling": {
-                "method": "std of observed log1p(units) over the encoder window (loc: their mean)"
-                if self.config.likelihood == "log_normal"
-                else "mean of observed |units| over the encoder window, per window",
-                **(
-                    {"minimum_variance": LOG_MIN_VARIANCE}
-                    if self.config.likelihood == "log_normal"
-                    else {"minimum_scale": MIN_SCALE}
-                ),
+                **self.likelihood.scaling_info,
                 "censored_fill": "rounded observed mean of the context window",
             },
             "validation_metrics": self.validation_metrics,
@@ -1609,88 +1459,8 @@ class TransformerForecaster(Forecaster):
         return self
 
 
-EXACT_QUANTILE_SUPPORT = 2000
-"""Rows whose mean + 12 sd exceeds this many units use the gamma approximation."""
-
-
-def nb_quantile(
-    q: float, mean: torch.Tensor, dispersion: torch.Tensor, chunk: int = 1024
-) -> torch.Tensor:
-    """NB quantile ``q`` of each (mean, dispersion), float64 counts.
-
-    Exact (inverse CDF over the support, in chunks of rows) when ``mean + 12 sd`` is below
-    :data:`EXACT_QUANTILE_SUPPORT`; above it the summed pmf would need too much memory, so the
-    quantile of the moment-matched gamma (Wilson-Hilferty) is used, rounded.
-
-    >>> nb_quantile(0.5, torch.tensor([4.0, 5e4]), torch.tensor([3.0, 3.0])).tolist()
-    [3.0, 44647.0]
-    """
-    mean = mean.to(torch.float64).reshape(-1).clamp_min(1e-12)
-    dispersion = dispersion.to(torch.float64).reshape(-1)
-    var = mean + mean * mean / dispersion
-    big = mean + 12.0 * var.sqrt() > EXACT_QUANTILE_SUPPORT
-    # Gamma(shape k, scale var/mean) with the NB's mean and variance; Wilson-Hilferty quantile.
-    k = mean * mean / var
-    z = math.sqrt(2.0) * torch.special.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64))
-    wh = k * (1.0 - 1.0 / (9.0 * k) + z / (3.0 * k.sqrt())).clamp_min(0.0) ** 3
-    out = torch.round(wh * var / mean)
-    small = torch.nonzero(~big).flatten()
-    for lo in range(0, small.shape[0], chunk):
-        rows = small[lo : lo + chunk]
-        u = torch.full((rows.shape[0],), q, dtype=torch.float64, device=mean.device)
-        out[rows] = negative_binomial_icdf(u, mean[rows], dispersion[rows])
-    return out
-
-
-def mixture_quantiles(
-    quantiles: Sequence[float] | torch.Tensor,
-    mean: torch.Tensor,
-    dispersion: torch.Tensor,
-    draws: int,
-    generator: torch.Generator,
-    chunk: int = 128,
-    likelihood: str = "negative_binomial",
-) -> torch.Tensor:
-    """Quantiles ``(Q, N, H)`` of the equal-weight mixture of NB(mean, dispersion) over dim 1
-    (``likelihood="log_normal"``: of the :func:`sample_units` log-normals (mu, sigma)).
-
-    ``mean``/``dispersion`` are ``(N, S, H)``; ``quantiles`` ``(Q,)`` or per period ``(Q, H)``. Each component contributes ``draws`` draws; the
-    quantile is the inverse empirical CDF (smallest draw whose empirical CDF reaches ``q``),
-    the definition :func:`nb_quantile` uses. Interpolating between order statistics
-    (``torch.quantile(..., interpolation="lower")`` on the paths, as before) puts a low
-    quantile one order statistic early: with 200 paths q0.05 was the 4.5% point.
-
-    >>> g = torch.Generator().manual_seed(0)
-    >>> m, r = torch.full((1, 64, 1), 100.0), torch.full((1, 64, 1), 20.0)
-    >>> exact = nb_quantile(0.1, torch.tensor([100.0]), torch.tensor([20.0])).item()
-    >>> abs(mixture_quantiles([0.1], m, r, 64, g).item() - exact) <= 2
-    True
-    """
-    n, s, h = mean.shape
-    q = torch.as_tensor(quantiles, dtype=torch.float64)
-    q = q.unsqueeze(1).expand(-1, h) if q.dim() == 1 else q
-    total = s * draws
-    rank = (torch.ceil(q * total).long() - 1).clamp(0, total - 1).to(mean.device)
-    out = torch.zeros(q.shape[0], n, h, dtype=torch.float64, device=mean.device)
-    for lo in range(0, n, chunk):
-        m = mean[lo : lo + chunk].repeat_interleave(draws, dim=1)
-        r = dispersion[lo : lo + chunk].repeat_interleave(draws, dim=1)
-        x = sample_units(m, r, generator, likelihood).sort(dim=1).values
-        picked = x.gather(1, rank.unsqueeze(0).expand(x.shape[0], -1, -1))
-        out[:, lo : lo + chunk] = picked.permute(1, 0, 2)
-    return out
-
-
 RECALIBRATION_LEVELS = tuple(round(0.01 * k, 2) for k in range(1, 100))
 """Nominal levels at which the quantile recalibration map is tabulated."""
-
-
-def gamma_cdf(x: torch.Tensor, mean: torch.Tensor, dispersion: torch.Tensor) -> torch.Tensor:
-    """CDF at ``x`` of the gamma with the NB(mean, dispersion)'s mean and variance: at a count
-    ``y`` it is close to the NB's mid-distribution PIT ``(F(y - 1) + F(y)) / 2``."""
-    mean = mean.to(torch.float64).clamp_min(1e-12)
-    var = mean + mean * mean / dispersion.to(torch.float64)
-    return torch.special.gammainc(mean * mean / var, x.to(torch.float64) * mean / var)
 
 
 def recalibration_maps(
@@ -1731,17 +1501,14 @@ def validation_metrics(
     first: torch.Tensor,
     second: torch.Tensor,
     actual: torch.Tensor,
-    likelihood: str = "negative_binomial",
+    likelihood: Likelihood = NEGATIVE_BINOMIAL,
 ) -> dict[str, float]:
     """One-step ``nll``, ``mape`` of the median, ``pinball`` (q 0.1/0.5/0.9), ``coverage80``
-    of the predictive parameters (NB mean and dispersion, or the log-normal's mu and sigma)."""
+    of the predictive parameters of ``likelihood`` (NB mean and dispersion, or the
+    log-normal's mu and sigma)."""
     qs = (0.1, 0.5, 0.9)
-    if likelihood == "log_normal":
-        quant = torch.stack([log_normal_quantile(q, first, second) for q in qs])
-        nll = -discretised_log_normal_log_prob(actual, first, second)
-    else:
-        quant = torch.stack([nb_quantile(q, first, second) for q in qs])
-        nll = nb_nll(first, second, actual)
+    quant = torch.stack([likelihood.quantile(q, first, second) for q in qs])
+    nll = likelihood.nll(actual, first, second)
     pinball = torch.stack(
         [
             torch.maximum(q * (actual - quant[i]), (q - 1) * (actual - quant[i]))
@@ -1761,14 +1528,6 @@ def validation_metrics(
         "coverage80": float(((actual >= quant[0]) & (actual <= quant[2])).to(torch.float64).mean()),
         "n_periods": int(actual.shape[0]),
     }
-
-
-def nb_nll(mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of counts ``actual`` under NB(mean, dispersion), elementwise."""
-    dist = torch.distributions.NegativeBinomial(
-        total_count=disp, logits=torch.log(mean.clamp_min(1e-12) / disp), validate_args=False
-    )
-    return -dist.log_prob(actual)
 
 
 DISPERSION_SCALES = torch.exp(torch.linspace(-3.0, 3.0, 121, dtype=torch.float64))
@@ -1806,6 +1565,7 @@ def calibrate_dispersion(mean: torch.Tensor, disp: torch.Tensor, actual: torch.T
 
     >>> g = torch.Generator().manual_seed(0)
     >>> m = torch.full((4000,), 50.0, dtype=torch.float64)
+    >>> from promogym.distributions import sample_negative_binomial
     >>> y = sample_negative_binomial(m, torch.tensor(20.0), g)
     >>> 3.0 < calibrate_dispersion(m, torch.full_like(m, 5.0), y) < 5.5  # true factor 4
     True
@@ -1860,8 +1620,8 @@ def with_group_prices(
 def window_loss(
     model: TimeSeriesTransformerForPrediction, w: Windows, config: TransformerConfig
 ) -> torch.Tensor:
-    """Mean negative log-likelihood of the future periods of windows ``w`` (NB; for the
-    ``log_normal`` likelihood :func:`discretised_log_normal_log_prob`).
+    """Mean negative log-likelihood of the future periods of windows ``w`` under
+    ``config.likelihood`` (:meth:`Likelihood.window_loss`).
 
     Observed periods add ``-log P(Y = units)``; censored ones (stock-outs, ``units`` = the
     stock) add ``-log P(Y >= units)`` with ``config.censored_loss == "survival"`` and nothing
@@ -1870,7 +1630,8 @@ def window_loss(
     :func:`impute_censored`, every lag feature.
     """
     c = config.context_length
-    units = model_values(impute_censored(w.units, w.observed, c), config.likelihood)
+    lik = LIKELIHOODS[config.likelihood]
+    units = lik.model_values(impute_censored(w.units, w.observed, c))
     feats = time_features(w.discount, w.promo, w.day, w.observed, w.daily, c, w.extra)
     observed = w.observed.to(units.dtype)
     out = model(
@@ -1887,63 +1648,7 @@ def window_loss(
     if config.censored_loss == "drop":
         censored = torch.zeros_like(censored)
     offset = price_offset(model, feats[:, c:], w.item)
-    obs = w.observed[:, c:]
-    if config.likelihood == "log_normal":
-        # Normal on log1p(units): HF's params are the scaled (loc, sigma); an observed count
-        # adds its discretised probability (what the draws are), a stock-out P(Y >= stock).
-        loc, sigma = out.params
-        mu = out.loc + out.scale * loc
-        sigma = out.scale * sigma
-        if offset is not None:
-            mu = mu + offset
-        log_p = discretised_log_normal_log_prob(w.units[:, c:][obs], mu[obs], sigma[obs])
-        total = -log_p.sum()
-        if bool(censored.any()):
-            # P(round(expm1(X)) >= stock) = P(X >= log(stock + 0.5)).
-            at_least = torch.log(w.units[:, c:][censored] + 0.5)
-            total = (
-                total - torch.special.log_ndtr((mu[censored] - at_least) / sigma[censored]).sum()
-            )
-        return (total / (obs.sum() + censored.sum()).clamp_min(1)).to(out.loss.dtype)
-    if offset is None and not bool(censored.any()):
-        return out.loss
-    # HF's NegativeBinomialOutput.distribution shifts the logits by log(scale) in place, so
-    # out.params already describe demand in units (tests check this against out.loss).
-    total_count, logits = out.params
-    if offset is not None:
-        logits = logits + offset
-    nb = torch.distributions.NegativeBinomial(total_count, logits=logits, validate_args=False)
-    total = -nb.log_prob(units[:, c:])[obs].sum()
-    if bool(censored.any()):
-        stock = w.units[:, c:][censored]
-        surv = negative_binomial_survival(total_count[censored], logits[censored], stock)
-        total = total - torch.log(surv).sum()
-    return total / (obs.sum() + censored.sum()).clamp_min(1)
-
-
-def negative_binomial_survival(
-    total_count: torch.Tensor, logits: torch.Tensor, at_least: torch.Tensor
-) -> torch.Tensor:
-    """``P(Y >= at_least)`` for ``Y ~ NegativeBinomial(total_count, logits)`` (torch's
-    parametrisation: mean ``total_count * exp(logits)``), elementwise, differentiable;
-    clamped to at least ``1e-12``. Every ``at_least`` must be >= 1 (the sum runs over
-    ``k < at_least``; an empty sum has no gradient).
-
-    >>> s = negative_binomial_survival(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.0]))
-    >>> float(s)
-    1.0
-    """
-    k_max = int(at_least.max()) if at_least.numel() else 0
-    if k_max <= 0:
-        return torch.ones_like(total_count)
-    k = torch.arange(k_max, device=total_count.device, dtype=total_count.dtype)
-    dist = torch.distributions.NegativeBinomial(
-        total_count.unsqueeze(1), logits=logits.unsqueeze(1), validate_args=False
-    )
-    log_pmf = dist.log_prob(k.unsqueeze(0))
-    log_pmf = log_pmf.masked_fill(k.unsqueeze(0) >= at_least.unsqueeze(1), -math.inf)
-    cdf_below = torch.exp(torch.logsumexp(log_pmf, dim=1))
-    return (1.0 - cdf_below).clamp_min(1e-12)
+    return lik.window_loss(out, w.units[:, c:], w.observed[:, c:], censored, offset)
 
 
 def train_network(

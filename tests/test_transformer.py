@@ -20,6 +20,16 @@ from promogym.envs.market import ReferenceMarket, random_market_params
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DemandContext
 from promogym.forecasters.features import time_features
+from promogym.forecasters.likelihood import (
+    LOG_NORMAL,
+    discretised_log_normal_log_prob,
+    log_normal_as_nb,
+    log_normal_moments,
+    log_normal_quantile,
+    mixture_quantiles,
+    nb_quantile,
+    negative_binomial_survival,
+)
 from promogym.forecasters.transformer import (
     BASE_WEIGHTS_DIR,
     BASE_WEIGHTS_DIRS,
@@ -28,16 +38,8 @@ from promogym.forecasters.transformer import (
     TransformerForecaster,
     Windows,
     build_network,
-    discretised_log_normal_log_prob,
     impute_censored,
-    log_normal_as_nb,
-    log_normal_moments,
-    log_normal_quantile,
-    mixture_quantiles,
-    nb_quantile,
-    negative_binomial_survival,
     observed_targets,
-    sample_units,
     series_from_frame,
     to_days,
     window_loss,
@@ -317,7 +319,7 @@ def test_log_normal_helpers_match_its_draws() -> None:
     mu = torch.tensor([math.log(60.0), math.log(3.0), 0.0, -0.5], dtype=torch.float64)
     sigma = torch.tensor([0.4, 0.8, 1.0, 0.8], dtype=torch.float64)
     n = 400_000
-    y = sample_units(mu[:, None].expand(-1, n), sigma[:, None].expand(-1, n), g, "log_normal")
+    y = LOG_NORMAL.sample(mu[:, None].expand(-1, n), sigma[:, None].expand(-1, n), g)
     mean, var = log_normal_moments(mu, sigma)
     torch.testing.assert_close(mean, y.mean(1), rtol=0.01, atol=0.003)
     torch.testing.assert_close(var, y.var(1), rtol=0.05, atol=0.003)  # heavy tails: MC noise
@@ -329,7 +331,7 @@ def test_log_normal_helpers_match_its_draws() -> None:
         torch.testing.assert_close(log_normal_quantile(q, mu, sigma), expected, atol=1.0, rtol=0.0)
     # Draws of the mixture quantile function follow the same law.
     m, s = mu.view(4, 1, 1).expand(4, 64, 1), sigma.view(4, 1, 1).expand(4, 64, 1)
-    got = mixture_quantiles([0.1, 0.9], m, s, 64, g, likelihood="log_normal")
+    got = mixture_quantiles([0.1, 0.9], m, s, 64, g, likelihood=LOG_NORMAL)
     for i, q in enumerate((0.1, 0.9)):
         exact = log_normal_quantile(q, mu, sigma)
         assert bool(((got[i, :, 0] - exact).abs() <= 0.1 * exact + 1.0).all())
