@@ -21,6 +21,7 @@ family                      parameters ``(first, second)``        counts
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,24 +33,27 @@ MIN_SCALE = 1.0  # counts: a window averaging < 1 unit is scaled like one averag
 LOG_MIN_VARIANCE = 0.01  # log_normal: the std scaler's floor, sqrt(var + 0.01) >= 0.1 in log units
 
 
-class Likelihood:
+class Likelihood(ABC):
     """A predictive family of counts over the network's two parameters per period.
 
-    ``first`` / ``second`` are what :meth:`params` returns (see the module table); every
-    method works elementwise on tensors of one shape, in float64 unless it says otherwise.
+    ``first`` / ``second`` are what :meth:`params` returns (see the module table), float64
+    tensors of one shape; :meth:`sample`, :meth:`mean`, :meth:`pit`, :meth:`nll` and
+    :meth:`as_nb` work elementwise on them.
     """
 
     name: ClassVar[str]
     distribution_output: ClassVar[str]  # Hugging Face's distribution head
     scaling: ClassVar[str]  # Hugging Face's scaler
-    minimum_scale: ClassVar[float]  # the scaler's floor
+    minimum_scale: ClassVar[float]  # the scaler's floor (the std scaler's: a variance floor)
     scaling_info: ClassVar[dict[str, Any]]  # what a saved model records about its scaling
     has_dispersion: ClassVar[bool] = False  # whether a dispersion factor can be calibrated
 
+    @abstractmethod
     def model_values(self, units: torch.Tensor) -> torch.Tensor:
-        """What the network reads (lags, scaler) and models for ``units``."""
-        raise NotImplementedError
+        """What the network reads (lags, scaler) and models for ``units`` (same dtype)."""
+        ...
 
+    @abstractmethod
     def params(
         self,
         loc: torch.Tensor,
@@ -61,35 +65,44 @@ class Likelihood:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive parameters from the head's projected ``(first, second)``, the scaler's
         ``loc``/``scale`` and the price-response head's ``offset`` (added to the log mean, or
-        ``None``); ``dispersion_scale`` multiplies a calibrated dispersion."""
-        raise NotImplementedError
+        ``None``), float64; ``dispersion_scale`` multiplies the dispersion of a family that
+        has one (:attr:`has_dispersion`) and is ignored otherwise."""
+        ...
 
+    @abstractmethod
     def sample(
         self, first: torch.Tensor, second: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """One draw of units (float64 counts) per element."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def mean(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """Mean units."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def quantile(self, q: float, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """Quantile ``q`` in units (the smallest count whose CDF reaches ``q``), flattened."""
-        raise NotImplementedError
+        """Quantile ``q`` in units (the smallest count whose CDF reaches ``q``; the NB's is
+        approximate for large means, :func:`nb_quantile`), flattened to 1-D."""
+        ...
 
+    @abstractmethod
     def pit(self, actual: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """A continuous PIT of the counts ``actual`` (for the quantile recalibration)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def nll(self, actual: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """``-log P(Y = actual)``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def as_nb(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The NB (mean, dispersion) the simulator's ``one_step`` returns for these parameters."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def window_loss(
         self,
         out: Any,
@@ -101,8 +114,12 @@ class Likelihood:
         """Mean negative log-likelihood of a forward pass ``out`` (Hugging Face's output with
         ``params``, ``loc``, ``scale``, ``loss``) over the forecast periods: observed counts
         ``actual`` add ``-log P(Y = actual)``, censored ones (``actual`` = the stock)
-        ``-log P(Y >= actual)``; the mean is over the periods that add a term."""
-        raise NotImplementedError
+        ``-log P(Y >= actual)``; the mean is over the periods that add a term, a scalar in
+        ``out.loss``'s dtype. ``out`` must come from a pass whose ``future_observed_mask`` is
+        ``observed`` (the NB without offset or stock-outs returns Hugging Face's ``out.loss``).
+        Unobserved periods of ``actual`` may hold anything, even NaN: they add no value and
+        no gradient."""
+        ...
 
 
 class NegativeBinomial(Likelihood):
@@ -172,7 +189,10 @@ class NegativeBinomial(Likelihood):
         if offset is not None:
             logits = logits + offset
         nb = torch.distributions.NegativeBinomial(total_count, logits=logits, validate_args=False)
-        total = -nb.log_prob(actual)[observed].sum()
+        # Masked values still enter log_prob's backward (0 x NaN = NaN): zero them first.
+        total = -nb.log_prob(torch.where(observed, actual, torch.zeros_like(actual)))[
+            observed
+        ].sum()
         if bool(censored.any()):
             stock = actual[censored]
             surv = negative_binomial_survival(total_count[censored], logits[censored], stock)
@@ -409,19 +429,20 @@ def nb_quantile(
 
 def mixture_quantiles(
     quantiles: Sequence[float] | torch.Tensor,
-    mean: torch.Tensor,
-    dispersion: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
     draws: int,
     generator: torch.Generator,
     chunk: int = 128,
-    likelihood: Likelihood | None = None,
+    likelihood: Likelihood = NEGATIVE_BINOMIAL,
 ) -> torch.Tensor:
-    """Quantiles ``(Q, N, H)`` of the equal-weight mixture of NB(mean, dispersion) over dim 1
-    (or of another ``likelihood``'s distributions, e.g. :data:`LOG_NORMAL`'s (mu, sigma)).
+    """Quantiles ``(Q, N, H)`` of the equal-weight mixture over dim 1 of ``likelihood``'s
+    distributions with parameters ``first``/``second`` ``(N, S, H)``: NB(mean, dispersion)
+    by default, (mu, sigma) for :data:`LOG_NORMAL`.
 
-    ``mean``/``dispersion`` are ``(N, S, H)``; ``quantiles`` ``(Q,)`` or per period ``(Q, H)``. Each component contributes ``draws`` draws; the
-    quantile is the inverse empirical CDF (smallest draw whose empirical CDF reaches ``q``),
-    the definition :func:`nb_quantile` uses. Interpolating between order statistics
+    ``quantiles`` is ``(Q,)`` or per period ``(Q, H)``. Each component contributes ``draws``
+    draws; the quantile is the inverse empirical CDF (smallest draw whose empirical CDF
+    reaches ``q``), the definition :func:`nb_quantile` uses. Interpolating between order statistics
     (``torch.quantile(..., interpolation="lower")`` on the paths, as before) puts a low
     quantile one order statistic early: with 200 paths q0.05 was the 4.5% point.
 
@@ -431,16 +452,16 @@ def mixture_quantiles(
     >>> abs(mixture_quantiles([0.1], m, r, 64, g).item() - exact) <= 2
     True
     """
-    n, s, h = mean.shape
+    n, s, h = first.shape
     q = torch.as_tensor(quantiles, dtype=torch.float64)
     q = q.unsqueeze(1).expand(-1, h) if q.dim() == 1 else q
     total = s * draws
-    rank = (torch.ceil(q * total).long() - 1).clamp(0, total - 1).to(mean.device)
-    out = torch.zeros(q.shape[0], n, h, dtype=torch.float64, device=mean.device)
+    rank = (torch.ceil(q * total).long() - 1).clamp(0, total - 1).to(first.device)
+    out = torch.zeros(q.shape[0], n, h, dtype=torch.float64, device=first.device)
     for lo in range(0, n, chunk):
-        m = mean[lo : lo + chunk].repeat_interleave(draws, dim=1)
-        r = dispersion[lo : lo + chunk].repeat_interleave(draws, dim=1)
-        x = (likelihood or NEGATIVE_BINOMIAL).sample(m, r, generator).sort(dim=1).values
+        m = first[lo : lo + chunk].repeat_interleave(draws, dim=1)
+        r = second[lo : lo + chunk].repeat_interleave(draws, dim=1)
+        x = likelihood.sample(m, r, generator).sort(dim=1).values
         picked = x.gather(1, rank.unsqueeze(0).expand(x.shape[0], -1, -1))
         out[:, lo : lo + chunk] = picked.permute(1, 0, 2)
     return out

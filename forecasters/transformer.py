@@ -40,9 +40,9 @@ and the item as a static categorical embedding.
   item's discount response is two numbers learned from all its periods, not something the
   decoder has to rebuild from a 4-wide embedding. Rows start at zero, so adding the head to
   a network starts from exactly its forecasts.
-* **Quantiles**: the first forecast period's are exact NB quantiles; later periods' are those
-  of the mixture of the Monte-Carlo paths' NB distributions (``quantile_draws`` cheap draws
-  per path, inverse empirical CDF). After training, the NB dispersion is scaled to minimise the
+* **Quantiles**: the first forecast period's are the likelihood's exact quantiles; later
+  periods' are those of the mixture of the Monte-Carlo paths' distributions
+  (``quantile_draws`` cheap draws per path, inverse empirical CDF). After training, the NB dispersion is scaled to minimise the
   validation pinball loss and each quantile level is mapped, per forecast period, to the model
   level that held that share of the validation actuals (quantile recalibration): on Dominick's
   OJ the NB's lower tail was too heavy (1% of actuals under its 5% quantile), which pulled the
@@ -506,8 +506,9 @@ def impute_censored(units: torch.Tensor, observed: torch.Tensor, n_past: int) ->
 
     The result does not depend on the units in unobserved periods (0 if none is observed).
     """
-    obs = observed[:, :n_past].to(units.dtype)
-    fill = torch.round((units[:, :n_past] * obs).sum(1) / obs.sum(1).clamp_min(1.0))
+    past = observed[:, :n_past]
+    kept = torch.where(past, units[:, :n_past], torch.zeros((), dtype=units.dtype))  # NaN-safe
+    fill = torch.round(kept.sum(1) / past.to(units.dtype).sum(1).clamp_min(1.0))
     return torch.where(observed, units, fill.unsqueeze(1))
 
 
@@ -857,7 +858,7 @@ class TransformerForecaster(Forecaster):
             again = dataclasses.replace(cfg, epochs=log["best_epoch"] + 1)
             refit_log = train_network(self.model, data, every, every[:0], again, progress)
             log["refit_epochs"] = refit_log["epochs_run"]
-            log["refit_losses"] = [round(e["train"], 6) for e in refit_log["losses"]]
+            log["refit_losses"] = [e["train"] for e in refit_log["losses"]]
         self.training = {
             **log,
             "dispersion_scale": self.dispersion_scale,
@@ -921,8 +922,10 @@ class TransformerForecaster(Forecaster):
     def _scaled(
         self, one_step: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean, disp, actual = one_step
-        return mean, disp * self.dispersion_scale, actual
+        first, second, actual = one_step
+        if self.likelihood.has_dispersion:
+            second = second * self.dispersion_scale
+        return first, second, actual
 
     # ---- the network's pieces -------------------------------------------------------------
     def _encode(self, past: Windows) -> Encoded:
@@ -1694,7 +1697,7 @@ def train_network(
     best = (math.inf, -1)
     # Without validation the latest epoch is kept: its weights are the model's, no snapshot.
     best_state = copy.deepcopy(model.state_dict()) if has_val else None
-    losses: list[dict[str, float]] = []
+    losses: list[dict[str, float | None]] = []
 
     def val_loss() -> float:
         if not has_val:
@@ -1722,7 +1725,8 @@ def train_network(
             run += float(loss.detach())
             steps += 1
         vl = val_loss()
-        losses.append({"epoch": epoch, "train": run / max(steps, 1), "val": vl})
+        # JSON-safe: no validation (or a diverged one) is None, not NaN.
+        losses.append({"epoch": epoch, "train": _finite(run / max(steps, 1)), "val": _finite(vl)})
         if progress is not None:
             progress(
                 f"epoch {epoch + 1}/{config.epochs}: train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
@@ -1745,6 +1749,10 @@ def train_network(
         "best_val_nll": best[0] if math.isfinite(best[0]) else None,
         "losses": losses,
     }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def fit_forecaster(
