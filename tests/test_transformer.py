@@ -21,6 +21,7 @@ from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DemandContext
 from promogym.forecasters.features import time_features
 from promogym.forecasters.likelihood import (
+    LIKELIHOODS,
     LOG_NORMAL,
     discretised_log_normal_log_prob,
     log_normal_as_nb,
@@ -311,6 +312,35 @@ def test_discretised_log_normal_probabilities_sum_to_one_and_are_bounded() -> No
     assert bool((p <= 1.0).all())
     # A zero under a nearly certain zero is nearly free: no reward for shrinking sigma further.
     assert float(discretised_log_normal_log_prob(torch.tensor(0.0), mu[:1], sigma[:1])) > -1e-6
+
+
+FAMILY_PARAMS = {  # (first, second) of two moderate-count distributions per family
+    "negative_binomial": ([30.0, 60.0], [5.0, 20.0]),
+    "log_normal": ([math.log(30.0), math.log(60.0)], [0.5, 0.3]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_every_likelihood_agrees_with_its_own_draws(name: str) -> None:
+    lik = LIKELIHOODS[name]
+    first, second = (torch.tensor(v, dtype=torch.float64) for v in FAMILY_PARAMS[name])
+    n = 200_000
+    g = torch.Generator().manual_seed(0)
+    y = lik.sample(first[:, None].expand(-1, n), second[:, None].expand(-1, n), g)
+    torch.testing.assert_close(lik.mean(first, second), y.mean(1), rtol=0.01, atol=0.0)
+    for q in (0.1, 0.5, 0.9):
+        got = lik.quantile(q, first, second)
+        torch.testing.assert_close(got, torch.quantile(y, q, dim=1), atol=1.0, rtol=0.0)
+    # The PIT of the draws is (nearly) uniform: what the quantile recalibration relies on.
+    pit = lik.pit(y, first[:, None], second[:, None])
+    assert bool(((pit.mean(1) - 0.5).abs() < 0.02).all())
+    assert bool((((pit < 0.1).double().mean(1)) - 0.1).abs().lt(0.02).all())
+    # nll is -log P(Y = y): the probabilities of the support sum to one.
+    k = torch.arange(0, 2_000, dtype=torch.float64)[:, None]
+    total = torch.exp(-lik.nll(k, first, second)).sum(0)
+    torch.testing.assert_close(total, torch.ones(2, dtype=torch.float64), atol=1e-3, rtol=0.0)
+    # The simulator's NB has the family's mean.
+    torch.testing.assert_close(lik.as_nb(first, second)[0], lik.mean(first, second))
 
 
 def test_log_normal_helpers_match_its_draws() -> None:
