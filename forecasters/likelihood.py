@@ -117,8 +117,8 @@ class Likelihood(ABC):
         ``-log P(Y >= actual)``; the mean is over the periods that add a term, a scalar in
         ``out.loss``'s dtype. ``out`` must come from a pass whose ``future_observed_mask`` is
         ``observed`` (the NB without offset or stock-outs returns Hugging Face's ``out.loss``).
-        Unobserved periods of ``actual`` may hold anything, even NaN: they add no value and
-        no gradient."""
+        Periods neither observed nor censored may hold anything in ``actual``, even NaN: they
+        add no value and no gradient."""
         ...
 
 
