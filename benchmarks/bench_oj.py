@@ -50,6 +50,7 @@ from oj_data import date_to_week, load_oj, week_to_date  # noqa: E402
 
 from promogym.data import SalesHistory  # noqa: E402
 from promogym.forecasters.base import Forecaster  # noqa: E402
+from promogym.forecasters.baselines import extra_numeric_columns  # noqa: E402
 from promogym.io import atomic_write_text  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -174,6 +175,29 @@ def make_model(
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
+RIVAL_COLUMNS = {"rival_promo": "promo", "rival_feat": "feat", "rival_discount": "discount"}
+"""``--rival`` covariates: per store and week, the mean over the store's *other* brands of
+their deal flag, ``feat`` and discount (competitors' promotions; known for the forecast
+weeks, like the item's own prices)."""
+
+
+def with_rival_promotions(full: SalesHistory) -> SalesHistory:
+    """``full`` plus the :data:`RIVAL_COLUMNS` (0 where a store has one brand that week)."""
+    frame = full.frame.copy()
+    keys = [frame["store"], frame["date"]]
+    others = frame.groupby(keys)["promo"].transform("size").to_numpy() - 1
+    for name, source in RIVAL_COLUMNS.items():
+        own = frame[source].astype(np.float64)
+        total = own.groupby(keys).transform("sum")
+        frame[name] = ((total - own) / np.maximum(others, 1)).to_numpy()
+    return SalesHistory(
+        frame=frame,
+        freq=full.freq,
+        source=f"{full.source} + rival promotions",
+        categorical=full.categorical,
+    )
+
+
 def round_weeks(i: int, shift: int = 0) -> tuple[int, list[int]]:
     """Last training week and the scored forecast weeks of round ``i``."""
     train_end = 135 + 2 * i - shift
@@ -198,7 +222,7 @@ def split_round(
     grid = pd.MultiIndex.from_product(
         [items, week_to_date(np.array(weeks))], names=["item_id", "date"]
     )
-    covariates = ["price", "promo", "feat"]
+    covariates = ["price", "promo", *extra_numeric_columns(full)]
     known = frame[(week > train_end) & (week <= train_end + HORIZON)]
     future = known.set_index(["item_id", "date"])[covariates].reindex(grid)
     last = train.groupby("item_id")[covariates].last()
@@ -370,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         "--tft", type=json.loads, default=None, help="JSON overrides of TFT_SETTINGS (tuning)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads")
+    parser.add_argument(
+        "--rival",
+        action="store_true",
+        help="add the store's other brands' promotions as covariates (RIVAL_COLUMNS)",
+    )
     parser.add_argument("--update-readme", action="store_true", help="write the table into README")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -387,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # One thread by default: on a shared 2-core machine 2 threads ran small ops up to 35x slower.
     torch.set_num_threads(args.threads)
-    full = load_oj()
+    full = with_rival_promotions(load_oj()) if args.rival else load_oj()
     results: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for name in models:
@@ -425,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "point_forecast": "MAPE-optimal: weighted median (weights 1/q) of the 99 quantiles "
         "0.01..0.99 (mape_19: of the 19 quantiles 0.05..0.95)",
         "seed": args.seed,
+        "rival_covariates": list(RIVAL_COLUMNS) if args.rival else [],
         "threads": args.threads,
         "command": "python benchmarks/bench_oj.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
