@@ -175,10 +175,11 @@ def make_model(
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
-RIVAL_COLUMNS = {"rival_promo": "promo", "rival_feat": "feat", "rival_discount": "discount"}
-"""``--rival`` covariates: per store and week, the mean over the store's *other* brands of
-their deal flag, ``feat`` and discount (competitors' promotions; known for the forecast
-weeks, like the item's own prices)."""
+RIVAL_COLUMNS = ("rival_promo", "rival_feat", "rival_deep")
+"""``--rival`` covariates: per store and week, over the store's *other* brands, the share on
+deal, their mean ``feat``, and the share at least :data:`DEEP_DISCOUNT` off (competitors'
+promotions; known for the forecast weeks, like the item's own prices)."""
+DEEP_DISCOUNT = 0.25
 
 
 def with_rival_promotions(full: SalesHistory) -> SalesHistory:
@@ -186,8 +187,9 @@ def with_rival_promotions(full: SalesHistory) -> SalesHistory:
     frame = full.frame.copy()
     keys = [frame["store"], frame["date"]]
     others = frame.groupby(keys)["promo"].transform("size").to_numpy() - 1
-    for name, source in RIVAL_COLUMNS.items():
-        own = frame[source].astype(np.float64)
+    sources = (frame["promo"], frame["feat"], frame["discount"] >= DEEP_DISCOUNT)
+    for name, source in zip(RIVAL_COLUMNS, sources, strict=True):
+        own = source.astype(np.float64)
         total = own.groupby(keys).transform("sum")
         frame[name] = ((total - own) / np.maximum(others, 1)).to_numpy()
     return SalesHistory(
