@@ -50,7 +50,7 @@ from oj_data import date_to_week, load_oj, week_to_date  # noqa: E402
 
 from promogym.data import SalesHistory  # noqa: E402
 from promogym.forecasters.base import Forecaster  # noqa: E402
-from promogym.forecasters.baselines import extra_numeric_columns  # noqa: E402
+from promogym.forecasters.baselines import extra_numeric_columns, quantile_column  # noqa: E402
 from promogym.io import atomic_write_text  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -251,9 +251,9 @@ def mape_optimal_point(quantile_values: np.ndarray) -> np.ndarray:
 def score(rows: pd.DataFrame) -> dict[str, float]:
     """Metrics of scored rows holding ``units_sold``, ``mean`` and the quantile columns."""
     y = rows["units_sold"].to_numpy(dtype=np.float64)
-    qcols = [f"q{q:g}" for q in QUANTILES]
-    qv = rows[qcols].to_numpy(dtype=np.float64)
-    point = mape_optimal_point(rows[[f"q{q:g}" for q in POINT_QUANTILES]].to_numpy(np.float64))
+    qv = rows[[quantile_column(q) for q in QUANTILES]].to_numpy(dtype=np.float64)
+    fine = rows[[quantile_column(q) for q in POINT_QUANTILES]].to_numpy(dtype=np.float64)
+    point = mape_optimal_point(fine)
 
     def mape(pred: np.ndarray) -> float:
         return float(np.mean(np.abs(y - pred) / y) * 100.0)

@@ -61,12 +61,11 @@ class Likelihood(ABC):
         first: torch.Tensor,
         second: torch.Tensor,
         offset: torch.Tensor | None,
-        dispersion_scale: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive parameters from the head's projected ``(first, second)``, the scaler's
         ``loc``/``scale`` and the price-response head's ``offset`` (added to the log mean, or
-        ``None``), float64; ``dispersion_scale`` multiplies the dispersion of a family that
-        has one (:attr:`has_dispersion`) and is ignored otherwise."""
+        ``None``), float64; a family with :attr:`has_dispersion` returns the dispersion
+        before any calibrated factor."""
         ...
 
     @abstractmethod
@@ -145,13 +144,12 @@ class NegativeBinomial(Likelihood):
         first: torch.Tensor,
         second: torch.Tensor,
         offset: torch.Tensor | None,
-        dispersion_scale: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if offset is not None:
             second = second + offset
         dispersion = first.to(torch.float64)
         mean = dispersion * torch.exp(second.to(torch.float64)) * scale.to(torch.float64)
-        return mean, dispersion * dispersion_scale
+        return mean, dispersion
 
     def sample(
         self, first: torch.Tensor, second: torch.Tensor, generator: torch.Generator
@@ -225,7 +223,6 @@ class LogNormal(Likelihood):
         first: torch.Tensor,
         second: torch.Tensor,
         offset: torch.Tensor | None,
-        dispersion_scale: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         scale = scale.to(torch.float64)
         mu = loc.to(torch.float64) + scale * first.to(torch.float64)
@@ -491,7 +488,9 @@ def negative_binomial_survival(
     clamped to at least ``1e-12``. Every ``at_least`` must be >= 1 (the sum runs over
     ``k < at_least``; an empty sum has no gradient).
 
-    >>> s = negative_binomial_survival(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.0]))
+    >>> s = negative_binomial_survival(
+    ...     torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.0])
+    ... )
     >>> float(s)
     1.0
     """

@@ -42,11 +42,11 @@ and the item as a static categorical embedding.
   a network starts from exactly its forecasts.
 * **Quantiles**: the first forecast period's are the likelihood's exact quantiles; later
   periods' are those of the mixture of the Monte-Carlo paths' distributions
-  (``quantile_draws`` cheap draws per path, inverse empirical CDF). After training, the NB dispersion is scaled to minimise the
-  validation pinball loss and each quantile level is mapped, per forecast period, to the model
-  level that held that share of the validation actuals (quantile recalibration): on Dominick's
-  OJ the NB's lower tail was too heavy (1% of actuals under its 5% quantile), which pulled the
-  MAPE-optimal point down. Options: separate maps for promotion and regular periods
+  (``quantile_draws`` cheap draws per path, inverse empirical CDF). After training, the NB
+  dispersion is scaled to minimise the validation pinball loss and each quantile level is
+  mapped, per forecast period, to the model level that held that share of the validation
+  actuals (quantile recalibration): on Dominick's OJ the NB's lower tail was too heavy (1% of
+  actuals under its 5% quantile), which pulled the MAPE-optimal point down. Options: separate maps for promotion and regular periods
   (``recalibrate_by_promo``) and early stopping and calibration on disjoint items
   (``split_calibration``).
 * **Refit** (``refit``, on by default): early stopping and calibration need held-out
@@ -924,9 +924,11 @@ class TransformerForecaster(Forecaster):
         self, one_step: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         first, second, actual = one_step
-        if self.likelihood.has_dispersion:
-            second = second * self.dispersion_scale
-        return first, second, actual
+        return first, self._dispersed(second), actual
+
+    def _dispersed(self, second: torch.Tensor) -> torch.Tensor:
+        """``second`` times :attr:`dispersion_scale` for a family with a dispersion."""
+        return second * self.dispersion_scale if self.likelihood.has_dispersion else second
 
     # ---- the network's pieces -------------------------------------------------------------
     def _encode(self, past: Windows) -> Encoded:
@@ -958,9 +960,8 @@ class TransformerForecaster(Forecaster):
         """
         first, second = self._network().parameter_projection(hidden)
         offset = price_offset(self._network(), feats, item)
-        return self.likelihood.params(
-            enc.loc, enc.scale, first, second, offset, self.dispersion_scale
-        )
+        first, second = self.likelihood.params(enc.loc, enc.scale, first, second, offset)
+        return first, self._dispersed(second)
 
     def _one_step_windows(
         self,
@@ -1695,7 +1696,7 @@ def train_network(
     return {
         "epochs_run": len(losses),
         "best_epoch": best[1],
-        "best_val_nll": best[0] if math.isfinite(best[0]) else None,
+        "best_val_nll": _finite(best[0]),
         "losses": losses,
     }
 
