@@ -776,6 +776,23 @@ def test_split_calibration_calibrates_on_items_left_out_of_early_stopping(
     assert split.dispersion_scale != both.dispersion_scale
 
 
+class TrainingSpy:
+    """Stands in for ``train_network``: records each call's windows, validation count and
+    epochs (``runs``), the model's starting weights (``starts``) and the result (``logs``)."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+        self.runs: list[tuple[torch.Tensor, int, int]] = []
+        self.starts: list[dict[str, torch.Tensor]] = []
+        self.logs: list[dict] = []
+
+    def __call__(self, model, data, train_idx, val_idx, config, progress=None):  # type: ignore[no-untyped-def]
+        self.runs.append((train_idx, int(val_idx.shape[0]), config.epochs))
+        self.starts.append(copy.deepcopy(model.state_dict()))
+        self.logs.append(self.real(model, data, train_idx, val_idx, config, progress))
+        return self.logs[-1]
+
+
 def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     history: SalesHistory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -784,20 +801,11 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 1)
     cfg = dataclasses.replace(TINY, epochs=3, refit=False)
     plain = TransformerForecaster(cfg, from_scratch=True).fit(history)
-    runs: list[tuple[torch.Tensor, int, int]] = []
-    starts: list[dict[str, torch.Tensor]] = []
-    logs: list[dict] = []
-    real = module.train_network
-
-    def spy(model, data, train_idx, val_idx, config, progress=None):  # type: ignore[no-untyped-def]
-        runs.append((train_idx, int(val_idx.shape[0]), config.epochs))
-        starts.append(copy.deepcopy(model.state_dict()))
-        logs.append(real(model, data, train_idx, val_idx, config, progress))
-        return logs[-1]
-
+    spy = TrainingSpy(module.train_network)
     monkeypatch.setattr(module, "train_network", spy)
     refit_cfg = dataclasses.replace(cfg, refit=True)
     refit = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
+    runs, starts, logs = spy.runs, spy.starts, spy.logs
     (first, n_val, _), (again, n_again, epochs) = runs
     window = cfg.context_length + cfg.prediction_length
     # The second run has no validation windows, runs the chosen number of epochs, and its
@@ -821,7 +829,7 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     # ... but the weights are the refit's, and deterministic.
     ctx, ladder = context_of(history, 14, [0, 1]), torch.tensor([0.0, 0.3])
     assert not torch.equal(refit.one_step(ctx, ladder)[0], plain.one_step(ctx, ladder)[0])
-    monkeypatch.setattr(module, "train_network", real)
+    monkeypatch.setattr(module, "train_network", spy.real)
     twice = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
     torch.testing.assert_close(twice.one_step(ctx, ladder), refit.one_step(ctx, ladder))
 
@@ -837,22 +845,16 @@ def test_a_diverged_validation_loss_never_wins_early_stopping(
         loss = real(model, w, config)
         return loss if model.training else loss * math.nan
 
-    starts: list[dict[str, torch.Tensor]] = []
-    real_train = module.train_network
-
-    def spy(model, *args, **kwargs):  # type: ignore[no-untyped-def]
-        starts.append(copy.deepcopy(model.state_dict()))
-        return real_train(model, *args, **kwargs)
-
+    spy = TrainingSpy(module.train_network)
     monkeypatch.setattr(module, "window_loss", nan_on_validation)
     monkeypatch.setattr(module, "train_network", spy)
     cfg = dataclasses.replace(TINY, epochs=2, refit=True, recalibrate_quantiles=False)
     fit = TransformerForecaster(cfg, from_scratch=True).fit(history)
     # No epoch is chosen, so no refit runs and the starting weights are kept.
     assert fit.training["best_epoch"] == -1 and fit.training["best_val_nll"] is None
-    assert len(starts) == 1 and "refit_epochs" not in fit.training
+    assert len(spy.starts) == 1 and "refit_epochs" not in fit.training
     state = fit.model.state_dict()
-    assert all(torch.equal(starts[0][k], state[k]) for k in state)
+    assert all(torch.equal(spy.starts[0][k], state[k]) for k in state)
 
 
 def test_validation_pits_cover_every_origin_in_chunks(
