@@ -896,8 +896,9 @@ class TransformerForecaster(Forecaster):
     def _validation_one_step(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """One-step :meth:`_params` (NB: the raw dispersion) and actual of every observed
-        validation period of ``series``."""
+        """One-step :meth:`_params` and actual of every observed validation period of
+        ``series``. Called by :meth:`fit` before the dispersion is calibrated, so the NB
+        dispersion is the network's own (:attr:`dispersion_scale` is 1)."""
         c = self.config.context_length
         rows = []
         for s in series:
@@ -910,14 +911,10 @@ class TransformerForecaster(Forecaster):
         if not bool(ok.any()):
             return None
         past = w.select(slice(None), slice(0, c))
-        scale, self.dispersion_scale = self.dispersion_scale, 1.0
-        try:
-            with torch.inference_mode():
-                mean, disp = self._one_step_windows(
-                    past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c]
-                )
-        finally:
-            self.dispersion_scale = scale
+        with torch.inference_mode():
+            mean, disp = self._one_step_windows(
+                past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c]
+            )
         return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
 
     def _scaled(
