@@ -20,8 +20,9 @@ Reported as fractions of the DP optimum's expected profit, per case and averaged
 Target: the decisions computed from the learned simulator (the planner, the default of
 ``recommend``; PPO beside it) >= 95% of the optimum.
 
-Reproduce (JSON in ``results/bench_policy.json``; ``--update-readme`` rewrites the section
-of ``benchmarks/README.md``; the exact commands are in that section)::
+Reproduce (JSON in ``results/bench_policy.json``; ``--update-readme`` rewrites the main run's
+part of the ``benchmarks/README.md`` section, between its markers; the exact commands are in
+that section)::
 
     python benchmarks/bench_policy.py --markets demo-seed0,elastic-seed2 --timesteps 3000000 \
         --workers 2 --forecaster-epochs 30 --update-readme
@@ -38,7 +39,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
-import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -51,18 +51,17 @@ from promogym.agents.train import train_agent
 from promogym.config import CampaignConfig
 from promogym.envs.market import MarketParams, ReferenceMarket, random_market_params
 from promogym.forecasters.transformer import BASE_WEIGHTS_DIR, TransformerConfig
+from promogym.io import atomic_write_text
 from promogym.run import Run, fit_run, load_run, package_versions
 from promogym.simulate import simulate_history
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_policy.json"
 README = HERE / "README.md"
-SECTION = "## Learned policy in the true market (`bench_policy.py`)"
-PLANNER_RESULTS = HERE / "results" / "bench_policy_planner.json"
-SEEDS_RESULTS = HERE / "results" / "bench_policy_planner_seeds3.json"
-"""A ``--timesteps 0`` run on more items (planner and rules only), summarised in the README."""
-HISTORY = HERE / "results" / "bench_policy_history.json"
-"""Headline figures of earlier runs (other forecaster or training settings), for the README."""
+README_START = "<!-- bench_policy:start -->"
+README_END = "<!-- bench_policy:end -->"
+"""``--update-readme`` rewrites the README text between these markers (the main run's
+description, command, table and verdict); notes on other runs stay outside them."""
 
 MARKETS = {
     "demo-seed0": {"seed": 0, "ranges": {}},
@@ -233,19 +232,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> None:
-    current = README.read_text(encoding="utf-8") if README.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text.rstrip() + "\n", current)
-    else:
-        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    README.write_text(current, encoding="utf-8")
+def update_readme(markdown: str) -> None:
+    """Replace the text between the bench_policy markers of benchmarks/README.md."""
+    text = README.read_text(encoding="utf-8")
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    atomic_write_text(README, text[:start] + "\n" + markdown.strip() + "\n" + text[end:])
 
 
-def planner_summary(wide: dict) -> str:
-    """README paragraph of a planner-only run: per-market means, the worst item, the command."""
-    st, rows = wide["settings"], wide["rows"]
+def planner_summary(rows: list[dict]) -> str:
+    """Per-market means and the worst planner item of a run (a markdown table); printed after
+    the per-item table of a planner-only run (``--timesteps 0``), for the README's notes."""
     labels = scored_labels(rows)
     lines = [
         "| market | items | " + " | ".join(f"{k} (mean)" for k in labels) + " | planner (worst) |",
@@ -261,52 +257,7 @@ def planner_summary(wide: dict) -> str:
             f"| {name} | {len(sub)} | {cells} | {worst['fractions']['planner']:.1%} "
             f"({worst['market']} {worst['item']}) |"
         )
-    cmd = (
-        f"python benchmarks/bench_policy.py --markets {st['markets']} --items {st['items']} "
-        f"--timesteps 0 --episodes {st['episodes']} --seed {st['seed']} "
-        f"--forecaster-epochs {st['forecaster_epochs']} --out "
-        "benchmarks/results/bench_policy_planner.json"
-    )
-    return (
-        "\n**The planner on every item** of three shops (`demo-seed0`, `seed1` = the demo "
-        "ranges with another seed, `elastic-seed2`; no RL, so it is cheap: "
-        f"{wide.get('first_run_seconds', wide['seconds']) / 60:.0f} min with the fits; per-item "
-        "rows in `results/bench_policy_planner.json`):"
-        f"\n\n```\n{cmd}\n```\n\n" + "\n".join(lines) + "\n"
-    )
-
-
-def seeds_summary(single: dict, ensemble: dict) -> str:
-    """README paragraph comparing planner-only runs with one forecaster seed and with several
-    (``--forecaster-seeds``), item by item."""
-    one = {(r["market"], r["item"]): r["fractions"]["planner"] for r in single["rows"]}
-    many = {(r["market"], r["item"]): r["fractions"]["planner"] for r in ensemble["rows"]}
-    keys = [k for k in many if k in one]
-    if not keys:
-        return ""
-    diff = [many[k] - one[k] for k in keys]
-    st = ensemble["settings"]
-    worst_one, worst_many = min(keys, key=one.get), min(keys, key=many.get)
-    cmd = (
-        f"python benchmarks/bench_policy.py --markets {st['markets']} --items {st['items']} "
-        f"--timesteps 0 --episodes {st['episodes']} --seed {st['seed']} "
-        f"--forecaster-epochs {st['forecaster_epochs']} --forecaster-seeds "
-        f"{st['forecaster_seeds']} --work benchmarks/_cache/bench_policy_seeds3 --out "
-        "benchmarks/results/bench_policy_planner_seeds3.json"
-    )
-    return (
-        f"\n**With the ensemble of {st['forecaster_seeds']} forecaster seeds as the simulator** "
-        f"(`promogym fit --seeds {st['forecaster_seeds']}`; the same {len(keys)} items, "
-        f"{ensemble['seconds'] / 60:.0f} min, `results/bench_policy_planner_seeds3.json`): "
-        f"planner mean {np.mean([many[k] for k in keys]):.1%} (one seed "
-        f"{np.mean([one[k] for k in keys]):.1%}), worst {many[worst_many]:.1%} "
-        f"({' '.join(worst_many)}; one seed {one[worst_one]:.1%}, {' '.join(worst_one)}); better "
-        f"on {sum(d > 0.001 for d in diff)} items, worse on {sum(d < -0.001 for d in diff)}, "
-        f"by {100 * min(diff):+.1f} to {100 * max(diff):+.1f} points. The seeds' average is a more faithful "
-        "first-sale-period lift (fidelity section) but hardly changes the plans: the "
-        "planner's losses come from demand in continuing sales."
-        f"\n\n```\n{cmd}\n```\n"
-    )
+    return "\n".join(lines)
 
 
 def readme_section(result: dict) -> str:
@@ -337,22 +288,7 @@ def readme_section(result: dict) -> str:
         f"cost of the learned simulator and {1 - upper:.1%} is RL's own shortfall at "
         f"{int(st['timesteps']):,} steps)."
     )
-    broad = ""
-    if PLANNER_RESULTS.exists():
-        wide = json.loads(PLANNER_RESULTS.read_text(encoding="utf-8"))
-        broad = planner_summary(wide)
-        if SEEDS_RESULTS.exists():
-            broad += seeds_summary(wide, json.loads(SEEDS_RESULTS.read_text(encoding="utf-8")))
-    history = ""
-    if HISTORY.exists():
-        past = json.loads(HISTORY.read_text(encoding="utf-8"))
-        history = (
-            "\n**Earlier runs** (same markets and items, one seed each):\n\n"
-            + "\n".join(f"- {line}" for line in past["lines"])
-            + "\n"
-        )
     return (
-        f"{SECTION}\n\n"
         "Policies computed only from the simulator learned from 730 days of behaviour-policy "
         "history: `planner` = the exact DP over the learned simulator's demand distilled "
         "into a (period, discount, sale streak) table (`promogym.agents.planner`, the default "
@@ -381,8 +317,6 @@ def readme_section(result: dict) -> str:
         + "\n\n"
         + verdict
         + "\n"
-        + broad
-        + history
     )
 
 
@@ -420,7 +354,7 @@ def main() -> None:
     )
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument(
-        "--readme-only", action="store_true", help="rewrite the README section from the JSON"
+        "--readme-only", action="store_true", help="rewrite the README part from the JSON"
     )
     args = parser.parse_args()
     if args.update_readme and args.timesteps <= 0:
@@ -468,8 +402,10 @@ def main() -> None:
         "packages": package_versions(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    atomic_write_text(args.out, json.dumps(result, indent=2, default=float) + "\n")
     print(result["table"])
+    if args.timesteps <= 0:
+        print(planner_summary(rows))
     if args.update_readme:
         update_readme(readme_section(result))
 
