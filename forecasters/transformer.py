@@ -298,7 +298,10 @@ class TransformerConfig:
         if self.unknown_items not in ("error", "generic"):
             raise bad("unknown_items", "must be 'error' or 'generic'")
         if self.recalibrate_by_promo and not self.recalibrate_quantiles:
-            raise bad("recalibrate_by_promo", "needs recalibrate_quantiles=True")
+            raise ConfigError(
+                f"{source}: recalibrate_by_promo=True needs recalibrate_quantiles=True; "
+                "set recalibrate_by_promo=False to fit without quantile maps"
+            )
         if self.censored_loss not in ("survival", "drop"):
             raise bad("censored_loss", "must be 'survival' or 'drop'")
         if self.likelihood not in LIKELIHOODS:

@@ -109,7 +109,7 @@ def test_config_is_validated() -> None:
         TransformerConfig(context_length=7, lags=(1, 7))
     with pytest.raises(ConfigError, match="unknown key"):
         TransformerConfig.from_dict({"d_modle": 3})
-    with pytest.raises(ConfigError, match="recalibrate_by_promo"):
+    with pytest.raises(ConfigError, match="set recalibrate_by_promo=False"):
         TransformerConfig(recalibrate_by_promo=True, recalibrate_quantiles=False)
     with pytest.raises(ConfigError, match="censored_loss must be 'survival' or 'drop'"):
         TransformerConfig(censored_loss="ignore")
