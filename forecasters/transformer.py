@@ -177,7 +177,10 @@ class TransformerConfig:
         recalibrate_quantiles: after training, map each quantile level to the model level
             that held that share of the validation actuals, per forecast period (forecasts
             made like :meth:`TransformerForecaster.predict`); fixes a mis-shaped tail (the NB's
-            lower tail was too heavy on OJ: 1% of actuals below its 5% quantile).
+            lower tail was too heavy on OJ: 1% of actuals below its 5% quantile). The maps
+            rest on the few validation periods: where series share shocks (a chain's weekly
+            deals), one period moves every item's map. On OJ they hurt the log-normal, whose
+            shape needs no fixing (``bench_oj.py``'s ``TFT_LN_SETTINGS`` turn them off).
         recalibrate_by_promo: recalibrate promotion and regular periods separately (two maps
             per forecast period, each from its own validation periods; a kind with fewer than
             ``MIN_RECALIBRATION_POINTS`` keeps the pooled map). Fixes a promotion lift whose
