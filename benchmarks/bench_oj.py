@@ -62,6 +62,12 @@ N_ROUNDS = 12
 HORIZON = 3
 SKIP = 1  # the first forecast week is not scored
 VALIDATION_SHIFT = 24
+SPLIT_SHIFTS = {"test": 0, "validation": VALIDATION_SHIFT, "early": 36}
+"""Weeks each ``--split`` moves the rounds back. ``validation`` rounds 0-5 score weeks 113-124
+and ``early`` rounds 0-5 weeks 101-112, so neither scores a test week; ``early`` leaves out
+the items with fewer than :data:`EARLY_MIN_WEEKS` recorded weeks by its first round's last
+training week (stores 134 and 137, which start late)."""
+EARLY_MIN_WEEKS = 42  # the transformers' context length
 QUANTILES = tuple(round(0.05 * k, 2) for k in range(1, 20))
 POINT_QUANTILES = tuple(round(0.01 * k, 2) for k in range(1, 100))
 """Levels the models are asked for (a superset of :data:`QUANTILES`): the MAPE-optimal point
@@ -213,6 +219,20 @@ def with_rival_promotions(full: SalesHistory) -> SalesHistory:
         frame=frame,
         freq=full.freq,
         source=f"{full.source} + rival promotions",
+        categorical=full.categorical,
+    )
+
+
+def with_history(full: SalesHistory, week: int, min_weeks: int) -> SalesHistory:
+    """``full`` without the items that have fewer than ``min_weeks`` recorded weeks up to
+    ``week``."""
+    frame = full.frame
+    recorded = pd.Series(date_to_week(frame["date"]) <= week).groupby(frame["item_id"]).sum()
+    keep = frame["item_id"].isin(recorded.index[recorded >= min_weeks])
+    return SalesHistory(
+        frame=frame[keep].reset_index(drop=True),
+        freq=full.freq,
+        source=f"{full.source} (items with >= {min_weeks} weeks by week {week})",
         categorical=full.categorical,
     )
 
@@ -403,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="snaive,lgbm", help=f"comma list of {MODEL_NAMES}")
     parser.add_argument("--rounds", type=int, default=N_ROUNDS, help="rounds 0..N-1 (max 12)")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument(
+        "--split",
+        choices=tuple(SPLIT_SHIFTS),
+        default="test",
+        help="test, or a tuning split that scores no test week (validation, early)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
     parser.add_argument(
@@ -426,9 +451,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {m!r}; choose from {', '.join(MODEL_NAMES)}")
     if not 1 <= args.rounds <= N_ROUNDS:
         parser.error(f"--rounds must be 1..{N_ROUNDS}")
-    shift = VALIDATION_SHIFT if args.split == "validation" else 0
+    shift = SPLIT_SHIFTS[args.split]
     out = args.out or RESULTS_DIR / (
-        "bench_oj.json" if args.split == "test" else "bench_oj_validation.json"
+        "bench_oj.json" if args.split == "test" else f"bench_oj_{args.split}.json"
     )
 
     import torch
@@ -436,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     # One thread by default: on a shared 2-core machine 2 threads ran small ops up to 35x slower.
     torch.set_num_threads(args.threads)
     full = with_rival_promotions(load_oj()) if args.rival else load_oj()
+    if args.split == "early":
+        full = with_history(full, round_weeks(0, shift)[0], EARLY_MIN_WEEKS)
     results: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for name in models:
