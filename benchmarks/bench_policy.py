@@ -261,7 +261,8 @@ def planner_summary(rows: list[dict]) -> str:
 
 
 def readme_section(result: dict) -> str:
-    """The README section for a results mapping (as written to ``bench_policy.json``)."""
+    """The README text between the markers for a results mapping (as written to
+    ``bench_policy.json``): description, command, table and verdict."""
     st, rows = result["settings"], result["rows"]
     cmd = (
         f"python benchmarks/bench_policy.py --markets {st['markets']} --items {st['items']} "
