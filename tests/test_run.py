@@ -231,9 +231,22 @@ def test_log_normal_run_simulates_and_recommends(shop: Path, tmp_path: Path) -> 
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flag, expected", [([], True), (["--no-refit"], False)])
-def test_cli_refit_flag_reaches_the_forecaster_config(
-    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: bool
+@pytest.mark.parametrize(
+    "flag, field, expected",
+    [
+        ([], "refit", True),
+        (["--no-refit"], "refit", False),
+        ([], "recalibrate_quantiles", True),
+        (["--no-quantile-maps"], "recalibrate_quantiles", False),
+    ],
+)
+def test_cli_forecaster_flags_reach_the_forecaster_config(
+    shop: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: list[str],
+    field: str,
+    expected: bool,
 ) -> None:
     import promogym.forecasters.transformer as module
 
@@ -250,4 +263,4 @@ def test_cli_refit_flag_reaches_the_forecaster_config(
         result = CliRunner().invoke(app, args)
         assert result.exit_code != 0 and "stop after the config" in result.output
         assert not out.exists()
-    assert [c.refit for c in seen] == [expected, expected]
+    assert [getattr(c, field) for c in seen] == [expected, expected]
