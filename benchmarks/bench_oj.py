@@ -20,11 +20,13 @@ Scores over all scored rows of all rounds:
 * wall seconds (fit + predict) per model over the round-set.
 
 ``--split validation`` shifts every round 24 weeks earlier (train up to week 111+2i, forecast
-113+2i and 114+2i): no week it scores is a test week, so LightGBM settings are tuned there.
+113+2i and 114+2i): no week it scores is a test week, so settings are tuned there.
+``--split early`` shifts them 36 weeks (rounds 0-5 score weeks 101-112), a second tuning
+split without the items too short for it (:data:`SPLIT_SHIFTS`).
 
-Transformer settings are :data:`TFT_SETTINGS` (``--tft`` JSON overrides them). Its fitted
-quantiles are recalibrated on its own validation weeks (the last 8 training weeks), so no
-scored week is used.
+Transformer settings are :data:`TFT_SETTINGS` (``--tft`` JSON overrides them). The NB
+transformers' quantiles are recalibrated on their own validation weeks (the last 8 training
+weeks), so no scored week is used; the log-normal ones (:data:`TFT_LN_SETTINGS`) are not.
 
 Example: python benchmarks/bench_oj.py --models snaive,lgbm --rounds 12 --update-readme
 """

@@ -546,12 +546,11 @@ def calibrate_dispersion(mean: torch.Tensor, disp: torch.Tensor, actual: torch.T
     >>> 3.0 < calibrate_dispersion(m, torch.full_like(m, 5.0), y) < 5.5  # true factor 4
     True
     """
-    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64, device=mean.device)
+    lv = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64, device=mean.device).unsqueeze(1)
     best, best_loss = 1.0, math.inf
     for scale in DISPERSION_SCALES.tolist():
         var = mean + mean * mean / (disp * scale)
         diff = actual.unsqueeze(0) - gamma_quantiles(CALIBRATION_LEVELS, mean, var)
-        lv = levels.unsqueeze(1)
         loss = float(torch.maximum(lv * diff, (lv - 1.0) * diff).mean())
         if loss < best_loss:
             best, best_loss = scale, loss

@@ -46,9 +46,9 @@ and the item as a static categorical embedding.
   dispersion is scaled to minimise the validation pinball loss and each quantile level is
   mapped, per forecast period, to the model level that held that share of the validation
   actuals (quantile recalibration): on Dominick's OJ the NB's lower tail was too heavy (1% of
-  actuals under its 5% quantile), which pulled the MAPE-optimal point down. Options: separate maps for promotion and regular periods
-  (``recalibrate_by_promo``) and early stopping and calibration on disjoint items
-  (``split_calibration``).
+  actuals under its 5% quantile), which pulled the MAPE-optimal point down. Options: separate
+  maps for promotion and regular periods (``recalibrate_by_promo``) and early stopping and
+  calibration on disjoint items (``split_calibration``).
 * **Refit** (``refit``, on by default): early stopping and calibration need held-out
   periods, so the early-stopped network never trained on the last ``validation_periods``
   periods, the ones nearest the forecast. It is then trained again from the same start on
@@ -841,11 +841,12 @@ class TransformerForecaster(Forecaster):
         one_step = self._validation_one_step(data, val_end, calibration)
         if cfg.calibrate_dispersion and self.likelihood.has_dispersion and one_step is not None:
             self.dispersion_scale = calibrate_dispersion(*one_step)
-        self.validation_metrics = (
-            validation_metrics(*self._scaled(one_step), likelihood=self.likelihood)
-            if one_step is not None
-            else {}
-        )
+        self.validation_metrics = {}
+        if one_step is not None:
+            first, second, actual = one_step
+            self.validation_metrics = validation_metrics(
+                first, self._dispersed(second), actual, likelihood=self.likelihood
+            )
         pits = (
             self._validation_pits(data, val_end, calibration) if cfg.recalibrate_quantiles else None
         )
@@ -922,12 +923,6 @@ class TransformerForecaster(Forecaster):
                 past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c]
             )
         return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
-
-    def _scaled(
-        self, one_step: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        first, second, actual = one_step
-        return first, self._dispersed(second), actual
 
     def _dispersed(self, second: torch.Tensor) -> torch.Tensor:
         """``second`` times :attr:`dispersion_scale` for a family with a dispersion."""
