@@ -411,11 +411,7 @@ def nb_quantile(
     dispersion = dispersion.to(torch.float64).reshape(-1)
     var = mean + mean * mean / dispersion
     big = mean + 12.0 * var.sqrt() > EXACT_QUANTILE_SUPPORT
-    # Gamma(shape k, scale var/mean) with the NB's mean and variance; Wilson-Hilferty quantile.
-    k = mean * mean / var
-    z = math.sqrt(2.0) * torch.special.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64))
-    wh = k * (1.0 - 1.0 / (9.0 * k) + z / (3.0 * k.sqrt())).clamp_min(0.0) ** 3
-    out = torch.round(wh * var / mean)
+    out = torch.round(gamma_quantiles([q], mean, var)[0])
     small = torch.nonzero(~big).flatten()
     for lo in range(0, small.shape[0], chunk):
         rows = small[lo : lo + chunk]
