@@ -149,7 +149,7 @@ def load_hparams_file(path: str | Path, algo: str) -> dict[str, Any]:
 def resolve_hparams(
     algo: str, *overrides: Mapping[str, Any], source: str = "--set"
 ) -> dict[str, Any]:
-    """Defaults of ``algo`` updated by each mapping in turn; unknown keys or bad types are errors."""
+    """Defaults of ``algo`` updated by each mapping in turn; unknown keys, bad types: errors."""
     check_algo(algo)
     params = copy.deepcopy(DEFAULT_HPARAMS[algo])
     for mapping in overrides:

@@ -210,7 +210,7 @@ def mean_profit(
 
 
 def base_stock_grid(capacity: int, points: int = 11) -> list[int]:
-    """Coarse base-stock levels ``0, c, 2c, ..., capacity`` with ``c = ceil(capacity / (points-1))``.
+    """Coarse base-stock levels ``0, c, 2c, ..., capacity``, ``c = ceil(capacity / (points-1))``.
 
     >>> base_stock_grid(160)
     [0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160]

@@ -156,7 +156,10 @@ def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = No
         day=pad("day", np.int64),
         item=torch.zeros(len(series), dtype=torch.long),
         daily=torch.tensor([s["daily"] for s in series], dtype=torch.float32),
-        length=torch.tensor([len(s["units"]) for s in series], dtype=torch.long),  # type: ignore[arg-type]
+        length=torch.tensor(
+            [len(s["units"]) for s in series],  # type: ignore[arg-type]
+            dtype=torch.long,
+        ),
     )
 
 

@@ -1269,7 +1269,8 @@ class TransformerForecaster(Forecaster):
                 samples[:, h0 + j], means[:, h0 + j], disps[:, h0 + j] = draw, first, second
                 value = lik.model_values(draw.to(enc.scaled.dtype)).unsqueeze(1)
                 drawn = torch.cat((drawn, (value - enc.loc) / enc.scale), 1)
-        return tuple(x.view(n, s, horizon) for x in (samples, means, disps))  # type: ignore[return-value]
+        shaped = tuple(x.view(n, s, horizon) for x in (samples, means, disps))
+        return shaped  # type: ignore[return-value]
 
     def predict(
         self,
@@ -1434,7 +1435,8 @@ class TransformerForecaster(Forecaster):
         path = directory / CONFIG_FILE
         if not path.exists() or not (directory / WEIGHTS_FILE).exists():
             raise DataError(
-                f"{directory}: not a saved transformer forecaster (need {CONFIG_FILE} and {WEIGHTS_FILE})"
+                f"{directory}: not a saved transformer forecaster "
+                f"(need {CONFIG_FILE} and {WEIGHTS_FILE})"
             )
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
@@ -1677,7 +1679,8 @@ def train_network(
         losses.append({"epoch": epoch, "train": _finite(run / max(steps, 1)), "val": _finite(vl)})
         if progress is not None:
             progress(
-                f"epoch {epoch + 1}/{config.epochs}: train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
+                f"epoch {epoch + 1}/{config.epochs}: "
+                f"train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
             )
         if not has_val:
             best = (math.nan, epoch)
