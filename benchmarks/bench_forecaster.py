@@ -108,7 +108,7 @@ def fidelity(
     ladder = torch.tensor(LADDER)
     mean, _ = model.one_step(ctx, ladder)
     log_lift = torch.log(mean / mean[:, :1])
-    per_item = []
+    model_lifts, true_lifts = [], []
     for i, item_id in enumerate(model.item_ids):
         rows = ctx.item == i
         model_lift = torch.exp(log_lift[rows].mean(0))
@@ -117,10 +117,10 @@ def fidelity(
         true = market.mean_demand(
             m_item, day, ladder.double(), torch.zeros(len(LADDER), dtype=torch.long)
         )
-        true_lift = true / true[0]
-        per_item.append((model_lift / true_lift - 1.0).numpy())
+        model_lifts.append(model_lift.numpy())
+        true_lifts.append((true / true[0]).numpy())
     return {
-        **lift_error_summary(np.stack(per_item), list(model.item_ids)),
+        **lift_error_summary(np.stack(model_lifts), np.stack(true_lifts), list(model.item_ids)),
         "contexts": int(ctx.batch_size),
         "validation_metrics": getattr(model, "validation_metrics", {}),
         "fit_seconds": getattr(model, "training", {}).get("seconds"),
@@ -142,6 +142,10 @@ def over_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
                 "worst_abs_error": float(max(lv["worst_abs_error"] for lv in at)),
                 "mean_error": float(np.mean([lv["mean_error"] for lv in at])),
                 "items_within_10pct": int(sum(lv["items_within_10pct"] for lv in at)),
+                "average_lift_error": float(np.mean([lv["average_lift_error"] for lv in at])),
+                "average_lift_worst_abs_error": float(
+                    max(abs(lv["average_lift_error"]) for lv in at)
+                ),
             }
         )
     return {
@@ -151,6 +155,7 @@ def over_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         "contexts": runs[0]["contexts"],
         "share_within_10pct": float(np.mean([r["share_within_10pct"] for r in runs])),
         "share_within_10pct_per_seed": [r["share_within_10pct"] for r in runs],
+        "average_lift_within_10pct": all(r["average_lift_within_10pct"] for r in runs),
         "fit_seconds": float(np.mean([r["fit_seconds"] for r in runs])),
         "epochs_run": [r["epochs_run"] for r in runs],
         "validation_metrics": runs[0]["validation_metrics"],
@@ -158,8 +163,15 @@ def over_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     }
 
 
-def lift_error_summary(err: np.ndarray, item_ids: list[str]) -> dict[str, Any]:
-    """Per-level and overall figures of ``err`` (items x ladder levels, level 0 first)."""
+def lift_error_summary(
+    model_lift: np.ndarray, true_lift: np.ndarray, item_ids: list[str]
+) -> dict[str, Any]:
+    """Per-level and overall figures of the lift errors ``model_lift / true_lift - 1`` (items x
+    ladder levels, level 0 first): per item, and of the items' average lift
+    (``average_lift_error``: mean model lift over the items / mean true lift - 1, the error a
+    campaign over all of them would see)."""
+    err = model_lift / true_lift - 1.0
+    average = model_lift.mean(axis=0) / true_lift.mean(axis=0) - 1.0
     levels = []
     for a, d in enumerate(LADDER):
         if d == 0:
@@ -171,12 +183,14 @@ def lift_error_summary(err: np.ndarray, item_ids: list[str]) -> dict[str, Any]:
                 "worst_abs_error": float(np.abs(err[:, a]).max()),
                 "mean_error": float(err[:, a].mean()),
                 "items_within_10pct": int((np.abs(err[:, a]) <= 0.10).sum()),
+                "average_lift_error": float(average[a]),
             }
         )
     return {
         "levels": levels,
         "items": len(item_ids),
         "share_within_10pct": float((np.abs(err[:, 1:]) <= 0.10).mean()),
+        "average_lift_within_10pct": bool((np.abs(average[1:]) <= 0.10).all()),
         "per_item_error": {item: err[i, 1:].round(4).tolist() for i, item in enumerate(item_ids)},
     }
 
@@ -192,7 +206,7 @@ def oracle_fidelity(market: ReferenceMarket, history: SalesHistory) -> dict[str,
     """
     frame = history.frame.sort_values(["item_id", "date"])
     ladder = torch.tensor(LADDER, dtype=torch.float64)
-    errors = []
+    fitted_lifts, true_lifts = [], []
     for item_id in market.item_ids:
         g = frame[frame["item_id"] == item_id]
         fitted = fit_item_family(
@@ -204,8 +218,9 @@ def oracle_fidelity(market: ReferenceMarket, history: SalesHistory) -> dict[str,
         )
         i = torch.full((len(LADDER),), market.item_index(item_id))
         true = market.mean_demand(i, torch.zeros_like(i), ladder, torch.zeros_like(i))
-        errors.append((fitted / (true / true[0]) - 1.0).numpy())
-    return lift_error_summary(np.stack(errors), list(market.item_ids))
+        fitted_lifts.append(fitted.numpy())
+        true_lifts.append((true / true[0]).numpy())
+    return lift_error_summary(np.stack(fitted_lifts), np.stack(true_lifts), list(market.item_ids))
 
 
 def fit_item_family(
@@ -428,14 +443,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"({r['epochs_run']} epochs)"
             )
         print(
-            f"{'discount':>8} {'mean |err|':>10} {'worst |err|':>11} {'mean err':>9} {'items <=10%':>11}"
+            f"{'discount':>8} {'mean |err|':>10} {'worst |err|':>11} {'mean err':>9} "
+            f"{'items <=10%':>11} {'average lift err':>16}"
         )
         for lv in r["levels"]:
             print(
-                f"{lv['discount']:>8.2f} {lv['mean_abs_error']:>10.1%} {lv['worst_abs_error']:>11.1%} "
-                f"{lv['mean_error']:>+9.1%} {lv['items_within_10pct']:>6}/{r['items']}"
+                f"{lv['discount']:>8.2f} {lv['mean_abs_error']:>10.1%} "
+                f"{lv['worst_abs_error']:>11.1%} {lv['mean_error']:>+9.1%} "
+                f"{lv['items_within_10pct']:>6}/{r['items']:<4} {lv['average_lift_error']:>+16.1%}"
             )
         print(f"item x level pairs within 10%: {r['share_within_10pct']:.1%}")
+        print(
+            "items' average lift within 10% at every level"
+            + (" and seed" if len(r.get("seeds", [])) > 1 else "")
+            + f": {'yes' if r['average_lift_within_10pct'] else 'no'}"
+        )
         if "validation_metrics" in r:
             print(f"validation: {r['validation_metrics']}")
     for threads, table in results.get("speed", {}).items():
