@@ -2,9 +2,10 @@
 
 Round ``i`` (0..11) fits on weeks 40..135+2i and forecasts weeks 137+2i and 138+2i: horizon 3
 with the first forecast week skipped, using the known prices, deals and features (``feat``)
-of the forecast weeks. Items with no record in a forecast week get their last known covariates
-(the future frame needs one row per item and week); only recorded store x brand x weeks are
-scored, as in TSPerf.
+of the forecast weeks, and (by default; ``--no-rival`` leaves them out) the promotions of the
+store's other brands in those weeks (:data:`RIVAL_COLUMNS`). Items with no record in a forecast
+week get their last known covariates (the future frame needs one row per item and week); only
+recorded store x brand x weeks are scored, as in TSPerf.
 
 Scores over all scored rows of all rounds:
 
@@ -442,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads")
     parser.add_argument(
         "--rival",
-        action="store_true",
-        help="add the store's other brands' promotions as covariates (RIVAL_COLUMNS)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the store's other brands' promotions as covariates (RIVAL_COLUMNS; default on)",
     )
     parser.add_argument("--update-readme", action="store_true", help="write the table into README")
     args = parser.parse_args(argv)
