@@ -864,7 +864,8 @@ class TransformerForecaster(Forecaster):
                 data, data.window_starts(window, window, data.length), window, p
             )
             again = dataclasses.replace(cfg, epochs=log["best_epoch"] + 1)
-            refit_log = train_network(self.model, data, every, every[:0], again, progress)
+            refit_progress = None if progress is None else (lambda m: progress(f"refit {m}"))
+            refit_log = train_network(self.model, data, every, every[:0], again, refit_progress)
             log["refit_epochs"] = refit_log["epochs_run"]
             log["refit_losses"] = [e["train"] for e in refit_log["losses"]]
         self.training = {
@@ -1006,7 +1007,6 @@ class TransformerForecaster(Forecaster):
                 mask,
                 enc.hidden,
                 encoder_attention_mask=None,
-                past_key_values=None,
                 use_cache=False,
             )
         return self._params(h, enc, future, past.item)
@@ -1678,9 +1678,9 @@ def train_network(
         # JSON-safe: no validation (or a diverged one) is None, not NaN.
         losses.append({"epoch": epoch, "train": _finite(run / max(steps, 1)), "val": _finite(vl)})
         if progress is not None:
+            val_text = f"val nll {vl:.4f}" if has_val else "no validation windows"
             progress(
-                f"epoch {epoch + 1}/{config.epochs}: "
-                f"train nll {run / max(steps, 1):.4f}, val nll {vl:.4f}"
+                f"epoch {epoch + 1}/{config.epochs}: train nll {run / max(steps, 1):.4f}, {val_text}"
             )
         if not has_val:
             best = (math.nan, epoch)

@@ -830,8 +830,13 @@ def test_refit_trains_again_on_every_period_and_keeps_the_calibration(
     ctx, ladder = context_of(history, 14, [0, 1]), torch.tensor([0.0, 0.3])
     assert not torch.equal(refit.one_step(ctx, ladder)[0], plain.one_step(ctx, ladder)[0])
     monkeypatch.setattr(module, "train_network", spy.real)
-    twice = TransformerForecaster(refit_cfg, from_scratch=True).fit(history)
+    lines: list[str] = []
+    twice = TransformerForecaster(refit_cfg, from_scratch=True).fit(history, lines.append)
     torch.testing.assert_close(twice.one_step(ctx, ladder), refit.one_step(ctx, ladder))
+    # Progress names the refit's epochs and never prints a NaN validation loss for them.
+    refit_lines = [m for m in lines if m.startswith("refit epoch")]
+    assert len(refit_lines) == epochs and all("no validation windows" in m for m in refit_lines)
+    assert not any("nan" in m for m in lines)
 
 
 def test_a_diverged_validation_loss_never_wins_early_stopping(
