@@ -17,7 +17,7 @@ import torch
 
 from promogym.data import SalesHistory, history_from_frame
 from promogym.distributions import negative_binomial_pmf
-from promogym.errors import DataError
+from promogym.errors import DataError, PromogymInputError
 from promogym.forecasters.base import DemandContext, Forecaster
 from promogym.forecasters.baselines import (
     SeasonalNaive,
@@ -308,3 +308,56 @@ def test_ensemble_save_load_keeps_the_weights_exactly(history: SalesHistory, tmp
     ensemble = EnsembleForecaster(members)
     ensemble.save(tmp_path / "e")
     assert EnsembleForecaster.load(tmp_path / "e").weights == ensemble.weights
+
+
+def test_lightgbm_item_scales_follow_each_items_spread(history: SalesHistory):
+    pytest.importorskip("lightgbm")
+    from promogym.forecasters.baselines import LightGBMForecaster
+
+    # The formula: own squared residuals plus k pseudo-residuals at the pooled mean square.
+    model = LightGBMForecaster(scale_shrinkage=2.0)
+    residuals = np.array([[0.1, -0.1, np.nan], [1.0, -1.0, 1.0], [np.nan, np.nan, np.nan]])
+    pooled = (0.01 * 2 + 1.0 * 3) / 5
+    expected = np.sqrt([(0.02 + 2 * pooled) / 4, (3.0 + 2 * pooled) / 5, pooled])
+    np.testing.assert_allclose(model._item_scales(residuals), expected)
+    assert (LightGBMForecaster(residual_scale="global")._item_scales(residuals) == 1).all()
+    # A noisy item gets wider log-space intervals than a quiet one; "global" gives all the same.
+    rng = np.random.default_rng(1)
+    noise = np.where(
+        history.frame["item_id"] == "pear", rng.lognormal(0, 1.2, len(history.frame)), 1
+    )
+    frame = history.frame.assign(units_sold=np.round(history.frame["units_sold"] * noise))
+    noisy = SalesHistory(frame=frame, freq="D", categorical=history.categorical)
+    future = future_frame(noisy)
+    widths = {}
+    for scale in ("item", "global"):
+        fitted = _lightgbm()
+        fitted.residual_scale, fitted.scale_shrinkage = scale, 1.0
+        pred = fitted.fit(noisy).predict(noisy, future, HORIZON, QUANTILES)
+        width = np.log1p(pred["q0.9"]) - np.log1p(pred["q0.1"])
+        widths[scale] = width.groupby(pred["item_id"]).mean()
+    assert widths["item"]["pear"] > 1.3 * widths["item"][["apple", "kiwi"]].max()
+    np.testing.assert_allclose(widths["global"], widths["global"].mean())
+    with pytest.raises(PromogymInputError, match="residual_scale"):
+        LightGBMForecaster(residual_scale="per-item")
+
+
+def test_lightgbm_loads_a_directory_saved_before_item_scales(history: SalesHistory, tmp_path: Path):
+    import json
+
+    pytest.importorskip("lightgbm")
+    from promogym.forecasters.baselines import META_FILE, LightGBMForecaster
+
+    model = _lightgbm()
+    model.residual_scale = "global"
+    model.fit(history)
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    del meta["item_scales"], meta["config"]["residual_scale"], meta["config"]["scale_shrinkage"]
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    loaded = LightGBMForecaster.load(tmp_path)
+    assert loaded.residual_scale == "global"
+    future = future_frame(history)
+    pd.testing.assert_frame_equal(
+        loaded.predict(history, future, HORIZON), model.predict(history, future, HORIZON)
+    )
