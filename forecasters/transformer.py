@@ -154,7 +154,12 @@ class TransformerConfig:
         epochs: maximum training epochs (early stopping may end sooner).
         batch_size: windows per optimiser step.
         windows_per_epoch: training windows drawn (without replacement) per epoch.
-        validation_periods: last periods of each item held out for early stopping and metrics.
+        validation_periods: last periods of each item held out for early stopping and metrics;
+            ``None`` (default): :data:`DEFAULT_VALIDATION_PERIODS` of the data's frequency, 28
+            days or 8 weeks (resolved by :meth:`TransformerForecaster.fit`, whose config keeps
+            the number). 28 weeks would hold out over half a year of a weekly history and
+            needs 74 weeks of it; on five OJ stores (validation split, rounds 0-5) 8 weeks
+            scored 44.7% MAPE against 46.4% for 16.
         patience: epochs without validation improvement before stopping. 10: with 4,
             fine-tuning stopped after 5-7 epochs with the base's generic discount
             response still in place (held-out lifts within +-10%: 53.3% vs 63.3%).
@@ -231,7 +236,7 @@ class TransformerConfig:
     epochs: int = 30
     batch_size: int = 64
     windows_per_epoch: int = 4096
-    validation_periods: int = 28
+    validation_periods: int | None = None
     patience: int = 10
     item_learning_rate_scale: float = 10.0
     item_weight_decay: float = 0.0
@@ -290,9 +295,13 @@ class TransformerConfig:
             raise bad("context_length", f"must exceed the largest lag ({max(self.lags)})")
         if self.d_model % self.heads:
             raise bad("heads", f"must divide d_model ({self.d_model})")
-        if self.validation_periods < self.prediction_length:
+        if self.validation_periods is not None and not (
+            isinstance(self.validation_periods, int)
+            and self.validation_periods >= self.prediction_length
+        ):
             raise bad(
-                "validation_periods", f"must be >= prediction_length ({self.prediction_length})"
+                "validation_periods",
+                f"must be an integer >= prediction_length ({self.prediction_length}) or null",
             )
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "must be in [0, 1)")
@@ -531,6 +540,8 @@ class Encoded(NamedTuple):
 
 
 PERIOD_DAYS = {"D": 1, "W": 7}
+# Periods held out for early stopping when TransformerConfig.validation_periods is None.
+DEFAULT_VALIDATION_PERIODS = {"D": 28, "W": 8}
 
 
 def period_days(freq: str) -> int:
@@ -801,7 +812,11 @@ class TransformerForecaster(Forecaster):
             arch = {f: getattr(base.config, f) for f in ARCHITECTURE_FIELDS}
             self.config = dataclasses.replace(self.config, **arch)
             base_info = str(self.base_dir)
+        if self.config.validation_periods is None:
+            periods = DEFAULT_VALIDATION_PERIODS[history.freq]
+            self.config = dataclasses.replace(self.config, validation_periods=periods)
         cfg = self.config
+        assert cfg.validation_periods is not None
         self.dispersion_scale = 1.0
         self.recalibration = []
         self.promo_recalibration = []

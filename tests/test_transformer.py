@@ -927,3 +927,40 @@ def test_recalibrate_by_promo_fits_a_map_per_kind_of_period(
         dataclasses.replace(cfg, recalibrate_by_promo=False), from_scratch=True
     )
     assert off.fit(history).promo_recalibration == []
+
+
+@pytest.mark.parametrize(("freq", "periods", "held_out"), [("W", 30, 8), ("D", 50, 28)])
+def test_validation_periods_default_follows_the_frequency(
+    freq: str, periods: int, held_out: int, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    step = 7 if freq == "W" else 1
+    dates = pd.date_range("2024-01-01", periods=periods, freq=f"{step}D")
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "date": dates.strftime("%Y-%m-%d"),
+                    "item_id": item,
+                    "units_sold": rng.poisson(20, periods),
+                    "price": 10.0,
+                }
+            )
+            for item in ("a", "b")
+        ]
+    )
+    history = history_from_frame(frame)
+    assert history.freq == freq
+    cfg = dataclasses.replace(TINY, epochs=1, validation_periods=None, refit=False)
+    fitted = TransformerForecaster(cfg, from_scratch=True).fit(history)
+    assert fitted.config.validation_periods == held_out
+    fitted.save(tmp_path)
+    assert TransformerForecaster.load(tmp_path).config.validation_periods == held_out
+    # 28 weeks would not fit in 30 weeks of history: an explicit 28 is a clear error.
+    if freq == "W":
+        with pytest.raises(DataError, match="validation_periods 28"):
+            TransformerForecaster(
+                dataclasses.replace(cfg, validation_periods=28), from_scratch=True
+            ).fit(history)
+    with pytest.raises(ConfigError, match="validation_periods"):
+        dataclasses.replace(cfg, validation_periods=1)
