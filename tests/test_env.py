@@ -349,6 +349,25 @@ def test_inverse_cdf_matches_the_pmf_table() -> None:
     assert torch.equal(negative_binomial_icdf(u[:1], mean[:1], dispersion[:1]), fast[:1])
 
 
+def test_inverse_cdf_of_large_means_matches_the_pmf_table() -> None:
+    # Means in the thousands walk in growing chunks (a weekly shop selling 13,000 units).
+    g = torch.Generator().manual_seed(1)
+    n = 300
+    mean = torch.exp(torch.rand(n, generator=g, dtype=torch.float64) * 5 + 4)  # 55 .. 8100
+    dispersion = torch.exp(torch.rand(n, generator=g, dtype=torch.float64) * 4 + 1)  # 2.7 .. 150
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    fast = negative_binomial_icdf(u, mean, dispersion)
+    cdf = torch.cumsum(negative_binomial_pmf(mean, dispersion, 60_000), dim=-1)
+    reference = (cdf < u.unsqueeze(-1)).sum(dim=-1).to(torch.float64)
+    assert (fast - reference).abs().max().item() <= 1
+    assert (fast != reference).double().mean().item() < 0.02
+    mixed = torch.cat([torch.full((50,), 3.0, dtype=torch.float64), mean])
+    both = negative_binomial_icdf(
+        torch.cat([u[:50], u]), mixed, torch.cat([dispersion[:50], dispersion])
+    )
+    assert torch.equal(both[50:], fast)
+
+
 # ---- masks and errors ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "discounts_ok", "orders_ok"),
