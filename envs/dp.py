@@ -47,6 +47,24 @@ from promogym.errors import PromogymInputError
 DEFAULT_START_DATE = dt.date(2026, 12, 1)
 """Campaign start used when the config gives no ``campaign.start_date``."""
 
+DP_MEMORY_LIMIT = 8 * 2**30
+"""Bytes :func:`solve_table` may need (:func:`dp_memory_bytes`) before it refuses to start."""
+
+
+def dp_memory_bytes(params: CampaignParams) -> int:
+    """Peak bytes :func:`solve_table` needs for ``params``, about (an upper estimate).
+
+    The grid holds every stock level ``0..capacity``, so the transition matrices grow with
+    ``capacity ** 2``: capacity 160 needs a few MB, 2,000 about 3 GB, 60,000 some 2 TB.
+    """
+    n_x = params.capacity + 1
+    n_d, n_o, n_s = params.n_discounts, params.n_orders, MAX_STREAK + 1
+    n_k = n_o ** max(params.lead_time - 1, 0)
+    n_u = params.sale_budget + 1 if params.sale_budget < params.horizon else 1
+    square = 8 * n_x * n_x * (2 * n_d * n_s + 3)  # trans (+ its gather), diff, sold_idx, band
+    grid = 8 * n_x * n_k * n_s * n_u * (2 * (params.horizon + 1) + 4 * n_d * n_o)
+    return square + grid
+
 
 @dataclass(frozen=True)
 class DPSolution:
@@ -286,6 +304,15 @@ def solve_table(
     """
     started = time.perf_counter()
     _check_params(params)
+    need = dp_memory_bytes(params)
+    if need > DP_MEMORY_LIMIT:
+        raise PromogymInputError(
+            f"the exact planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
+            f"{params.capacity:,} (it keeps every stock level; limit "
+            f"{DP_MEMORY_LIMIT / 2**30:.0f} GiB): count stock in larger units (e.g. cases: divide "
+            "units_sold and the [inventory] numbers by the case size, multiply prices and costs "
+            "by it) or use a trained agent (promogym recommend --agent ppo)"
+        )
     if table.mean.shape[:2] != (params.horizon, params.n_discounts):
         raise ValueError(
             f"demand table is {tuple(table.mean.shape)}, the campaign needs "

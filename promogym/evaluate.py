@@ -37,6 +37,7 @@ import torch
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand
+from promogym.envs.dp import DP_MEMORY_LIMIT, dp_memory_bytes
 from promogym.envs.market import ReferenceMarket, day_date, day_number, default_market
 from promogym.envs.rollout import Policy, Rollout, simulate
 from promogym.errors import PromogymInputError
@@ -389,6 +390,13 @@ def run_inputs(
         markets["learned"] = run.demand_model()
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
+    # The exact planner keeps every stock level; past DP_MEMORY_LIMIT it is left out.
+    planner_fits = dp_memory_bytes(params) <= DP_MEMORY_LIMIT
+    if not planner_fits:
+        provenance["planner"] = (
+            f"left out: capacity {params.capacity:,} needs about "
+            f"{dp_memory_bytes(params) / 2**30:,.0f} GiB (count stock in larger units)"
+        )
     log = None
     if agent is not None:
         provenance["policy"] = {"agent": agent, "model": which}
@@ -409,7 +417,7 @@ def run_inputs(
         markets,
         true_market if "reference" in markets else None,
         {
-            PLANNER: run.policy(PLANNER),
+            **({PLANNER: run.policy(PLANNER)} if planner_fits else {}),
             **({agent: run.policy(agent, which)} if agent is not None else {}),
         },
         provenance,

@@ -338,3 +338,18 @@ def test_default_campaign_report_optimum_beats_tuned_baselines() -> None:
     for name, row in report["baselines"].items():
         margin = 3 * row["se"] / report["expected_profit"]
         assert row["ratio"] <= 1.0 + margin, name
+
+
+def test_a_capacity_too_large_for_the_grid_is_a_clear_error_before_any_allocation() -> None:
+    from promogym.envs.dp import DP_MEMORY_LIMIT, dp_memory_bytes
+    from promogym.errors import PromogymInputError
+
+    small = CampaignParams.from_config(CampaignConfig())
+    assert dp_memory_bytes(small) < 2**27  # the demo campaign: well under 128 MB
+    big_cfg = CampaignConfig().replace(
+        inventory={"capacity": 60_000, "initial": 15_000, "order_quantities": [0, 5_000]}
+    )
+    big = CampaignParams.from_config(big_cfg)
+    assert dp_memory_bytes(big) > DP_MEMORY_LIMIT
+    with pytest.raises(PromogymInputError, match="capacity 60,000.*larger units"):
+        solve(default_market(), "sku-0", big, start_day=START_DAY)
