@@ -108,6 +108,8 @@ class SalesHistory:
         categorical: names of the extra categorical columns kept in ``frame``.
         filled_rows: rows added by ``fill_gaps="zero"``.
         dropped_rows: rows removed by ``fill_gaps="drop"``.
+        ignored_columns: columns of the source that the contract did not use (neither a
+            contract column, after the column map, nor a named categorical one).
     """
 
     frame: pd.DataFrame
@@ -116,6 +118,7 @@ class SalesHistory:
     categorical: tuple[str, ...] = ()
     filled_rows: int = 0
     dropped_rows: int = 0
+    ignored_columns: tuple[str, ...] = ()
 
     @property
     def item_ids(self) -> list[str]:
@@ -165,6 +168,7 @@ class SalesHistory:
             "categorical": list(self.categorical),
             "filled_rows": self.filled_rows,
             "dropped_rows": self.dropped_rows,
+            "ignored_columns": list(self.ignored_columns),
             "fingerprint": self.fingerprint(),
         }
 
@@ -191,6 +195,11 @@ class SalesHistory:
             lines.append(f"gap rows filled {s['filled_rows']} (fill_gaps=zero)")
         if s["dropped_rows"]:
             lines.append(f"rows dropped    {s['dropped_rows']} (fill_gaps=drop)")
+        if s["ignored_columns"]:
+            lines.append(
+                f"not used        {', '.join(s['ignored_columns'])} (not in the contract: map "
+                "them with --columns / [data] columns, or keep text ones with --categorical)"
+            )
         lines.append(f"fingerprint     {s['fingerprint'][:16]}")
         return "\n".join(lines)
 
@@ -512,6 +521,8 @@ def _build(
                 "add the column"
             )
 
+    used = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS) | set(categorical)
+    ignored = tuple(str(c) for c in raw.columns if c not in used)
     n = raw.shape[0]
     date = _parse_dates(raw["date"], check)
     item_id = _parse_item_ids(raw["item_id"], check)
@@ -624,6 +635,7 @@ def _build(
         categorical=categorical,
         filled_rows=filled,
         dropped_rows=dropped,
+        ignored_columns=ignored,
     )
 
 

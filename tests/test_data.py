@@ -564,6 +564,10 @@ def test_config_data_section_sets_defaults_and_options_win(tmp_path: Path) -> No
         )
     dropped = load_history_with_config(path, config, fill_gaps="drop", categorical=())
     assert dropped.dropped_rows == 2 and dropped.categorical == ()
+    # A column the contract does not use is named in the summary, not silently dropped.
+    assert history.ignored_columns == () and dropped.ignored_columns == ("store",)
+    assert "not used        store" in dropped.describe()
+    assert "not used" not in history.describe()
     toml = tmp_path / "c.toml"
     config.save(toml)
     result = CliRunner().invoke(
