@@ -124,11 +124,14 @@ def next_period_features(
     discounts: torch.Tensor,
     daily: torch.Tensor,
     extra: torch.Tensor | None = None,
+    promo: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Features of the period right after ``N`` windows, one row per candidate discount.
 
-    Equal to the last row of :func:`time_features` over the window extended by that period
-    (promo flag = ``discount > 0``), without recomputing the past: ``(N, A, F)`` float32.
+    Equal to the last row of :func:`time_features` over the window extended by that period,
+    without recomputing the past: ``(N, A, F)`` float32. The period's promo flag is ``promo``
+    (``(N, A)``, e.g. the recorded flag of a validation period) or, by default, ``discount >
+    0`` (the simulator's rule: a discount is a sale).
 
     Args:
         past_promo: ``(N, C)`` promo flags of the window.
@@ -137,12 +140,13 @@ def next_period_features(
         discounts: ``(N, A)`` candidate discounts.
         daily: ``(N,)`` daily flag.
         extra: ``(N, X)`` extra covariates of the predicted period (none if ``None``).
+        promo: ``(N, A)`` promo flags of the predicted period (``None``: ``discount > 0``).
     """
     n, a = discounts.shape
     if extra is None:
         extra = torch.zeros(n, 0, dtype=torch.float32, device=day.device)
     discounts = discounts.to(torch.float32)
-    promo = (discounts > 0).to(torch.float32)
+    promo = (discounts > 0 if promo is None else promo > 0.5).to(torch.float32)
     run = promo_run_length(past_promo)[:, -1].clamp(max=STREAK_CAP).to(torch.float32)
     per_item = torch.cat(
         (

@@ -935,8 +935,11 @@ class TransformerForecaster(Forecaster):
             return None
         past = w.select(slice(None), slice(0, c))
         with torch.inference_mode():
+            # The recorded promo flag: data whose promo is not "discount > 0" (OJ's deals,
+            # priced against a running maximum) would otherwise be validated on other inputs
+            # than it was trained on.
             mean, disp = self._one_step_windows(
-                past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c]
+                past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c], w.promo[:, c : c + 1]
             )
         return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
 
@@ -983,10 +986,12 @@ class TransformerForecaster(Forecaster):
         day: torch.Tensor,
         discounts: torch.Tensor,
         next_extra: torch.Tensor | None = None,
+        next_promo: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-step :meth:`_params` ``(N, A)`` for each window and candidate discount.
 
-        ``next_extra`` ``(N, X)``: the extra covariates of the predicted period.
+        ``next_extra`` ``(N, X)``: the extra covariates of the predicted period; ``next_promo``
+        ``(N, A)`` its promo flags (default ``discount > 0``, see :func:`next_period_features`).
 
         The encoder runs once per window; the ``A`` candidates are ``A`` decoder tokens that
         share its keys/values and attend only to themselves (a diagonal self-attention mask),
@@ -998,7 +1003,7 @@ class TransformerForecaster(Forecaster):
         enc = self._encode(past)
         lagged = net.get_lagged_subsequences(sequence=enc.scaled, subsequences_length=1, shift=1)
         future = next_period_features(
-            past.promo, past.observed, day, discounts, past.daily, next_extra
+            past.promo, past.observed, day, discounts, past.daily, next_extra, next_promo
         )
         dec_in = torch.cat(
             (

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -964,3 +965,31 @@ def test_validation_periods_default_follows_the_frequency(
             ).fit(history)
     with pytest.raises(ConfigError, match="validation_periods"):
         dataclasses.replace(cfg, validation_periods=1)
+
+
+def test_validation_one_step_uses_the_recorded_promo_flag(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+    from promogym.forecasters.features import next_period_features
+
+    # The flag column of the features: discount > 0 by default, the given flags otherwise.
+    past_promo, observed = torch.zeros(1, 5), torch.ones(1, 5, dtype=torch.bool)
+    day, daily, discounts = torch.tensor([100]), torch.tensor([1.0]), torch.tensor([[0.0, 0.3]])
+    default = next_period_features(past_promo, observed, day, discounts, daily)
+    given = next_period_features(
+        past_promo, observed, day, discounts, daily, promo=torch.tensor([[1.0, 0.0]])
+    )
+    assert default[0, :, 1].tolist() == [0.0, 1.0] and given[0, :, 1].tolist() == [1.0, 0.0]
+    torch.testing.assert_close(default[..., 2:], given[..., 2:])
+    # fit's validation one-step passes the periods' recorded flags.
+    seen: list[torch.Tensor | None] = []
+
+    def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
+        seen.append(args[6] if len(args) > 6 else kwargs.get("promo"))
+        return next_period_features(*args, **kwargs)
+
+    monkeypatch.setattr(module, "next_period_features", spy)
+    TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True).fit(history)
+    recorded = [p for p in seen if p is not None]
+    assert recorded and all(p.shape[1] == 1 for p in recorded)
