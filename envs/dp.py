@@ -66,6 +66,20 @@ def dp_memory_bytes(params: CampaignParams) -> int:
     return square + grid
 
 
+def dp_too_large(params: CampaignParams) -> str | None:
+    """Why :func:`solve_table` cannot solve ``params`` within :data:`DP_MEMORY_LIMIT` (with the
+    fix), or ``None`` when it can."""
+    need = dp_memory_bytes(params)
+    if need <= DP_MEMORY_LIMIT:
+        return None
+    return (
+        f"the exact planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
+        f"{params.capacity:,} (it keeps every stock level; limit "
+        f"{DP_MEMORY_LIMIT / 2**30:.0f} GiB): count stock in larger units (e.g. cases: divide "
+        "units_sold and the [inventory] numbers by the case size, multiply prices and costs by it)"
+    )
+
+
 @dataclass(frozen=True)
 class DPSolution:
     """Value and policy tables of one solved campaign (all on the CPU).
@@ -304,14 +318,10 @@ def solve_table(
     """
     started = time.perf_counter()
     _check_params(params)
-    need = dp_memory_bytes(params)
-    if need > DP_MEMORY_LIMIT:
+    too_large = dp_too_large(params)
+    if too_large is not None:
         raise PromogymInputError(
-            f"the exact planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
-            f"{params.capacity:,} (it keeps every stock level; limit "
-            f"{DP_MEMORY_LIMIT / 2**30:.0f} GiB): count stock in larger units (e.g. cases: divide "
-            "units_sold and the [inventory] numbers by the case size, multiply prices and costs "
-            "by it) or use a trained agent (promogym recommend --agent ppo)"
+            f"{too_large}, or use a trained agent (promogym recommend --agent ppo)"
         )
     if table.mean.shape[:2] != (params.horizon, params.n_discounts):
         raise ValueError(

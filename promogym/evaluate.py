@@ -37,7 +37,7 @@ import torch
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand
-from promogym.envs.dp import DP_MEMORY_LIMIT, dp_memory_bytes
+from promogym.envs.dp import dp_too_large
 from promogym.envs.market import ReferenceMarket, day_date, day_number, default_market
 from promogym.envs.rollout import Policy, Rollout, simulate
 from promogym.errors import PromogymInputError
@@ -390,13 +390,10 @@ def run_inputs(
         markets["learned"] = run.demand_model()
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
-    # The exact planner keeps every stock level; past DP_MEMORY_LIMIT it is left out.
-    planner_fits = dp_memory_bytes(params) <= DP_MEMORY_LIMIT
-    if not planner_fits:
-        provenance["planner"] = (
-            f"left out: capacity {params.capacity:,} needs about "
-            f"{dp_memory_bytes(params) / 2**30:,.0f} GiB (count stock in larger units)"
-        )
+    # The exact planner keeps every stock level; past its memory limit it is left out.
+    too_large = dp_too_large(params)
+    if too_large is not None:
+        provenance["planner"] = f"left out: {too_large}"
     log = None
     if agent is not None:
         provenance["policy"] = {"agent": agent, "model": which}
@@ -417,7 +414,7 @@ def run_inputs(
         markets,
         true_market if "reference" in markets else None,
         {
-            **({PLANNER: run.policy(PLANNER)} if planner_fits else {}),
+            **({PLANNER: run.policy(PLANNER)} if too_large is None else {}),
             **({agent: run.policy(agent, which)} if agent is not None else {}),
         },
         provenance,
