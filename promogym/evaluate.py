@@ -459,7 +459,11 @@ def _evaluate(
     provenance = dict(inputs.provenance)
     optimum = None
     policies: dict[str, Policy] = {}
-    if inputs.true_market is not None:
+    too_large = dp_too_large(inputs.params) if inputs.true_market is not None else None
+    if too_large is not None:  # as the planner: the report goes on without the optimum
+        say(f"no exact optimum: {too_large}")
+        provenance["optimum"] = f"left out: {too_large}"
+    elif inputs.true_market is not None:
         say(f"solving the exact DP optimum for {inputs.item} from {inputs.start_date} ...")
         solution = dp.solve(
             inputs.true_market,

@@ -901,6 +901,9 @@ def gap_table(report: EvaluationReport) -> Table:
 def _dp_lines(report: EvaluationReport) -> list[str]:
     """Sentences about the DP optimum row: exact value, MC estimate, whether it is in the CI."""
     ref = report.markets.get("reference")
+    left_out = report.provenance.get("optimum")
+    if ref is not None and ref.optimum is None and isinstance(left_out, str):
+        return [f"No exact DP optimum: {left_out.removeprefix('left out: ')}."]
     if ref is None or ref.optimum is None:
         return []
     lines = [f"Exact DP optimum (expected profit per campaign): {ref.optimum:,.1f}."]

@@ -521,3 +521,25 @@ def test_evaluate_a_run_without_agents_scores_the_planner_and_baselines(
         agents = [n for n, p in market["policies"].items() if p["kind"] == "agent"]
         assert agents == ["planner"] and "baseline" in kinds
     assert "policy" not in data["provenance"]
+
+
+@pytest.mark.slow
+def test_evaluate_leaves_the_planner_and_optimum_out_past_the_dp_memory_limit(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promogym.envs import dp
+
+    monkeypatch.setattr(dp, "DP_MEMORY_LIMIT", 1)  # as a shop with a huge stock capacity
+    out = tmp_path / "rep"
+    args = ["evaluate", "--run", str(tiny_run), "--episodes", "6", "--tune-episodes", "4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    for market in data["markets"].values():
+        assert "planner" not in market["policies"] and "dp-optimum" not in market["policies"]
+        assert market["optimum"] is None and "ppo" in market["policies"]
+    for key in ("planner", "optimum"):
+        assert data["provenance"][key].startswith("left out: the exact planner would need")
+    assert "No exact DP optimum: the exact planner would need" in (out / "report.md").read_text(
+        encoding="utf-8"
+    )
