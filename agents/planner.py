@@ -186,6 +186,7 @@ class PlannerPolicy(Policy):
         campaign and period with another memory reuses the first plan.)
         """
         item, t = int(state.item[0]), int(state.t[0])
+        params = params.for_item(item)  # as solve_table: the item's own list price
         start_day = int(state.day[0]) - t * params.period_days
         key = (item, start_day)
         cached = self.solutions.get(key)

@@ -159,7 +159,7 @@ def make_vec_env(
         "recent_periods": spec.recent_periods,
         "expected_demand_obs": spec.expected_demand_obs,
         "device": device,
-        "list_price": run.list_price(),
+        "list_price": run.list_prices(),
     }
     if not evaluation:
         history = training_history(run, spec.holdout_periods)

@@ -12,7 +12,8 @@ Timing of period ``t`` (state seen at the start of the period, arrivals of ``t``
 1. the policy picks ``discount_idx`` and ``order_idx``; an order of ``q`` units joins the
    pipeline slot that lands ``lead_time`` periods later (``lead_time == 0``: lands now,
    on-hand capped at ``capacity``),
-2. demand ``D`` is realised at price ``list_price * (1 - discount)``,
+2. demand ``D`` is realised at price ``list_price * (1 - discount)`` (the campaign item's own
+   list price when :attr:`CampaignParams.item_list_price` is set),
    ``sales = min(D, on_hand)``, ``left = on_hand - sales``,
 3. ``reward = price*sales - lost_sale_penalty*(D - sales) - holding_cost*left
    - (unit_cost*q + order_fixed_cost*[q > 0])``, plus ``salvage_value*left`` after the last
@@ -29,8 +30,10 @@ maps an infeasible choice to the nearest feasible one (no sale; the largest orde
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from promogym.config import CampaignConfig
@@ -40,7 +43,13 @@ from promogym.errors import ConfigError
 
 @dataclass(frozen=True)
 class CampaignParams:
-    """Fixed quantities of a campaign, as tensors on one device."""
+    """Fixed quantities of a campaign, as tensors on one device.
+
+    ``list_price`` is one price for every item unless ``item_list_price`` (``(I,)`` float64,
+    indexed like ``CampaignState.item``) gives each item of the demand model's vocabulary its
+    own; then ``list_price`` only describes the campaigns (their median) and every price
+    comes from :meth:`price_of`. :meth:`for_item` is one item's campaign with a scalar price.
+    """
 
     horizon: int
     discounts: torch.Tensor  # (A_d,) float64
@@ -56,6 +65,7 @@ class CampaignParams:
     lost_sale_penalty: float
     salvage_value: float
     period_days: int = 1  # calendar days per period: 1 (daily) or 7 (weekly)
+    item_list_price: torch.Tensor | None = None  # (I,) float64: each item's own list price
 
     @classmethod
     def from_config(
@@ -63,12 +73,26 @@ class CampaignParams:
         config: CampaignConfig,
         *,
         list_price: float | None = None,
+        item_list_price: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         period_days: int = 1,
         device: torch.device | str = "cpu",
     ) -> CampaignParams:
-        """Params for ``config``; ``list_price`` fills in when the config leaves it unset."""
+        """Params for ``config``. When the config leaves ``economics.list_price`` unset,
+        ``item_list_price`` (one price per item of the vocabulary, e.g. each item's latest
+        list price in the history) and else ``list_price`` fill it in."""
         eco = config.economics
-        price = eco.list_price if eco.list_price is not None else list_price
+        per_item = None
+        if eco.list_price is not None:
+            price: float | None = eco.list_price
+        elif item_list_price is not None:
+            per_item = torch.tensor(np.array(item_list_price, dtype=np.float64), device=device)
+            if per_item.dim() != 1 or per_item.numel() == 0 or not bool((per_item > 0).all()):
+                raise ConfigError(
+                    f"item list prices must be one positive number per item, got {per_item}"
+                )
+            price = float(per_item.median())
+        else:
+            price = list_price
         if price is None:
             raise ConfigError(
                 "economics.list_price is unset and no list price came from the data: "
@@ -91,6 +115,24 @@ class CampaignParams:
             lost_sale_penalty=eco.lost_sale_penalty,
             salvage_value=eco.salvage_value,
             period_days=period_days,
+            item_list_price=per_item,
+        )
+
+    def price_of(self, item: torch.Tensor) -> torch.Tensor:
+        """List price of each campaign's item, ``(B,)`` float64 (``item`` as in the state)."""
+        if self.item_list_price is None:
+            return torch.full(item.shape, self.list_price, dtype=torch.float64, device=item.device)
+        return self.item_list_price.to(item.device)[item.long()]
+
+    def for_item(self, item: int) -> CampaignParams:
+        """The campaign of item index ``item`` alone: its own list price as the scalar."""
+        if self.item_list_price is None:
+            return self
+        n = self.item_list_price.shape[0]
+        if not 0 <= item < n:
+            raise ValueError(f"item index {item} out of range 0..{n - 1}")
+        return dataclasses.replace(
+            self, list_price=float(self.item_list_price[item]), item_list_price=None
         )
 
     @property
@@ -246,7 +288,7 @@ def transition(
     """
     discount = params.discounts[discount_idx.long()]
     state, q = place_order(state, params, order_idx)
-    price = params.list_price * (1.0 - discount)
+    price = params.price_of(state.item) * (1.0 - discount)
     demand = demand.to(torch.float64)
     sales = torch.minimum(demand, state.on_hand)
     left = state.on_hand - sales

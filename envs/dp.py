@@ -310,13 +310,15 @@ def solve_table(
 ) -> DPSolution:
     """Solve a campaign exactly for demand given as a :class:`DemandTable`.
 
-    ``item``/``item_id`` only label the solution (its policy acts on states of that item);
-    ``start_day`` is the calendar day of period 0.
+    ``item``/``item_id`` label the solution (its policy acts on states of that item) and pick
+    the item's list price when ``params`` has one per item; ``start_day`` is the calendar day
+    of period 0.
 
     Cost: ``horizon`` steps of one batched matmul
     ``(n_discounts * (MAX_STREAK+1)) x (C+1) x (C+1) @ (C+1) x (K * n_orders * U)``.
     """
     started = time.perf_counter()
+    params = params.for_item(int(item))  # one item's campaign: its own list price
     _check_params(params)
     too_large = dp_too_large(params)
     if too_large is not None:

@@ -207,8 +207,9 @@ class CampaignBatch:
             model has one). With a history, a reset draws an item with enough history and a
             start period in it; without one, a random item and a day in ``start_days``.
         item_ids: the demand model's item vocabulary (default: taken from the model).
-        list_price: used when ``config.economics.list_price`` is unset (default: the
-            history's median list price).
+        list_price: when ``config.economics.list_price`` is unset: one price for every item,
+            or one per item of ``item_ids`` (default: each item's latest list price in the
+            history, :meth:`~promogym.data.SalesHistory.latest_list_prices`).
         start_days: ``(first, last)`` calendar days (ints or ISO dates, inclusive) for starts
             without a history (default the year 2025).
         period_days: calendar days per period (default: the history's, else the market's).
@@ -227,7 +228,7 @@ class CampaignBatch:
         n_envs: int = 1,
         history: SalesHistory | None = None,
         item_ids: Sequence[str] | None = None,
-        list_price: float | None = None,
+        list_price: float | Sequence[float] | np.ndarray | None = None,
         start_days: tuple[int | str, int | str] | None = None,
         period_days: int | None = None,
         min_context: int | None = None,
@@ -269,10 +270,22 @@ class CampaignBatch:
         self.windows: HistoryWindows | None = None
         if history is not None:
             self.windows = HistoryWindows(history, ids)
-            if list_price is None:
-                list_price = float(history.frame["list_price"].median())
+        per_item = None
+        if list_price is not None and np.ndim(list_price) == 1:
+            per_item, list_price = np.asarray(list_price, dtype=np.float64), None
+            if per_item.shape != (len(ids),):
+                raise PromogymInputError(
+                    f"list_price: {per_item.shape[0]} prices for {len(ids)} items; give one "
+                    "price, or one per item of item_ids"
+                )
+        elif list_price is None and history is not None:
+            per_item = history.latest_list_prices(ids)
         self.params = CampaignParams.from_config(
-            self.config, list_price=list_price, period_days=self.period_days, device=self.device
+            self.config,
+            list_price=None if list_price is None else float(list_price),
+            item_list_price=per_item,
+            period_days=self.period_days,
+            device=self.device,
         )
         self._init_starts(start_days, min_context)
         self.typical = torch.as_tensor(
@@ -341,7 +354,7 @@ class CampaignBatch:
     def reward_scale(self) -> torch.Tensor:
         """Per campaign: list price x the item's typical demand per period (currency)."""
         assert self.state is not None
-        return self.params.list_price * self.typical[self.state.item]
+        return self.params.price_of(self.state.item) * self.typical[self.state.item]
 
     # ---- randomness ------------------------------------------------------------------------
     def set_keys(self, rows: Sequence[int], keys: Sequence[int]) -> None:
@@ -451,7 +464,7 @@ class CampaignBatch:
         self.recent_units[idx] = recent_units
         self.recent_discount[idx] = recent_discount
         self._cache = None
-        scale = (params.list_price * self.typical[item]).tolist()
+        scale = (params.price_of(item) * self.typical[item]).tolist()
         return [
             {
                 "item_id": self.item_ids[it],

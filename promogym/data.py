@@ -142,6 +142,14 @@ class SalesHistory:
             raise KeyError(f"unknown item {item_id!r}")
         return rows
 
+    def latest_list_prices(self, item_ids: Sequence[str] | None = None) -> np.ndarray:
+        """Each item's list price in its last period, float64 in ``item_ids`` order (default
+        :attr:`item_ids`): the regular price a campaign of the item starts from. An item the
+        history lacks gets the median of the others'."""
+        last = self.frame.groupby("item_id", sort=True)["list_price"].last()
+        ids = self.item_ids if item_ids is None else list(item_ids)
+        return last.reindex(ids).fillna(float(last.median())).to_numpy(dtype=np.float64, copy=True)
+
     def summary(self) -> dict[str, Any]:
         """Headline figures: counts, date range, frequency and promo / censored shares.
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 import os
 import shutil
 import sys
@@ -287,6 +288,9 @@ class Recommendation:
 
     Attributes:
         discount: discount for the next period (from the campaign's ladder).
+        price: the next period's price, ``list_price * (1 - discount)``.
+        list_price: the item's list price the campaign is priced from (the config's, else the
+            item's latest in the history given).
         order_quantity: units to order now (from the order ladder).
         expected_profit: mean profit over the rest of the campaign under the policy, from
             simulated rollouts in the learned simulator (currency).
@@ -310,6 +314,11 @@ class Recommendation:
     episodes: int
     seed: int
     state: dict[str, Any] = field(default_factory=dict)
+    list_price: float = math.nan
+
+    @property
+    def price(self) -> float:
+        return self.list_price * (1.0 - self.discount)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping of every field."""
@@ -318,6 +327,8 @@ class Recommendation:
             "day": self.day,
             "date": self.date,
             "discount": self.discount,
+            "price": self.price,
+            "list_price": self.list_price,
             "order_quantity": self.order_quantity,
             "expected_profit": self.expected_profit,
             "profit_interval": list(self.profit_interval),
@@ -334,7 +345,8 @@ class Recommendation:
         lo, hi = self.profit_interval
         lines = [
             f"{self.item_id}, campaign period {self.day} ({self.date}), agent {self.agent}:",
-            f"  discount        {self.discount:.0%}",
+            f"  discount        {self.discount:.0%} (price {self.price:.2f}, list price "
+            f"{self.list_price:.2f})",
             f"  order now       {self.order_quantity} units",
             f"  expected profit {self.expected_profit:.2f} (p10 {lo:.2f}, p90 {hi:.2f}) over "
             f"the remaining {len(self.plan)} periods",
@@ -377,12 +389,20 @@ class Run:
         """Item ids in the forecaster's order (``CampaignState.item`` indexes them)."""
         return tuple(self.forecaster.item_ids)
 
-    def list_price(self) -> float:
-        """The config's list price, else the history's median list price."""
+    def list_prices(self, history: SalesHistory | None = None) -> np.ndarray:
+        """Each vocabulary item's list price (float64, vocabulary order): the config's
+        ``economics.list_price`` when it sets one, else the item's latest list price in
+        ``history`` (e.g. the latest history given to :meth:`recommend`), for items it lacks
+        in the run's history."""
+        vocab = self.item_vocabulary()
         price = self.config.economics.list_price
         if price is not None:
-            return float(price)
-        return float(self.history.frame["list_price"].median())
+            return np.full(len(vocab), float(price))
+        prices = self.history.latest_list_prices(vocab)
+        if history is not None:
+            known = np.isin(vocab, history.item_ids)
+            prices[known] = history.latest_list_prices(vocab)[known]
+        return prices
 
     def market(self) -> ReferenceMarket | None:
         """The true market the history was simulated from, if the run has ``market.json``."""
@@ -404,13 +424,15 @@ class Run:
             item_ids=self.item_vocabulary(),
         )
 
-    def params(self, device: str | torch.device = "cpu") -> CampaignParams:
-        """Campaign parameters of the run's config."""
+    def params(
+        self, device: str | torch.device = "cpu", history: SalesHistory | None = None
+    ) -> CampaignParams:
+        """Campaign parameters of the run's config, with :meth:`list_prices` of ``history``."""
         from promogym.envs.core import CampaignParams
 
         return CampaignParams.from_config(
             self.config,
-            list_price=self.list_price(),
+            item_list_price=self.list_prices(history),
             period_days=self.history.period_days,
             device=device,
         )
@@ -553,7 +575,7 @@ class Run:
             n_envs=1,
             history=training_history(self, spec.holdout_periods),
             item_ids=self.item_vocabulary(),
-            list_price=self.list_price(),
+            list_price=self.list_prices(),
             recent_periods=spec.recent_periods,
             expected_demand_obs=spec.expected_demand_obs,
             device=device,
@@ -736,7 +758,7 @@ class Run:
                 fill_gaps=self.config.data.fill_gaps,  # type: ignore[arg-type]
             )
         start = self.campaign_state(history, item_id, inventory, pipeline, day)
-        params = self.params()
+        params = self.params(history=history)
         simulator = self.demand_model(history)
         policy = self.policy(name, context=history, feature_model=simulator, shared_memory=True)
         rollout = simulate(policy, simulator, params, start, n_episodes=episodes, seed=seed)
@@ -785,6 +807,7 @@ class Run:
                 "streak": int(start.streak[0]),
                 "sale_used": int(start.sale_used[0]),
             },
+            list_price=float(params.price_of(start.item)[0]),
         )
 
 

@@ -516,3 +516,36 @@ def test_resolve_device_rejects_unknown_or_unavailable_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(PromogymInputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
+    frame = simulate_history(market, periods=60, start_date="2026-06-01", seed=3)
+    dearer = frame["item_id"] == "sku-1"
+    frame.loc[dearer, ["price", "list_price"]] *= 2.5
+    frame.loc[dearer & (frame["date"] == frame["date"].max()), "list_price"] *= 1.2  # latest
+    history = history_from_frame(frame, source="<two prices>")
+    latest = 2.5 * 1.2 * market.params.list_price[1]
+    demand = ForecasterDemand(MarketOracle(market), history)
+    from_data = small_config().replace(economics={"list_price": None})
+    batch = CampaignBatch(demand, from_data, n_envs=2, device="cpu")
+    prices = batch.params.item_list_price
+    assert prices is not None and prices.tolist() == pytest.approx(
+        [market.params.list_price[0], latest, *market.params.list_price[2:]]
+    )
+    # One period of two campaigns alike but for the item: revenue follows each item's price.
+    state = initial_state(batch.params, torch.tensor([0, 1]), torch.tensor([START_DAY] * 2))
+    two = torch.zeros(2, dtype=torch.long)
+    _, _, _, info = transition(state, batch.params, two + 1, two, torch.tensor([5.0, 5.0]))
+    assert info["revenue"].tolist() == pytest.approx((prices[:2] * 0.9 * 5).tolist())
+    assert batch.params.for_item(1).list_price == pytest.approx(latest)
+    assert batch.params.for_item(1).item_list_price is None
+    infos = batch.reset(options=[{"item": 0}, {"item": 1}])
+    scale = (prices[:2] * batch.typical[:2]).tolist()
+    assert batch.reward_scale.tolist() == pytest.approx(scale)
+    assert [info["reward_scale"] for info in infos] == pytest.approx(scale)
+    # A price given in the config or as one number holds for every item.
+    assert CampaignBatch(demand, small_config(), device="cpu").params.item_list_price is None
+    one = CampaignBatch(demand, from_data, list_price=30.0, device="cpu").params
+    assert one.item_list_price is None and one.list_price == 30.0
+    with pytest.raises(PromogymInputError, match="2 prices for 4 items"):
+        CampaignBatch(demand, from_data, list_price=[1.0, 2.0], device="cpu")

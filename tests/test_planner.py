@@ -204,3 +204,25 @@ def test_a_planner_plans_again_for_other_campaign_params() -> None:
     dear = dataclasses.replace(params, unit_cost=params.unit_cost + 5.0)
     again = planner.solution(start, dear)
     assert again is not first and again.expected_profit < first.expected_profit
+
+
+def test_plans_of_an_item_use_its_own_list_price() -> None:
+    market, one_price = campaign()
+    config = CampaignConfig().replace(
+        campaign={"horizon": 8, "discounts": [0.0, 0.2, 0.4], "max_sale_periods": 4},
+        inventory={"capacity": 40, "initial": 20, "order_quantities": [0, 10, 20]},
+        economics={"list_price": None},
+    )
+    prices = [20.0] * len(market.item_ids)
+    prices[1] = 35.0
+    params = CampaignParams.from_config(config, item_list_price=prices)
+    own = CampaignParams.from_config(config, list_price=35.0)
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    table = learned_demand_table(oracle_simulator(market), params, start)
+    per_item = dp.solve_table(table, params, START_DAY, item=1)
+    assert per_item.params.list_price == 35.0
+    assert per_item.expected_profit == dp.solve_table(table, own, START_DAY, 1).expected_profit
+    assert per_item.expected_profit > dp.solve_table(table, one_price, START_DAY, 1).expected_profit
+    planner = PlannerPolicy(oracle_simulator(market))
+    first = planner.solution(start, params)
+    assert first.params.list_price == 35.0 and planner.solution(start, params) is first

@@ -115,6 +115,26 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     assert again.day == 0 and len(again.plan) == CONFIG.campaign.horizon and not again.baselines
 
 
+def test_recommend_prices_each_item_at_its_latest_list_price(shop: Path, trained: Run) -> None:
+    history = pd.read_csv(shop / "history.csv")
+    dearer = history["item_id"] == "sku-1"
+    latest = history.copy()
+    latest.loc[dearer, ["price", "list_price"]] *= 2.0  # same discounts, so the same demand
+    own = history.loc[dearer, "list_price"].iloc[-1]
+    # The run's config sets no list price: each item is priced from the history given.
+    run = Run(trained.path, CONFIG.replace(economics={"list_price": None}), trained.info)
+    assert run.list_prices()[1] == pytest.approx(own)
+    assert run.list_prices(load_history(shop / "history.csv"))[1] == pytest.approx(own)
+    args = {"inventory": 60, "pipeline": [40, 0], "episodes": 8, "baselines": False}
+    base = run.recommend(history, "sku-1", **args)
+    rec = run.recommend(latest, "sku-1", **args)
+    assert (base.list_price, rec.list_price) == pytest.approx((own, 2 * own))
+    assert rec.price == pytest.approx(2 * own * (1 - rec.discount))
+    assert rec.to_dict()["price"] == rec.price and f"list price {2 * own:.2f}" in rec.format()
+    # The config's list price holds for every item.
+    assert trained.recommend(latest, "sku-1", **args).list_price == CONFIG.economics.list_price
+
+
 def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
     args = ["recommend", "--run", str(shop / "run"), "--history", str(shop / "history.csv")]
     args += ["--item", "sku-0", "--inventory", "30", "--pipeline", "40", "--episodes", "16"]
