@@ -48,7 +48,8 @@ class CampaignParams:
     ``list_price`` is one price for every item unless ``item_list_price`` (``(I,)`` float64,
     indexed like ``CampaignState.item``) gives each item of the demand model's vocabulary its
     own; then ``list_price`` only describes the campaigns (their median) and every price
-    comes from :meth:`price_of`. :meth:`for_item` is one item's campaign with a scalar price.
+    comes from :meth:`price_of`. The same holds for ``unit_cost``, ``item_unit_cost`` and
+    :meth:`cost_of`. :meth:`for_item` is one item's campaign with scalar price and cost.
     """
 
     horizon: int
@@ -66,6 +67,7 @@ class CampaignParams:
     salvage_value: float
     period_days: int = 1  # calendar days per period: 1 (daily) or 7 (weekly)
     item_list_price: torch.Tensor | None = None  # (I,) float64: each item's own list price
+    item_unit_cost: torch.Tensor | None = None  # (I,) float64: each item's own unit cost
 
     @classmethod
     def from_config(
@@ -73,31 +75,30 @@ class CampaignParams:
         config: CampaignConfig,
         *,
         list_price: float | None = None,
-        item_list_price: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+        unit_cost: float | None = None,
+        item_list_price: Sequence[float] | np.ndarray | None = None,
+        item_unit_cost: Sequence[float] | np.ndarray | None = None,
+        item_ids: Sequence[str] | None = None,
         period_days: int = 1,
         device: torch.device | str = "cpu",
     ) -> CampaignParams:
-        """Params for ``config``. When the config leaves ``economics.list_price`` unset,
-        ``item_list_price`` (one price per item of the vocabulary, e.g. each item's latest
-        list price in the history) and else ``list_price`` fill it in."""
+        """Params for ``config``.
+
+        Where the config leaves ``economics.list_price`` or ``economics.unit_cost`` unset,
+        ``item_list_price`` / ``item_unit_cost`` (one value per item of the vocabulary, e.g.
+        each item's latest in the history; NaN = unknown) fill it in, and else the scalar
+        ``list_price`` / ``unit_cost``. ``item_ids`` only name the items in errors.
+
+        Raises:
+            ConfigError: a value is neither configured nor given, or unknown for some item.
+        """
         eco = config.economics
-        per_item = None
-        if eco.list_price is not None:
-            price: float | None = eco.list_price
-        elif item_list_price is not None:
-            per_item = torch.tensor(np.array(item_list_price, dtype=np.float64), device=device)
-            if per_item.dim() != 1 or per_item.numel() == 0 or not bool((per_item > 0).all()):
-                raise ConfigError(
-                    f"item list prices must be one positive number per item, got {per_item}"
-                )
-            price = float(per_item.median())
-        else:
-            price = list_price
-        if price is None:
-            raise ConfigError(
-                "economics.list_price is unset and no list price came from the data: "
-                "set economics.list_price in the campaign TOML"
-            )
+        price, per_item_price = _economics(
+            "list_price", eco.list_price, item_list_price, list_price, item_ids, device
+        )
+        cost, per_item_cost = _economics(
+            "unit_cost", eco.unit_cost, item_unit_cost, unit_cost, item_ids, device
+        )
         return cls(
             horizon=config.campaign.horizon,
             discounts=torch.tensor(config.campaign.discounts, dtype=torch.float64, device=device),
@@ -108,14 +109,15 @@ class CampaignParams:
             capacity=config.inventory.capacity,
             sale_budget=config.campaign.sale_budget,
             initial_on_hand=config.inventory.initial,
-            list_price=float(price),
-            unit_cost=eco.unit_cost,
+            list_price=price,
+            unit_cost=cost,
             holding_cost=eco.holding_cost,
             order_fixed_cost=eco.order_fixed_cost,
             lost_sale_penalty=eco.lost_sale_penalty,
             salvage_value=eco.salvage_value,
             period_days=period_days,
-            item_list_price=per_item,
+            item_list_price=per_item_price,
+            item_unit_cost=per_item_cost,
         )
 
     def price_of(self, item: torch.Tensor) -> torch.Tensor:
@@ -124,16 +126,24 @@ class CampaignParams:
             return torch.full(item.shape, self.list_price, dtype=torch.float64, device=item.device)
         return self.item_list_price.to(item.device)[item.long()]
 
+    def cost_of(self, item: torch.Tensor) -> torch.Tensor:
+        """Unit cost of each campaign's item, ``(B,)`` float64 (``item`` as in the state)."""
+        if self.item_unit_cost is None:
+            return torch.full(item.shape, self.unit_cost, dtype=torch.float64, device=item.device)
+        return self.item_unit_cost.to(item.device)[item.long()]
+
     def for_item(self, item: int) -> CampaignParams:
-        """The campaign of item index ``item`` alone: its own list price as the scalar."""
-        if self.item_list_price is None:
-            return self
-        n = self.item_list_price.shape[0]
-        if not 0 <= item < n:
-            raise ValueError(f"item index {item} out of range 0..{n - 1}")
-        return dataclasses.replace(
-            self, list_price=float(self.item_list_price[item]), item_list_price=None
-        )
+        """The campaign of item index ``item`` alone: its own list price and unit cost as the
+        scalars."""
+        changes: dict[str, object] = {}
+        for scalar, vector in (("list_price", "item_list_price"), ("unit_cost", "item_unit_cost")):
+            values = getattr(self, vector)
+            if values is None:
+                continue
+            if not 0 <= item < values.shape[0]:
+                raise ValueError(f"item index {item} out of range 0..{values.shape[0] - 1}")
+            changes.update({scalar: float(values[item]), vector: None})
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def device(self) -> torch.device:
@@ -151,6 +161,40 @@ class CampaignParams:
     def pipeline_slots(self) -> int:
         """Width of :attr:`CampaignState.pipeline` (at least 1, zeros when lead time is 0)."""
         return max(self.lead_time, 1)
+
+
+def _economics(
+    key: str,
+    configured: float | None,
+    per_item: Sequence[float] | np.ndarray | None,
+    fallback: float | None,
+    item_ids: Sequence[str] | None,
+    device: torch.device | str,
+) -> tuple[float, torch.Tensor | None]:
+    """``economics.<key>`` as (scalar, per-item tensor or None); see ``from_config``."""
+    if configured is not None:
+        return float(configured), None
+    if per_item is not None:
+        values = np.array(per_item, dtype=np.float64)
+        unknown = ~np.isfinite(values)
+        if values.ndim != 1 or values.size == 0 or unknown.any():
+            names = [str(item_ids[i]) if item_ids else str(i) for i in np.flatnonzero(unknown)]
+            raise ConfigError(
+                f"economics.{key} is unset and the history has no {key} for items "
+                f"{names[:5]}{' ...' if len(names) > 5 else ''}: set economics.{key} in the "
+                f"campaign TOML, or give those items a {key} column"
+            )
+        if (values < 0).any() or (key == "list_price" and (values == 0).any()):
+            raise ConfigError(
+                f"the history's {key} must be {'> 0' if key == 'list_price' else '>= 0'}"
+            )
+        return float(np.median(values)), torch.tensor(values, device=device)
+    if fallback is None:
+        raise ConfigError(
+            f"economics.{key} is unset and no {key} came from the data: set economics.{key} "
+            "in the campaign TOML"
+        )
+    return float(fallback), None
 
 
 @dataclass(frozen=True)
@@ -296,7 +340,7 @@ def transition(
     revenue = price * sales
     holding = params.holding_cost * left
     order_cost = torch.where(
-        q > 0, params.unit_cost * q + params.order_fixed_cost, torch.zeros_like(q)
+        q > 0, params.cost_of(state.item) * q + params.order_fixed_cost, torch.zeros_like(q)
     )
     done = state.t + 1 >= params.horizon
     salvage = torch.where(done, params.salvage_value * left, torch.zeros_like(left))

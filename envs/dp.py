@@ -501,6 +501,7 @@ def optimum_report(
         params = CampaignParams.from_config(
             config,
             list_price=float(market.params.list_price[item_idx]),
+            unit_cost=float(market.params.unit_cost[item_idx]),
             period_days=period_days,
         )
         start_day = campaign_start_day(config)

@@ -209,7 +209,8 @@ class CampaignBatch:
         item_ids: the demand model's item vocabulary (default: taken from the model).
         list_price: when ``config.economics.list_price`` is unset: one price for every item,
             or one per item of ``item_ids`` (default: each item's latest list price in the
-            history, :meth:`~promogym.data.SalesHistory.latest_list_prices`).
+            history, :meth:`~promogym.data.SalesHistory.latest`). An unset
+            ``economics.unit_cost`` is each item's latest ``unit_cost`` in the history.
         start_days: ``(first, last)`` calendar days (ints or ISO dates, inclusive) for starts
             without a history (default the year 2025).
         period_days: calendar days per period (default: the history's, else the market's).
@@ -284,6 +285,8 @@ class CampaignBatch:
             self.config,
             list_price=None if list_price is None else float(list_price),
             item_list_price=per_item,
+            item_unit_cost=None if history is None else history.latest("unit_cost", ids),
+            item_ids=ids,
             period_days=self.period_days,
             device=self.device,
         )

@@ -115,7 +115,11 @@ def check_config(config: ConfigOption = None) -> None:
     """
     from promogym.config import load_config
 
-    typer.echo(load_config(config).to_toml())
+    loaded = load_config(config)
+    typer.echo(loaded.to_toml())
+    for key in ("list_price", "unit_cost"):
+        if getattr(loaded.economics, key) is None:
+            typer.echo(f"# economics.{key}: from the data (each item's latest {key})")
 
 
 @app.command("simulate-history")

@@ -9,6 +9,9 @@ Per period of a campaign (the data's frequency, days or weeks):
 4. reward = revenue - lost_sale_penalty * unmet - holding_cost * left
    - (unit_cost * q + order_fixed_cost if q > 0); after the last period + salvage_value * left.
 
+``economics.list_price`` and ``economics.unit_cost`` left out of a TOML come from the data:
+each item's latest list price and unit cost in the history (the built-in campaign sets both).
+
 >>> cfg = CampaignConfig()
 >>> cfg.campaign.horizon, cfg.inventory.lead_time, cfg.economics.unit_cost
 (28, 2, 9.0)
@@ -63,7 +66,7 @@ class EconomicsSection:
     """``[economics]``: prices and costs in currency units."""
 
     list_price: float | None = 20.0  # the built-in demo campaign's; a TOML without it: from data
-    unit_cost: float = 9.0
+    unit_cost: float | None = 9.0  # the same
     holding_cost: float = 0.05
     order_fixed_cost: float = 15.0
     lost_sale_penalty: float = 2.0
@@ -108,10 +111,10 @@ class CampaignConfig:
             values = raw.get(name, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"{source}: [{name}] must be a table of keys")
-            if name == "economics" and "list_price" not in values:
-                # An omitted list price means "take it from the data" (the item's list price),
-                # not the built-in demo campaign's 20.0.
-                values = {**values, "list_price": None}
+            if name == "economics":
+                # An omitted list price or unit cost means "take it from the data" (each
+                # item's), not the built-in demo campaign's 20.0 and 9.0.
+                values = {"list_price": None, "unit_cost": None, **values}
             known = {f.name for f in fields(section_cls)}
             for key in values:
                 if key not in known:
@@ -204,8 +207,9 @@ class CampaignConfig:
             raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
         if eco.list_price is not None and not eco.list_price > 0:
             raise bad("economics.list_price", "> 0", eco.list_price)
+        if eco.unit_cost is not None and not eco.unit_cost >= 0:
+            raise bad("economics.unit_cost", ">= 0", eco.unit_cost)
         for key in (
-            "unit_cost",
             "holding_cost",
             "order_fixed_cost",
             "lost_sale_penalty",
@@ -262,7 +266,7 @@ def _coerce_section(name: str, values: dict[str, Any], source: str) -> dict[str,
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{where} must be an integer, got {value!r}")
         elif key in _FLOAT_KEYS:
-            if value is None and key == "list_price":
+            if value is None and key in ("list_price", "unit_cost"):
                 out[key] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):

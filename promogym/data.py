@@ -16,7 +16,7 @@ promo      no       0/1; default: ``price < list_price``
 stock      no       units on hand at the start of the period; ``units_sold >= stock`` marks
                     the period's demand as censored by a stock-out; ``units_sold > stock`` is
                     an error
-unit_cost  no       purchase cost per unit
+unit_cost  no       purchase cost per unit (the campaign's when the config sets none)
 ========== ======== ==========================================================================
 
 Empty cells in an optional column mean "unknown": ``list_price`` and ``promo`` fall back to
@@ -142,13 +142,20 @@ class SalesHistory:
             raise KeyError(f"unknown item {item_id!r}")
         return rows
 
-    def latest_list_prices(self, item_ids: Sequence[str] | None = None) -> np.ndarray:
-        """Each item's list price in its last period, float64 in ``item_ids`` order (default
-        :attr:`item_ids`): the regular price a campaign of the item starts from. An item the
-        history lacks gets the median of the others'."""
-        last = self.frame.groupby("item_id", sort=True)["list_price"].last()
+    def latest(self, column: str, item_ids: Sequence[str] | None = None) -> np.ndarray:
+        """Each item's last known value of ``column`` (e.g. ``list_price``: the regular price
+        a campaign of the item starts from; ``unit_cost``), float64 in ``item_ids`` order
+        (default :attr:`item_ids`). NaN for an item whose values are all unknown; an item the
+        history lacks gets the median of the others' values."""
+        last = self.frame.groupby("item_id", sort=True)[column].last()  # last non-NaN
         ids = self.item_ids if item_ids is None else list(item_ids)
-        return last.reindex(ids).fillna(float(last.median())).to_numpy(dtype=np.float64, copy=True)
+        out = last.reindex(ids).to_numpy(dtype=np.float64, copy=True)
+        out[~np.isin(ids, last.index)] = float(last.median())
+        return out
+
+    def latest_list_prices(self, item_ids: Sequence[str] | None = None) -> np.ndarray:
+        """:meth:`latest` ``list_price`` (never NaN: the contract fills list prices in)."""
+        return self.latest("list_price", item_ids)
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: counts, date range, frequency and promo / censored shares.

@@ -233,6 +233,7 @@ def reference_setup(
     params = CampaignParams.from_config(
         config,
         list_price=float(market.params.list_price[idx]),
+        unit_cost=float(market.params.unit_cost[idx]),
         period_days=7 if market.freq == "W" else 1,
     )
     start_date = campaign_start_date(config)

@@ -173,6 +173,15 @@ def fit_run(
         fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
         categorical=categorical,
     )
+    from promogym.envs.core import CampaignParams
+
+    # Before any fitting: every item needs a list price and a unit cost (config or data).
+    CampaignParams.from_config(
+        config,
+        item_list_price=history.latest_list_prices(),
+        item_unit_cost=history.latest("unit_cost"),
+        item_ids=history.item_ids,
+    )
     market_path = Path(market) if market is not None else _market_beside(Path(data))
     if market is not None and not market_path.is_file():
         raise PromogymInputError(f"--market {market_path}: file not found")
@@ -394,15 +403,23 @@ class Run:
         ``economics.list_price`` when it sets one, else the item's latest list price in
         ``history`` (e.g. the latest history given to :meth:`recommend`), for items it lacks
         in the run's history."""
+        return self._economics("list_price", history)
+
+    def unit_costs(self, history: SalesHistory | None = None) -> np.ndarray:
+        """As :meth:`list_prices`, for ``unit_cost`` (NaN where no unit cost is known)."""
+        return self._economics("unit_cost", history)
+
+    def _economics(self, key: str, history: SalesHistory | None) -> np.ndarray:
         vocab = self.item_vocabulary()
-        price = self.config.economics.list_price
-        if price is not None:
-            return np.full(len(vocab), float(price))
-        prices = self.history.latest_list_prices(vocab)
+        configured = getattr(self.config.economics, key)
+        if configured is not None:
+            return np.full(len(vocab), float(configured))
+        values = self.history.latest(key, vocab)
         if history is not None:
-            known = np.isin(vocab, history.item_ids)
-            prices[known] = history.latest_list_prices(vocab)[known]
-        return prices
+            latest = history.latest(key, vocab)
+            known = np.isin(vocab, history.item_ids) & np.isfinite(latest)
+            values[known] = latest[known]
+        return values
 
     def market(self) -> ReferenceMarket | None:
         """The true market the history was simulated from, if the run has ``market.json``."""
@@ -433,6 +450,8 @@ class Run:
         return CampaignParams.from_config(
             self.config,
             item_list_price=self.list_prices(history),
+            item_unit_cost=self.unit_costs(history),
+            item_ids=self.item_vocabulary(),
             period_days=self.history.period_days,
             device=device,
         )

@@ -108,3 +108,22 @@ def test_params_need_a_list_price(tmp_path: Path) -> None:
     assert CampaignParams.from_config(cfg, list_price=2.5).list_price == 2.5
     with pytest.raises(ConfigError, match="economics.list_price"):
         CampaignParams.from_config(cfg)
+
+
+def test_unit_cost_omitted_means_from_data(tmp_path: Path) -> None:
+    from promogym.envs.core import CampaignParams
+
+    path = tmp_path / "c.toml"
+    path.write_text("[economics]\nlist_price = 3.0\n")
+    cfg = load_config(path)
+    assert cfg.economics.unit_cost is None and CampaignConfig().economics.unit_cost == 9.0
+    cfg.save(tmp_path / "again.toml")
+    assert load_config(tmp_path / "again.toml") == cfg
+    shown = CliRunner().invoke(app, ["check-config", "--config", str(path)]).output
+    assert "# economics.unit_cost: from the data" in shown and "list_price = 3.0" in shown
+    params = CampaignParams.from_config(cfg, item_unit_cost=[1.0, 2.0, 4.0])
+    assert params.unit_cost == 2.0 and params.for_item(2).unit_cost == 4.0
+    with pytest.raises(ConfigError, match=r"no unit_cost for items \['b'\]: set economics"):
+        CampaignParams.from_config(cfg, item_unit_cost=[1.0, float("nan")], item_ids=["a", "b"])
+    with pytest.raises(ConfigError, match="economics.unit_cost is unset"):
+        CampaignParams.from_config(cfg)

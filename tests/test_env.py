@@ -521,7 +521,7 @@ def test_resolve_device_rejects_unknown_or_unavailable_devices() -> None:
 def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     frame = simulate_history(market, periods=60, start_date="2026-06-01", seed=3)
     dearer = frame["item_id"] == "sku-1"
-    frame.loc[dearer, ["price", "list_price"]] *= 2.5
+    frame.loc[dearer, ["price", "list_price", "unit_cost"]] *= 2.5
     frame.loc[dearer & (frame["date"] == frame["date"].max()), "list_price"] *= 1.2  # latest
     history = history_from_frame(frame, source="<two prices>")
     latest = 2.5 * 1.2 * market.params.list_price[1]
@@ -537,8 +537,21 @@ def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     two = torch.zeros(2, dtype=torch.long)
     _, _, _, info = transition(state, batch.params, two + 1, two, torch.tensor([5.0, 5.0]))
     assert info["revenue"].tolist() == pytest.approx((prices[:2] * 0.9 * 5).tolist())
+    costs = batch.params.item_unit_cost  # the config sets unit_cost: from the data only if not
+    assert costs is None and batch.params.cost_of(state.item).tolist() == [9.0, 9.0]
     assert batch.params.for_item(1).list_price == pytest.approx(latest)
     assert batch.params.for_item(1).item_list_price is None
+    own_costs = from_data.replace(economics={"unit_cost": None})
+    params = CampaignBatch(demand, own_costs, device="cpu").params
+    costs = params.item_unit_cost
+    assert costs is not None and costs.tolist() == pytest.approx(
+        [market.params.unit_cost[0], 2.5 * market.params.unit_cost[1], *market.params.unit_cost[2:]]
+    )
+    order = torch.ones(2, dtype=torch.long)  # 40 units each
+    _, _, _, info = transition(state, params, two, order, torch.tensor([5.0, 5.0]))
+    fixed = params.order_fixed_cost
+    assert info["order_cost"].tolist() == pytest.approx((costs[:2] * 40 + fixed).tolist())
+    assert params.for_item(1).unit_cost == pytest.approx(float(costs[1]))
     infos = batch.reset(options=[{"item": 0}, {"item": 1}])
     scale = (prices[:2] * batch.typical[:2]).tolist()
     assert batch.reward_scale.tolist() == pytest.approx(scale)

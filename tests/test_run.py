@@ -71,6 +71,31 @@ def test_fit_refuses_existing_run_and_leaves_nothing_on_failure(shop: Path, trai
         fit_run(shop / "history.csv", bad, CONFIG, forecaster_config=TINY_FORECASTER)
 
 
+def test_fit_needs_each_items_unit_cost_before_fitting(shop: Path) -> None:
+    frame = pd.read_csv(shop / "history.csv")
+    frame.loc[frame["item_id"] == "sku-1", "unit_cost"] = None  # unknown for sku-1
+    frame.to_csv(shop / "no-cost.csv", index=False)
+    config = shop / "no-cost.toml"
+    config.write_text('[economics]\nlist_price = 20.0\n[campaign]\nstart_date = "2024-04-27"\n')
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--data",
+            str(shop / "no-cost.csv"),
+            "--config",
+            str(config),
+            "--out",
+            str(shop / "no-cost-run"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "economics.unit_cost is unset and the history has no unit_cost for items ['sku-1']" in (
+        result.output
+    )
+    assert not (shop / "no-cost-run").exists()
+
+
 def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
     with pytest.raises(PromogymInputError, match="no such run directory"):
         load_run(tmp_path / "missing")
