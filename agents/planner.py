@@ -5,7 +5,8 @@ simulator (:class:`~promogym.envs.forecaster_demand.ForecasterDemand`, or any
 :class:`~promogym.envs.demand.DemandModel`) what demand it expects in every remaining period
 ``t`` of the campaign, at every discount ``d`` on the ladder, after ``s`` consecutive sale
 periods, and solves the campaign over that table with the exact finite-horizon DP of
-:mod:`promogym.envs.dp` (inventory, pipeline, sale streak and sale budget as state).
+:mod:`promogym.envs.dp` (inventory, pipeline, sale streak and sale budget as state; for a
+capacity too large for every stock level, over stock lots: :func:`~promogym.envs.dp.dp_lot`).
 
 Distillation (:func:`learned_demand_table`): from the campaign state's context window, one
 batched autoregressive unroll per (period ``t``, streak ``s``, earlier sale depth ``p``): the

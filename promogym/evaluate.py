@@ -391,7 +391,7 @@ def run_inputs(
         markets["learned"] = run.demand_model()
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
-    # The exact planner keeps every stock level; past its memory limit it is left out.
+    # The planner keeps every stock level, or lots of them; where no grid fits it is left out.
     too_large = dp_too_large(params)
     if too_large is not None:
         provenance["planner"] = f"left out: {too_large}"
@@ -462,7 +462,7 @@ def _evaluate(
     policies: dict[str, Policy] = {}
     too_large = dp_too_large(inputs.params) if inputs.true_market is not None else None
     if too_large is not None:  # as the planner: the report goes on without the optimum
-        say(f"no exact optimum: {too_large}")
+        say(f"no DP optimum: {too_large}")
         provenance["optimum"] = f"left out: {too_large}"
     elif inputs.true_market is not None:
         say(f"solving the exact DP optimum for {inputs.item} from {inputs.start_date} ...")
@@ -477,6 +477,7 @@ def _evaluate(
         provenance["optimum"] = {
             "expected_profit": optimum,
             "solve_seconds": round(solution.solve_seconds, 3),
+            "stock_lot": solution.lot,  # 1: every stock level, the exact optimum
         }
     tune_in = "reference" if "reference" in inputs.markets else next(iter(inputs.markets))
     say(f"tuning baselines in the {tune_in} market ({tune_episodes} episodes per candidate) ...")

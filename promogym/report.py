@@ -867,7 +867,9 @@ def market_tables(report: EvaluationReport, market: MarketResult) -> list[Table]
             cells = ["" for _ in cols]
             cells[0] = f"{market.optimum:,.1f}"
             cells[[c[0] for c in cols].index("pct_of_optimum")] = "100.0%"
-            rows.append(("optimum", ["DP optimum (exact expectation)", *cells]))
+            lot = _optimum_lot(report)
+            label = "exact expectation" if lot == 1 else f"expectation on {lot}-unit stock lots"
+            rows.append(("optimum", [f"DP optimum ({label})", *cells]))
         for p in order:
             r = market.policies[p]
             cls = "best" if p == market.best_baseline else r.kind
@@ -898,15 +900,27 @@ def gap_table(report: EvaluationReport) -> Table:
     return Table("Simulator gap (learned minus reference)", header, rows)
 
 
+def _optimum_lot(report: EvaluationReport) -> int:
+    """Stock step of the DP optimum's grid (1: every unit, exact), from the provenance."""
+    optimum = report.provenance.get("optimum")
+    return int(optimum.get("stock_lot", 1)) if isinstance(optimum, dict) else 1
+
+
 def _dp_lines(report: EvaluationReport) -> list[str]:
     """Sentences about the DP optimum row: exact value, MC estimate, whether it is in the CI."""
     ref = report.markets.get("reference")
     left_out = report.provenance.get("optimum")
     if ref is not None and ref.optimum is None and isinstance(left_out, str):
-        return [f"No exact DP optimum: {left_out.removeprefix('left out: ')}."]
+        return [f"No DP optimum: {left_out.removeprefix('left out: ')}."]
     if ref is None or ref.optimum is None:
         return []
-    lines = [f"Exact DP optimum (expected profit per campaign): {ref.optimum:,.1f}."]
+    lot = _optimum_lot(report)
+    lines = [
+        f"Exact DP optimum (expected profit per campaign): {ref.optimum:,.1f}."
+        if lot == 1
+        else f"DP optimum on a grid of {lot}-unit stock lots (the capacity is too large for "
+        f"every unit; an approximation) (expected profit per campaign): {ref.optimum:,.1f}."
+    ]
     if report.optimum_policy and report.optimum_policy in ref.policies:
         s = ref.policies[report.optimum_policy].stats
         inside = s["ci_low"] <= ref.optimum <= s["ci_high"]

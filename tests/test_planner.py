@@ -226,3 +226,20 @@ def test_plans_of_an_item_use_its_own_list_price() -> None:
     planner = PlannerPolicy(oracle_simulator(market))
     first = planner.solution(start, params)
     assert first.params.list_price == 35.0 and planner.solution(start, params) is first
+
+
+def test_planner_plans_on_stock_lots_when_every_unit_does_not_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    market, params = campaign()  # capacity 40, orders [0, 10, 20]: lots of 1, 2, 5 or 10
+    monkeypatch.setattr(dp, "DP_MEMORY_LIMIT", 1)
+    monkeypatch.setattr(dp, "DP_LOT_MEMORY", dp.dp_memory_bytes(params, 5))
+    assert dp.dp_lot(params) == 5
+    start = initial_state(params, torch.tensor([1]), torch.tensor([START_DAY]))
+    planner = PlannerPolicy(oracle_simulator(market))
+    truth = MarketDemand(market)
+    planned = simulate(planner, truth, params, start, n_episodes=400, seed=5)
+    assert planner.solution(start, params).lot == 5
+    optimum = dp.solve(market, 1, params, START_DAY, lot=1)
+    best = simulate(optimum.policy(), truth, params, start, n_episodes=400, seed=5)
+    assert planned.summary()["mean_profit"] >= 0.98 * best.summary()["mean_profit"]

@@ -524,14 +524,22 @@ def test_evaluate_a_run_without_agents_scores_the_planner_and_baselines(
 
 
 @pytest.mark.slow
-def test_evaluate_leaves_the_planner_and_optimum_out_past_the_dp_memory_limit(
+def test_evaluate_plans_on_stock_lots_or_leaves_the_planner_out_past_the_dp_memory_limit(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from promogym.envs import dp
 
     monkeypatch.setattr(dp, "DP_MEMORY_LIMIT", 1)  # as a shop with a huge stock capacity
-    out = tmp_path / "rep"
     args = ["evaluate", "--run", str(tiny_run), "--episodes", "6", "--tune-episodes", "4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "lots")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "lots" / "report.json").read_text(encoding="utf-8"))
+    assert data["provenance"]["optimum"]["stock_lot"] == 2  # capacity 160, orders of 40 and 80
+    assert "planner" in data["markets"]["reference"]["policies"]
+    text = (tmp_path / "lots" / "report.md").read_text(encoding="utf-8")
+    assert "DP optimum on a grid of 2-unit stock lots" in text
+    monkeypatch.setattr(dp, "DP_LOT_MEMORY", 1)  # no grid fits
+    out = tmp_path / "rep"
     result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -539,7 +547,7 @@ def test_evaluate_leaves_the_planner_and_optimum_out_past_the_dp_memory_limit(
         assert "planner" not in market["policies"] and "dp-optimum" not in market["policies"]
         assert market["optimum"] is None and "ppo" in market["policies"]
     for key in ("planner", "optimum"):
-        assert data["provenance"][key].startswith("left out: the exact planner would need")
-    assert "No exact DP optimum: the exact planner would need" in (out / "report.md").read_text(
+        assert data["provenance"][key].startswith("left out: the planner would need")
+    assert "No DP optimum: the planner would need" in (out / "report.md").read_text(
         encoding="utf-8"
     )
