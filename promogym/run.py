@@ -300,6 +300,8 @@ class Recommendation:
         price: the next period's price, ``list_price * (1 - discount)``.
         list_price: the item's list price the campaign is priced from (the config's, else the
             item's latest in the history given).
+        stock_lot: for the planner, the stock step of its DP grid (1: every unit, exact; more
+            for a capacity too large for every unit); ``None`` for trained agents.
         order_quantity: units to order now (from the order ladder).
         expected_profit: mean profit over the rest of the campaign under the policy, from
             simulated rollouts in the learned simulator (currency).
@@ -324,6 +326,7 @@ class Recommendation:
     seed: int
     state: dict[str, Any] = field(default_factory=dict)
     list_price: float = math.nan
+    stock_lot: int | None = None
 
     @property
     def price(self) -> float:
@@ -338,6 +341,7 @@ class Recommendation:
             "discount": self.discount,
             "price": self.price,
             "list_price": self.list_price,
+            "stock_lot": self.stock_lot,
             "order_quantity": self.order_quantity,
             "expected_profit": self.expected_profit,
             "profit_interval": list(self.profit_interval),
@@ -353,7 +357,9 @@ class Recommendation:
         """A short human-readable summary."""
         lo, hi = self.profit_interval
         lines = [
-            f"{self.item_id}, campaign period {self.day} ({self.date}), agent {self.agent}:",
+            f"{self.item_id}, campaign period {self.day} ({self.date}), agent {self.agent}"
+            + (f" (DP over {self.stock_lot}-unit stock lots)" if (self.stock_lot or 1) > 1 else "")
+            + ":",
             f"  discount        {self.discount:.0%} (price {self.price:.2f}, list price "
             f"{self.list_price:.2f})",
             f"  order now       {self.order_quantity} units",
@@ -782,6 +788,8 @@ class Run:
         policy = self.policy(name, context=history, feature_model=simulator, shared_memory=True)
         rollout = simulate(policy, simulator, params, start, n_episodes=episodes, seed=seed)
         first_d, first_o = policy_first_action(policy, start, params, simulator)
+        solution = getattr(policy, "solution", None)  # the planner's DP (cached: no new solve)
+        lot = solution(start, params).lot if callable(solution) else None
         scores: dict[str, float] = {}
         if baselines:
             suite = quick_baselines(simulator, params, start, seed + 1, baseline_tune_episodes)
@@ -827,6 +835,7 @@ class Run:
                 "sale_used": int(start.sale_used[0]),
             },
             list_price=float(params.price_of(start.item)[0]),
+            stock_lot=lot,
         )
 
 

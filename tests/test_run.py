@@ -126,8 +126,10 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     assert rec.state["pipeline"] == [40, 0]
     assert json.loads(json.dumps(rec.to_dict())) == rec.to_dict()
     assert rec.agent == "planner"  # the default: exact DP over the learned simulator
+    assert rec.stock_lot == 1 and "stock lots" not in rec.format()
     by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
     assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
+    assert by_ppo.stock_lot is None
     again = trained.recommend(
         history,
         item_id="sku-1",
@@ -158,6 +160,18 @@ def test_recommend_prices_each_item_at_its_latest_list_price(shop: Path, trained
     assert rec.to_dict()["price"] == rec.price and f"list price {2 * own:.2f}" in rec.format()
     # The config's list price holds for every item.
     assert trained.recommend(latest, "sku-1", **args).list_price == CONFIG.economics.list_price
+
+
+def test_recommend_on_stock_lots_past_the_dp_memory_limit(
+    shop: Path, trained: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promogym.envs import dp
+
+    monkeypatch.setattr(dp, "DP_MEMORY_LIMIT", 1)  # as a shop with a huge stock capacity
+    history = pd.read_csv(shop / "history.csv")
+    rec = trained.recommend(history, "sku-1", 60, [40, 0], episodes=8, baselines=False)
+    assert rec.stock_lot == 2 and "(DP over 2-unit stock lots)" in rec.format()
+    assert rec.order_quantity in CONFIG.inventory.order_quantities
 
 
 def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
