@@ -160,6 +160,7 @@ def make_vec_env(
         "expected_demand_obs": spec.expected_demand_obs,
         "device": device,
         "list_price": run.list_prices(),
+        "unit_cost": run.unit_costs(),
     }
     if not evaluation:
         history = training_history(run, spec.holdout_periods)

@@ -86,17 +86,23 @@ def lot_sizes(params: CampaignParams) -> list[int]:
     g = params.capacity
     for q in params.order_quantities.detach().cpu().long().tolist():
         g = math.gcd(g, int(q))
-    return [d for d in range(1, g + 1) if g % d == 0]
+    small = [d for d in range(1, math.isqrt(g) + 1) if g % d == 0]
+    return sorted(set(small + [g // d for d in small]))
 
 
 def dp_lot(params: CampaignParams) -> int | None:
     """The stock-grid step :func:`solve_table` uses: 1 (every unit: exact) when that fits in
     :data:`DP_MEMORY_LIMIT`, else the smallest allowed lot (:func:`lot_sizes`) whose grid
-    fits in :data:`DP_LOT_MEMORY`; ``None`` when none does."""
+    fits in :data:`DP_LOT_MEMORY`, else the smallest that fits in :data:`DP_MEMORY_LIMIT`;
+    ``None`` when none does."""
     if dp_memory_bytes(params) <= DP_MEMORY_LIMIT:
         return 1
-    lots = (d for d in lot_sizes(params) if d > 1 and dp_memory_bytes(params, d) <= DP_LOT_MEMORY)
-    return next(lots, None)
+    lots = [d for d in lot_sizes(params) if d > 1]
+    for limit in (DP_LOT_MEMORY, DP_MEMORY_LIMIT):
+        fits = [d for d in lots if dp_memory_bytes(params, d) <= limit]
+        if fits:
+            return fits[0]
+    return None
 
 
 def dp_too_large(params: CampaignParams) -> str | None:
@@ -109,7 +115,8 @@ def dp_too_large(params: CampaignParams) -> str | None:
         f"the planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
         f"{params.capacity:,} (it keeps every stock level; limit "
         f"{DP_MEMORY_LIMIT / 2**30:.0f} GiB), and capacity and order quantities share no lot "
-        "size that would make the grid small enough: make them multiples of a case size "
+        f"size large enough to make the grid fit (they share {lot_sizes(params)[-1]:,}): make "
+        "them multiples of a larger case size "
         "(e.g. 60000 and [0, 5000, 10000]), or count stock in larger units (divide "
         "units_sold and the [inventory] numbers by the case size, multiply prices and costs "
         "by it)"
@@ -156,8 +163,18 @@ class DPSolution:
     @property
     def expected_profit(self) -> float:
         """Optimal expected profit from the campaign's start (initial stock, empty pipeline)."""
-        x = round(self.params.initial_on_hand / self.lot)
-        return float(self.values[0, x, 0, 0, 0].item())
+        return float(self._at_stock(self.values[0, :, 0, 0, 0], self.params.initial_on_hand))
+
+    def _at_stock(self, column: torch.Tensor, on_hand: torch.Tensor | float) -> torch.Tensor:
+        """``column`` (values over the stock levels) at ``on_hand`` units: on a grid of lots,
+        linear between the two nearest levels (as leftover units are split)."""
+        if self.lot == 1:
+            return column[torch.as_tensor(on_hand).long()]
+        pos = torch.as_tensor(on_hand, dtype=torch.float64) / self.lot
+        lo = pos.floor().long().clamp(max=column.shape[0] - 1)
+        hi = (lo + 1).clamp(max=column.shape[0] - 1)
+        frac = pos - lo
+        return column[lo] * (1.0 - frac) + column[hi] * frac
 
     def grid_index(self, state: CampaignState) -> tuple[torch.Tensor, ...]:
         """Table indices ``(t, on_hand, pipeline, streak, sale_used)`` of each state (CPU); on a
@@ -220,9 +237,15 @@ class DPSolution:
         return t, x.clamp(max=p.capacity // self.lot), flat, streak, used
 
     def value(self, state: CampaignState) -> torch.Tensor:
-        """Optimal expected profit-to-go of each state, ``(B,)`` float64 on the state's device."""
+        """Optimal expected profit-to-go of each state, ``(B,)`` float64 on the state's device
+        (on a grid of lots: linear between the two nearest stock levels)."""
         t, x, k, s, u = self.grid_index(state)
-        return self.values[t, x, k, s, u].to(state.on_hand.device)
+        if self.lot == 1:
+            return self.values[t, x, k, s, u].to(state.on_hand.device)
+        rows = self.values[t, :, k, s, u]  # (B, X)
+        on_hand = state.on_hand.detach().cpu().to(torch.float64)
+        out = torch.stack([self._at_stock(r, h) for r, h in zip(rows, on_hand, strict=True)])
+        return out.to(state.on_hand.device)
 
     def policy(self) -> DPPolicy:
         """The optimal policy as a batched :class:`~promogym.envs.rollout.Policy`."""
@@ -654,10 +677,12 @@ def format_optimum_report(report: dict[str, Any]) -> str:
             else []
         ),
         f"Monte-Carlo check    {mc['mean']:10.2f} +- {1.96 * mc['se']:.2f} (95% CI "
-        f"[{lo:.2f}, {hi:.2f}], {report['episodes']} episodes): optimum {verdict} the CI",
+        f"[{lo:.2f}, {hi:.2f}], {report['episodes']} episodes): optimum {verdict} the CI"
+        + (" (approximate: not a check)" if report.get("stock_lot", 1) > 1 else ""),
         "",
         f"{'policy':<22}{'profit':>10}{'+- 95%':>9}{'ratio':>8}  rule",
-        f"{'dp-optimal':<22}{report['expected_profit']:10.2f}{'exact':>9}{1.0:8.3f}  "
+        f"{'dp-optimal':<22}{report['expected_profit']:10.2f}"
+        f"{'exact' if report.get('stock_lot', 1) == 1 else 'lots':>9}{1.0:8.3f}  "
         + (
             "exact dynamic programming"
             if report.get("stock_lot", 1) == 1

@@ -69,6 +69,27 @@ INFO_KEYS = (
 )
 
 
+def _economics_argument(
+    key: str,
+    value: float | Sequence[float] | np.ndarray | None,
+    ids: Sequence[str],
+    history: SalesHistory | None,
+) -> tuple[float | None, np.ndarray | None]:
+    """A ``list_price`` / ``unit_cost`` argument as (scalar, per item): one number, one per
+    item of ``ids``, or (``None``) each item's latest value in ``history``."""
+    if value is None:
+        return None, None if history is None else history.latest(key, ids)
+    if np.ndim(value) == 0:
+        return float(value), None  # type: ignore[arg-type]
+    per_item = np.asarray(value, dtype=np.float64)
+    if per_item.shape != (len(ids),):
+        raise PromogymInputError(
+            f"{key}: {per_item.size} values for {len(ids)} items; give one number, or one per "
+            "item of item_ids"
+        )
+    return None, per_item
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as given.
 
@@ -209,8 +230,8 @@ class CampaignBatch:
         item_ids: the demand model's item vocabulary (default: taken from the model).
         list_price: when ``config.economics.list_price`` is unset: one price for every item,
             or one per item of ``item_ids`` (default: each item's latest list price in the
-            history, :meth:`~promogym.data.SalesHistory.latest`). An unset
-            ``economics.unit_cost`` is each item's latest ``unit_cost`` in the history.
+            history, :meth:`~promogym.data.SalesHistory.latest`).
+        unit_cost: the same for ``config.economics.unit_cost``.
         start_days: ``(first, last)`` calendar days (ints or ISO dates, inclusive) for starts
             without a history (default the year 2025).
         period_days: calendar days per period (default: the history's, else the market's).
@@ -230,6 +251,7 @@ class CampaignBatch:
         history: SalesHistory | None = None,
         item_ids: Sequence[str] | None = None,
         list_price: float | Sequence[float] | np.ndarray | None = None,
+        unit_cost: float | Sequence[float] | np.ndarray | None = None,
         start_days: tuple[int | str, int | str] | None = None,
         period_days: int | None = None,
         min_context: int | None = None,
@@ -271,21 +293,14 @@ class CampaignBatch:
         self.windows: HistoryWindows | None = None
         if history is not None:
             self.windows = HistoryWindows(history, ids)
-        per_item = None
-        if list_price is not None and np.ndim(list_price) == 1:
-            per_item, list_price = np.asarray(list_price, dtype=np.float64), None
-            if per_item.shape != (len(ids),):
-                raise PromogymInputError(
-                    f"list_price: {per_item.shape[0]} prices for {len(ids)} items; give one "
-                    "price, or one per item of item_ids"
-                )
-        elif list_price is None and history is not None:
-            per_item = history.latest_list_prices(ids)
+        prices = _economics_argument("list_price", list_price, ids, history)
+        costs = _economics_argument("unit_cost", unit_cost, ids, history)
         self.params = CampaignParams.from_config(
             self.config,
-            list_price=None if list_price is None else float(list_price),
-            item_list_price=per_item,
-            item_unit_cost=None if history is None else history.latest("unit_cost", ids),
+            list_price=prices[0],
+            unit_cost=costs[0],
+            item_list_price=prices[1],
+            item_unit_cost=costs[1],
             item_ids=ids,
             period_days=self.period_days,
             device=self.device,

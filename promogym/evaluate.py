@@ -465,7 +465,7 @@ def _evaluate(
         say(f"no DP optimum: {too_large}")
         provenance["optimum"] = f"left out: {too_large}"
     elif inputs.true_market is not None:
-        say(f"solving the exact DP optimum for {inputs.item} from {inputs.start_date} ...")
+        say(f"solving the DP optimum for {inputs.item} from {inputs.start_date} ...")
         solution = dp.solve(
             inputs.true_market,
             inputs.item,

@@ -601,6 +601,7 @@ class Run:
             history=training_history(self, spec.holdout_periods),
             item_ids=self.item_vocabulary(),
             list_price=self.list_prices(),
+            unit_cost=self.unit_costs(),
             recent_periods=spec.recent_periods,
             expected_demand_obs=spec.expected_demand_obs,
             device=device,

@@ -358,6 +358,12 @@ def test_large_capacities_get_a_grid_of_lots_or_a_clear_error_before_any_allocat
         big_cfg.replace(inventory={"capacity": 60_001, "order_quantities": [0, 5_000]})
     )
     assert dp_lot(odd) is None
+    # No lot fits the coarse grid's 1 GiB, but lot 2 fits under the unit grid's 8 GiB.
+    mid = CampaignParams.from_config(
+        CampaignConfig().replace(inventory={"capacity": 3_600, "order_quantities": [0, 2, 4]})
+    )
+    assert dp_memory_bytes(mid) > DP_MEMORY_LIMIT and dp_memory_bytes(mid, 2) > DP_LOT_MEMORY
+    assert dp_lot(mid) == 2
     with pytest.raises(PromogymInputError, match="capacity 60,001.*case size") as err:
         solve(default_market(), "sku-0", odd, start_day=START_DAY)
     assert "\n" not in str(err.value)
@@ -379,3 +385,13 @@ def test_a_grid_of_lots_is_close_to_the_exact_optimum() -> None:
         scores[lot] = out.summary()["mean_profit"]
     # Acting at the nearest stock level loses well under 1% (measured: 0.04% and 0.15%).
     assert scores[4] >= 0.995 * scores[1] and scores[10] >= 0.99 * scores[1]
+    # Stock between two levels is valued between them (linear, as leftover units are split).
+    odd = CampaignParams.from_config(CampaignConfig().replace(inventory={"initial": 65}))
+    exact_65 = solve(market, "sku-0", odd, START_DAY).expected_profit
+    on_lots = solve(market, "sku-0", odd, START_DAY, lot=10)
+    low, high = on_lots.values[0, 6:8, 0, 0, 0].tolist()
+    assert on_lots.expected_profit == pytest.approx((low + high) / 2)
+    assert on_lots.expected_profit == pytest.approx(exact_65, rel=0.005)
+    state = initial_state(odd, torch.tensor([0, 0]), torch.tensor([START_DAY] * 2))
+    state = state.replace(on_hand=torch.tensor([65.0, 70.0], dtype=torch.float64))
+    assert on_lots.value(state).tolist() == pytest.approx([(low + high) / 2, high])

@@ -552,6 +552,8 @@ def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     fixed = params.order_fixed_cost
     assert info["order_cost"].tolist() == pytest.approx((costs[:2] * 40 + fixed).tolist())
     assert params.for_item(1).unit_cost == pytest.approx(float(costs[1]))
+    given = CampaignBatch(demand, own_costs, unit_cost=[1.0, 2.0, 3.0, 4.0], device="cpu").params
+    assert given.item_unit_cost is not None and given.item_unit_cost.tolist() == [1, 2, 3, 4]
     infos = batch.reset(options=[{"item": 0}, {"item": 1}])
     scale = (prices[:2] * batch.typical[:2]).tolist()
     assert batch.reward_scale.tolist() == pytest.approx(scale)
@@ -560,5 +562,5 @@ def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     assert CampaignBatch(demand, small_config(), device="cpu").params.item_list_price is None
     one = CampaignBatch(demand, from_data, list_price=30.0, device="cpu").params
     assert one.item_list_price is None and one.list_price == 30.0
-    with pytest.raises(PromogymInputError, match="2 prices for 4 items"):
+    with pytest.raises(PromogymInputError, match="list_price: 2 values for 4 items"):
         CampaignBatch(demand, from_data, list_price=[1.0, 2.0], device="cpu")
