@@ -97,6 +97,17 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 _PRICE_TOLERANCE = 1e-9
 
 
+PROMO_AGREEMENT_MIN = 0.9
+"""Below this share of rows with ``promo == (discount > 0)``, :meth:`SalesHistory.describe`
+warns: the simulator treats every discount as a promotion."""
+
+PROMO_MISMATCH_NOTE = (
+    " (the simulator treats every discount as a promotion: a list_price column with the "
+    "regular price, so that discounts mark promotions, makes its promotions mean what the "
+    "history's do)"
+)
+
+
 @dataclass(frozen=True)
 class SalesHistory:
     """A validated sales history.
@@ -176,6 +187,7 @@ class SalesHistory:
             "end": f["date"].max().date().isoformat(),
             "freq": self.freq,
             "promo_share": float(f["promo"].mean()),
+            "promo_is_discount_share": float(((f["discount"] > 0) == (f["promo"] == 1)).mean()),
             "censored_share": float(f["censored"].mean()),
             "stock_known_share": float(f["stock"].notna().mean()),
             "unit_cost_known_share": float(f["unit_cost"].notna().mean()),
@@ -199,6 +211,8 @@ class SalesHistory:
             f"{s['periods_per_item_min']}-{s['periods_per_item_max']})",
             f"date range      {s['start']} .. {s['end']}",
             f"promo share     {s['promo_share']:.1%}",
+            f"promo agrees    with discount > 0 on {s['promo_is_discount_share']:.1%} of rows"
+            + (PROMO_MISMATCH_NOTE if s["promo_is_discount_share"] < PROMO_AGREEMENT_MIN else ""),
             f"censored share  {s['censored_share']:.1%} "
             f"(stock known on {s['stock_known_share']:.0%} of rows)",
             f"unit cost known {s['unit_cost_known_share']:.0%} of rows",

@@ -543,7 +543,17 @@ def test_check_data_summary(tmp_path: Path) -> None:
     out = result.stdout
     assert "items           1" in out and "2024-01-01 .. 2024-01-02" in out
     assert "promo share     50.0%" in out and "censored share  50.0%" in out
+    assert "promo agrees    with discount > 0 on 100.0% of rows" in out  # the default promo
+    assert "treats every discount" not in out
     assert len(out.splitlines()) <= 20
+    # A promo flag apart from the discount (e.g. deals against a running-maximum list price).
+    deals = csv_text(
+        "2024-01-01,a,3,10,0", "2024-01-02,a,4,9,0", "2024-01-03,a,9,8,1", header=HEADER + ",promo"
+    )
+    out = CliRunner().invoke(app, ["check-data", "--data", str(write(tmp_path, "p.csv", deals))])
+    assert "promo agrees    with discount > 0 on 66.7% of rows (the simulator treats every " in (
+        out.stdout
+    )
 
 
 def test_config_data_section_sets_defaults_and_options_win(tmp_path: Path) -> None:
