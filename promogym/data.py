@@ -164,10 +164,6 @@ class SalesHistory:
         out[~np.isin(ids, last.index)] = float(last.median())
         return out
 
-    def latest_list_prices(self, item_ids: Sequence[str] | None = None) -> np.ndarray:
-        """:meth:`latest` ``list_price`` (never NaN: the contract fills list prices in)."""
-        return self.latest("list_price", item_ids)
-
     def summary(self) -> dict[str, Any]:
         """Headline figures: counts, date range, frequency and promo / censored shares.
 

@@ -178,7 +178,7 @@ def fit_run(
     # Before any fitting: every item needs a list price and a unit cost (config or data).
     CampaignParams.from_config(
         config,
-        item_list_price=history.latest_list_prices(),
+        item_list_price=history.latest("list_price"),
         item_unit_cost=history.latest("unit_cost"),
         item_ids=history.item_ids,
     )
