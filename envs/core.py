@@ -90,7 +90,8 @@ class CampaignParams:
         ``list_price`` / ``unit_cost``. ``item_ids`` only name the items in errors.
 
         Raises:
-            ConfigError: a value is neither configured nor given, or unknown for some item.
+            ConfigError: a value is neither configured nor given, or unknown for some item;
+                or ``salvage_value`` is above an item's unit cost (ordering to salvage pays).
         """
         eco = config.economics
         price, per_item_price = _economics(
@@ -99,6 +100,19 @@ class CampaignParams:
         cost, per_item_cost = _economics(
             "unit_cost", eco.unit_cost, item_unit_cost, unit_cost, item_ids, device
         )
+        costs = [cost] if per_item_cost is None else per_item_cost.tolist()
+        cheapest = int(np.argmin(costs))
+        if eco.salvage_value > costs[cheapest]:  # buying to salvage would pay
+            which = (
+                ""
+                if per_item_cost is None
+                else f" of item {item_ids[cheapest] if item_ids else cheapest}"
+            )
+            raise ConfigError(
+                f"economics.salvage_value {eco.salvage_value:g} is above the unit cost"
+                f"{which} ({costs[cheapest]:g}): every order would pay for itself at the "
+                "campaign's end; set salvage_value below every unit cost"
+            )
         return cls(
             horizon=config.campaign.horizon,
             discounts=torch.tensor(config.campaign.discounts, dtype=torch.float64, device=device),

@@ -103,7 +103,7 @@ def test_params_need_a_list_price(tmp_path: Path) -> None:
     from promogym.envs.core import CampaignParams
 
     path = tmp_path / "c.toml"
-    path.write_text("[economics]\nunit_cost = 1.2\n")
+    path.write_text("[economics]\nunit_cost = 1.2\nsalvage_value = 0.5\n")
     cfg = load_config(path)
     assert CampaignParams.from_config(cfg, list_price=2.5).list_price == 2.5
     with pytest.raises(ConfigError, match="economics.list_price"):
@@ -114,7 +114,7 @@ def test_unit_cost_omitted_means_from_data(tmp_path: Path) -> None:
     from promogym.envs.core import CampaignParams
 
     path = tmp_path / "c.toml"
-    path.write_text("[economics]\nlist_price = 3.0\n")
+    path.write_text("[economics]\nlist_price = 3.0\nsalvage_value = 0.5\n")
     cfg = load_config(path)
     assert cfg.economics.unit_cost is None and CampaignConfig().economics.unit_cost == 9.0
     cfg.save(tmp_path / "again.toml")
@@ -127,3 +127,9 @@ def test_unit_cost_omitted_means_from_data(tmp_path: Path) -> None:
         CampaignParams.from_config(cfg, item_unit_cost=[1.0, float("nan")], item_ids=["a", "b"])
     with pytest.raises(ConfigError, match="economics.unit_cost is unset"):
         CampaignParams.from_config(cfg)
+    # A salvage value above some item's cost would make ordering to salvage pay.
+    high = cfg.replace(economics={"salvage_value": 5.0})
+    with pytest.raises(ConfigError, match=r"salvage_value 5 is above the unit cost of item b \(4"):
+        CampaignParams.from_config(high, item_unit_cost=[6.0, 4.0], item_ids=["a", "b"])
+    with pytest.raises(ConfigError, match=r"salvage_value 5 is above the unit cost \(1"):
+        CampaignParams.from_config(high.replace(economics={"unit_cost": 1.0}))

@@ -552,8 +552,8 @@ def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     fixed = params.order_fixed_cost
     assert info["order_cost"].tolist() == pytest.approx((costs[:2] * 40 + fixed).tolist())
     assert params.for_item(1).unit_cost == pytest.approx(float(costs[1]))
-    given = CampaignBatch(demand, own_costs, unit_cost=[1.0, 2.0, 3.0, 4.0], device="cpu").params
-    assert given.item_unit_cost is not None and given.item_unit_cost.tolist() == [1, 2, 3, 4]
+    given = CampaignBatch(demand, own_costs, unit_cost=[6.0, 7.0, 8.0, 9.0], device="cpu").params
+    assert given.item_unit_cost is not None and given.item_unit_cost.tolist() == [6, 7, 8, 9]
     infos = batch.reset(options=[{"item": 0}, {"item": 1}])
     scale = (prices[:2] * batch.typical[:2]).tolist()
     assert batch.reward_scale.tolist() == pytest.approx(scale)
