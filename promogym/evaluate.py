@@ -37,7 +37,7 @@ import torch
 from promogym.config import CampaignConfig
 from promogym.envs.core import CampaignParams, CampaignState, initial_state
 from promogym.envs.demand import DemandModel, MarketDemand
-from promogym.envs.dp import dp_too_large
+from promogym.envs.dp import dp_lot, dp_too_large
 from promogym.envs.market import ReferenceMarket, day_date, day_number, default_market
 from promogym.envs.rollout import Policy, Rollout, simulate
 from promogym.errors import PromogymInputError
@@ -392,9 +392,13 @@ def run_inputs(
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
     # The planner keeps every stock level, or lots of them; where no grid fits it is left out.
-    too_large = dp_too_large(params)
+    too_large = dp_too_large(params.for_item(index))
     if too_large is not None:
         provenance["planner"] = f"left out: {too_large}"
+    elif (lot := dp_lot(params.for_item(index))) != 1:
+        provenance["planner"] = (
+            f"DP over {lot}-unit stock lots (the capacity is too large for every unit)"
+        )
     log = None
     if agent is not None:
         provenance["policy"] = {"agent": agent, "model": which}

@@ -536,6 +536,7 @@ def test_evaluate_plans_on_stock_lots_or_leaves_the_planner_out_past_the_dp_memo
     data = json.loads((tmp_path / "lots" / "report.json").read_text(encoding="utf-8"))
     assert data["provenance"]["optimum"]["stock_lot"] == 2  # capacity 160, orders of 40 and 80
     assert "planner" in data["markets"]["reference"]["policies"]
+    assert data["provenance"]["planner"].startswith("DP over 2-unit stock lots")
     text = (tmp_path / "lots" / "report.md").read_text(encoding="utf-8")
     assert "DP optimum on a grid of 2-unit stock lots" in text
     monkeypatch.setattr(dp, "DP_LOT_MEMORY", 1)  # no grid fits
