@@ -172,6 +172,7 @@ class SalesHistory:
         """
         f = self.frame
         per_item = f.groupby("item_id", sort=True).size()
+        prices, costs = self.latest("list_price"), self.latest("unit_cost")
         return {
             "source": self.source,
             "items": int(per_item.shape[0]),
@@ -187,6 +188,8 @@ class SalesHistory:
             "censored_share": float(f["censored"].mean()),
             "stock_known_share": float(f["stock"].notna().mean()),
             "unit_cost_known_share": float(f["unit_cost"].notna().mean()),
+            "latest_list_price_range": [float(prices.min()), float(prices.max())],
+            "items_with_unit_cost": int(np.isfinite(costs).sum()),
             "mean_units_sold": float(f["units_sold"].mean()),
             "categorical": list(self.categorical),
             "filled_rows": self.filled_rows,
@@ -211,7 +214,10 @@ class SalesHistory:
             + (PROMO_MISMATCH_NOTE if s["promo_is_discount_share"] < PROMO_AGREEMENT_MIN else ""),
             f"censored share  {s['censored_share']:.1%} "
             f"(stock known on {s['stock_known_share']:.0%} of rows)",
-            f"unit cost known {s['unit_cost_known_share']:.0%} of rows",
+            f"unit cost known {s['unit_cost_known_share']:.0%} of rows, for "
+            f"{s['items_with_unit_cost']} of {s['items']} items",
+            "list prices     latest per item {:g} .. {:g} (the campaigns' prices unless the "
+            "config sets economics.list_price)".format(*s["latest_list_price_range"]),
             f"mean units/row  {s['mean_units_sold']:.2f}",
         ]
         if s["categorical"]:

@@ -545,6 +545,8 @@ def test_check_data_summary(tmp_path: Path) -> None:
     assert "promo share     50.0%" in out and "censored share  50.0%" in out
     assert "promo agrees    with discount > 0 on 100.0% of rows" in out  # the default promo
     assert "treats every discount" not in out
+    assert "unit cost known 0% of rows, for 0 of 1 items" in out
+    assert "list prices     latest per item 10 .. 10" in out
     assert len(out.splitlines()) <= 20
     # A promo flag apart from the discount (e.g. deals against a running-maximum list price).
     deals = csv_text(
