@@ -218,6 +218,13 @@ class CampaignConfig:
             value = getattr(eco, key)
             if not value >= 0:
                 raise bad(f"economics.{key}", ">= 0", value)
+        if eco.unit_cost is not None and eco.salvage_value > eco.unit_cost:
+            raise bad(
+                "economics.salvage_value",
+                f"<= economics.unit_cost ({eco.unit_cost:g}; else every order would pay for "
+                "itself at the campaign's end)",
+                eco.salvage_value,
+            )
         if self.data.fill_gaps not in (None, "zero", "drop"):
             raise bad("data.fill_gaps", "'zero' or 'drop'", self.data.fill_gaps)
 

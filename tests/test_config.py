@@ -64,6 +64,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[inventory]\nlead_time = -1", "inventory.lead_time"),
         ("[economics]\nunit_cost = -1.0", "economics.unit_cost"),
         ("[economics]\nlist_price = 0", "economics.list_price"),
+        ("[economics]\nunit_cost = 4.0\nsalvage_value = 5.0", "economics.salvage_value"),
         ("[data]\nfill_gaps = 'mean'", "data.fill_gaps"),
         ("[pricing]\nx = 1", "[pricing]"),
         ("[campaign\nhorizon = 3", "invalid TOML"),
@@ -91,7 +92,7 @@ def test_cli_check_config_exit_code(tmp_path: Path) -> None:
 
 def test_list_price_omitted_means_from_data(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[economics]\nunit_cost = 1.2\n")
+    path.write_text("[economics]\nunit_cost = 1.2\nsalvage_value = 0.5\n")
     cfg = load_config(path)
     assert cfg.economics.list_price is None
     cfg.save(tmp_path / "again.toml")
@@ -131,5 +132,5 @@ def test_unit_cost_omitted_means_from_data(tmp_path: Path) -> None:
     high = cfg.replace(economics={"salvage_value": 5.0})
     with pytest.raises(ConfigError, match=r"salvage_value 5 is above the unit cost of item b \(4"):
         CampaignParams.from_config(high, item_unit_cost=[6.0, 4.0], item_ids=["a", "b"])
-    with pytest.raises(ConfigError, match=r"salvage_value 5 is above the unit cost \(1"):
-        CampaignParams.from_config(high.replace(economics={"unit_cost": 1.0}))
+    with pytest.raises(ConfigError, match=r"salvage_value must be <= economics.unit_cost \(1"):
+        high.replace(economics={"unit_cost": 1.0})  # both in the config: caught when loading
