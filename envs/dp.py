@@ -163,18 +163,19 @@ class DPSolution:
     @property
     def expected_profit(self) -> float:
         """Optimal expected profit from the campaign's start (initial stock, empty pipeline)."""
-        return float(self._at_stock(self.values[0, :, 0, 0, 0], self.params.initial_on_hand))
+        rows = self.values[0, :, 0, 0, 0].unsqueeze(0)
+        return float(self._at_stock(rows, torch.tensor([float(self.params.initial_on_hand)]))[0])
 
-    def _at_stock(self, column: torch.Tensor, on_hand: torch.Tensor | float) -> torch.Tensor:
-        """``column`` (values over the stock levels) at ``on_hand`` units: on a grid of lots,
-        linear between the two nearest levels (as leftover units are split)."""
-        if self.lot == 1:
-            return column[torch.as_tensor(on_hand).long()]
-        pos = torch.as_tensor(on_hand, dtype=torch.float64) / self.lot
-        lo = pos.floor().long().clamp(max=column.shape[0] - 1)
-        hi = (lo + 1).clamp(max=column.shape[0] - 1)
+    def _at_stock(self, rows: torch.Tensor, on_hand: torch.Tensor) -> torch.Tensor:
+        """``rows`` ``(B, X)`` (values over the stock levels) at ``on_hand`` ``(B,)`` units:
+        on a grid of lots, linear between the two nearest levels (as leftover units are
+        split)."""
+        pos = on_hand.to(torch.float64) / self.lot
+        lo = pos.floor().long().clamp(max=rows.shape[1] - 1)
+        hi = (lo + 1).clamp(max=rows.shape[1] - 1)
         frac = pos - lo
-        return column[lo] * (1.0 - frac) + column[hi] * frac
+        low, high = (rows.gather(1, i.unsqueeze(1)).squeeze(1) for i in (lo, hi))
+        return low * (1.0 - frac) + high * frac
 
     def grid_index(self, state: CampaignState) -> tuple[torch.Tensor, ...]:
         """Table indices ``(t, on_hand, pipeline, streak, sale_used)`` of each state (CPU); on a
@@ -243,9 +244,8 @@ class DPSolution:
         if self.lot == 1:
             return self.values[t, x, k, s, u].to(state.on_hand.device)
         rows = self.values[t, :, k, s, u]  # (B, X)
-        on_hand = state.on_hand.detach().cpu().to(torch.float64)
-        out = torch.stack([self._at_stock(r, h) for r, h in zip(rows, on_hand, strict=True)])
-        return out.to(state.on_hand.device)
+        on_hand = state.on_hand.detach().cpu()
+        return self._at_stock(rows, on_hand).to(state.on_hand.device)
 
     def policy(self) -> DPPolicy:
         """The optimal policy as a batched :class:`~promogym.envs.rollout.Policy`."""

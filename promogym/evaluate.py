@@ -392,10 +392,11 @@ def run_inputs(
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
     # The planner keeps every stock level, or lots of them; where no grid fits it is left out.
-    too_large = dp_too_large(params.for_item(index))
+    lot = dp_lot(params)  # the grid depends on capacity and ladders, not on the item
+    too_large = dp_too_large(params) if lot is None else None
     if too_large is not None:
         provenance["planner"] = f"left out: {too_large}"
-    elif (lot := dp_lot(params.for_item(index))) != 1:
+    elif lot != 1:
         provenance["planner"] = (
             f"DP over {lot}-unit stock lots (the capacity is too large for every unit)"
         )
