@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from promogym.config import CampaignConfig
+from promogym.response import format_response
 
 DEMO_ITEMS = 8
 DEMO_PERIODS = 730
@@ -102,6 +103,9 @@ def run_demo(
     )
     metrics = run.info["forecaster"]["validation_metrics"]
     log("forecaster validation: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()))
+    bins = run.price_response()
+    if bins:
+        log(format_response(bins))
     stage("fit", t)
 
     t = time.perf_counter()

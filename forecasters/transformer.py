@@ -110,6 +110,7 @@ from promogym.forecasters.likelihood import (
     mixture_quantiles,
 )
 from promogym.io import atomic_write_text, atomic_write_with
+from promogym.response import ResponseRows
 
 BASE_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "base"
 BASE_WEIGHTS_DIRS = {
@@ -735,6 +736,10 @@ class TransformerForecaster(Forecaster):
         validation_metrics: one-step metrics on the held-out last periods (``nll``, ``mape``
             of the median, ``pinball`` averaged over q = 0.1, 0.5, 0.9, ``coverage80``).
         training: how training went (epochs run, best epoch, losses, seconds, base used).
+        held_out_response: the simulator's one-step means on the held-out last periods at
+            their own discount and at none, beside what sold (:mod:`promogym.response` turns
+            them into the price-response check); set by :meth:`fit` before the refit, not
+            saved (``None`` after :meth:`load`).
     """
 
     name = "transformer"
@@ -761,6 +766,7 @@ class TransformerForecaster(Forecaster):
         self.promo_recalibration: list[list[list[float]]] = []
         self.validation_metrics: dict[str, float] = {}
         self.training: dict[str, Any] = {}
+        self.held_out_response: ResponseRows | None = None
         self.model: TimeSeriesTransformerForPrediction | None = None
 
     # ---- properties -----------------------------------------------------------------------
@@ -862,6 +868,7 @@ class TransformerForecaster(Forecaster):
             self.validation_metrics = validation_metrics(
                 first, self._dispersed(second), actual, likelihood=self.likelihood
             )
+        self.held_out_response = self._held_out_response(data, val_end)
         pits = (
             self._validation_pits(data, val_end, calibration) if cfg.recalibrate_quantiles else None
         )
@@ -923,16 +930,10 @@ class TransformerForecaster(Forecaster):
         ``series``. Called by :meth:`fit` before the dispersion is calibrated, so the NB
         dispersion is the network's own (:attr:`dispersion_scale` is 1)."""
         c = self.config.context_length
-        rows = []
-        for s in series:
-            for t in range(max(int(val_end[s]), c), int(data.length[s])):
-                rows.append((s, t - c))
-        if not rows:
+        w = self._validation_windows(data, val_end, series)
+        if w is None:
             return None
-        w = data.windows(torch.tensor(rows, dtype=torch.long), c + 1)
         ok = w.observed[:, c]
-        if not bool(ok.any()):
-            return None
         past = w.select(slice(None), slice(0, c))
         with torch.inference_mode():
             # The recorded promo flag: data whose promo is not "discount > 0" (OJ's deals,
@@ -942,6 +943,46 @@ class TransformerForecaster(Forecaster):
                 past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c], w.promo[:, c : c + 1]
             )
         return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
+
+    def _validation_windows(
+        self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
+    ) -> Windows | None:
+        """Windows of ``context_length + 1`` periods ending in each validation period of
+        ``series`` (the last period is the one predicted); ``None`` if none is observed."""
+        c = self.config.context_length
+        rows = [
+            (s, t - c) for s in series for t in range(max(int(val_end[s]), c), int(data.length[s]))
+        ]
+        if not rows:
+            return None
+        w = data.windows(torch.tensor(rows, dtype=torch.long), c + 1)
+        return w if bool(w.observed[:, c].any()) else None
+
+    def _held_out_response(self, data: SeriesData, val_end: torch.Tensor) -> ResponseRows | None:
+        """The simulator's one-step mean at each observed validation period's own discount and
+        at no discount, beside what sold (:mod:`promogym.response`). The promo flag is the
+        simulator's, ``discount > 0`` (not the recorded one): the check is on the environment's
+        inputs. ``None`` if no validation period is observed."""
+        c = self.config.context_length
+        w = self._validation_windows(data, val_end, range(data.length.shape[0]))
+        if w is None:
+            return None
+        ok = w.observed[:, c]
+        discount = w.discount[:, c]
+        candidates = torch.stack((discount, torch.zeros_like(discount)), dim=1)
+        with torch.inference_mode():
+            params = self._one_step_windows(
+                w.select(slice(None), slice(0, c)), w.day[:, c], candidates, w.extra[:, c]
+            )
+        mean = self.likelihood.as_nb(*params)[0]
+        names = np.asarray(self.item_ids, dtype=object)[w.item[ok].cpu().numpy() - 1]
+        return ResponseRows(
+            item=names,
+            discount=discount[ok].double().cpu().numpy(),
+            actual=w.units[ok, c].double().cpu().numpy(),
+            mean=mean[ok, 0].double().cpu().numpy(),
+            mean_regular=mean[ok, 1].double().cpu().numpy(),
+        )
 
     def _dispersed(self, second: torch.Tensor) -> torch.Tensor:
         """``second`` times :attr:`dispersion_scale` for a family with a dispersion."""

@@ -351,6 +351,10 @@ def fit_forecaster_command(
         for k, v in model.validation_metrics.items()
     )
     typer.echo(f"wrote {out}: validation {metrics}")
+    if model.held_out_response is not None:
+        from promogym.response import format_response, response_bins
+
+        typer.echo(format_response(response_bins(model.held_out_response)))
 
 
 @app.command("fit")
@@ -411,6 +415,11 @@ def fit_command(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
     )
     typer.echo(f"wrote {out}: forecaster validation {shown}")
+    bins = run.price_response()
+    if bins:
+        from promogym.response import format_response
+
+        typer.echo(format_response(bins))
 
 
 @app.command("train")

@@ -313,6 +313,7 @@ class CampaignInputs:
     agents: dict[str, Policy]
     provenance: dict[str, Any]
     training_log: Path | None = None
+    price_response: dict[str, Any] | None = None  # the run's held-out check (run.json)
 
 
 def demo_inputs(config: CampaignConfig | None, item: str, market: str) -> CampaignInputs:
@@ -425,6 +426,7 @@ def run_inputs(
         },
         provenance,
         log,
+        run.info.get("price_response"),
     )
 
 
@@ -529,6 +531,7 @@ def _evaluate(
         progress=progress,
         title=f"Policy evaluation: {inputs.item}, campaign from {inputs.start_date.isoformat()}",
     )
+    report.price_response = inputs.price_response
     say(f"writing the report to {out} ...")
     write_report(report, out, training_log=inputs.training_log)
     return report

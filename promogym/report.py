@@ -50,6 +50,9 @@ from typing import Any
 import numpy as np
 
 from promogym.errors import PromogymInputError
+from promogym.response import NOTE as RESPONSE_NOTE
+from promogym.response import TITLE as RESPONSE_TITLE
+from promogym.response import ResponseBin, response_summary, response_table
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 PLOTS_DIR = "plots"
@@ -321,6 +324,7 @@ class EvaluationReport:
     optimum_policy: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     title: str = "Policy evaluation"
+    price_response: dict[str, Any] | None = None  # a run's held-out check (promogym.response)
 
     @property
     def primary_market(self) -> str:
@@ -370,6 +374,7 @@ class EvaluationReport:
             "markets": markets,
             "gaps": {name: gap.to_dict() for name, gap in self.gaps.items()},
             "verdicts": self.verdicts(),
+            "price_response": self.price_response,
             "provenance": self.provenance,
         }
 
@@ -878,6 +883,17 @@ def market_tables(report: EvaluationReport, market: MarketResult) -> list[Table]
     return tables
 
 
+def response_section(report: EvaluationReport) -> tuple[Table, str] | None:
+    """The learned simulator's price response on the run's held-out periods, and its summary
+    sentence (``None``: the report has no run, or the run held out no period)."""
+    if not report.price_response:
+        return None
+    bins = [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
+    header, rows = response_table(bins)
+    table = Table("Observed vs simulated lift, by discount", header, [("", r) for r in rows])
+    return table, response_summary(bins)
+
+
 def gap_table(report: EvaluationReport) -> Table:
     """Learned-simulator mean minus reference-market mean, per policy."""
     rows = []
@@ -1002,6 +1018,10 @@ def render_markdown(report: EvaluationReport, plots: Mapping[str, tuple[str, byt
             out += md_table(table)
     if report.gaps:
         out += ["## Simulator gap", ""] + md_table(gap_table(report))
+    response = response_section(report)
+    if response is not None:
+        out += [f"## {RESPONSE_TITLE}", "", RESPONSE_NOTE, ""] + md_table(response[0])
+        out += [response[1], ""]
     out += ["## Plots", ""]
     for stem, (caption, _) in plots.items():
         out += [f"![{caption}]({PLOTS_DIR}/{stem}.png)", "", f"*{caption}*", ""]
@@ -1072,6 +1092,12 @@ def render_html(report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]]
             "episodes with the same random numbers.</p>"
         )
         out += html_table(gap_table(report))
+    response = response_section(report)
+    if response is not None:
+        out.append(f"<h2>{e(RESPONSE_TITLE)}</h2>")
+        out.append(f'<p class="note">{e(RESPONSE_NOTE)}</p>')
+        out += html_table(response[0])
+        out.append(f"<p>{e(response[1])}</p>")
     out.append("<h2>Plots</h2>")
     for stem, (caption, png) in plots.items():
         data = base64.b64encode(png).decode("ascii")

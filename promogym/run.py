@@ -7,7 +7,8 @@ path                   content
 =====================  =====================================================================
 ``config.toml``        the campaign config (:meth:`CampaignConfig.save`)
 ``run.json``           data fingerprint, source, frequency, items, created-at, versions,
-                       seeds, forecaster validation metrics
+                       seeds, forecaster validation metrics, the simulator's price response
+                       on the held-out periods (:func:`price_response_check`)
 ``history.parquet``    the validated training history (canonical frame)
 ``forecaster/``        the fitted forecaster (:meth:`TransformerForecaster.save`, or
                        :meth:`EnsembleForecaster.save` of several seeds: ``fit --seeds``)
@@ -50,6 +51,7 @@ import pandas as pd
 
 from promogym.config import CampaignConfig, load_config
 from promogym.errors import PromogymInputError
+from promogym.response import ResponseBin, average_rows, response_bins, response_summary
 
 if TYPE_CHECKING:
     import torch
@@ -201,6 +203,7 @@ def fit_run(
             fit_forecaster(history, member_config, from_scratch=from_scratch, progress=say)
         )
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
+    response = price_response_check(members)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -239,6 +242,7 @@ def fit_run(
                     else {}
                 ),
             },
+            "price_response": response,
             "market": "market.json" if (tmp / "market.json").exists() else None,
             "seeds": {"forecaster": fc_config.seed},
             "packages": package_versions(),
@@ -257,6 +261,22 @@ def fit_run(
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"wrote {out}")
     return load_run(out)
+
+
+def price_response_check(members: Sequence[TransformerForecaster]) -> dict[str, Any] | None:
+    """The simulator's price response on the held-out periods of the fit (the members'
+    average, as their equal-weight ensemble simulates): :mod:`promogym.response`'s bins and
+    summary, JSON-ready. ``None`` if a member held out no observed period."""
+    rows = [m.held_out_response for m in members]
+    if any(r is None for r in rows):
+        return None
+    bins = response_bins(average_rows(rows, [1.0] * len(rows)))  # type: ignore[arg-type]
+    return {
+        "bins": [b.to_dict() for b in bins],
+        "summary": response_summary(bins),
+        "periods": "the last validation_periods of each item, predicted one step ahead by the "
+        "network before its refit (which then trains on them too)",
+    }
 
 
 def _market_beside(data: Path) -> Path | None:
@@ -616,6 +636,12 @@ class Run:
             shared_memory=shared_memory,
             name=name,
         )
+
+    def price_response(self) -> list[ResponseBin] | None:
+        """The fit's held-out price-response check (:func:`price_response_check`), per discount
+        bin; ``None`` when the fit held out no observed period."""
+        check = self.info.get("price_response")
+        return [ResponseBin.from_dict(b) for b in check["bins"]] if check else None
 
     def provenance(self, name: str | None = None) -> dict[str, Any]:
         """Run description for reports: config, data, forecaster metrics, agent settings."""

@@ -493,6 +493,11 @@ def test_evaluate_cli_with_a_trained_run(tiny_run: Path, tmp_path: Path) -> None
     assert prov["forecaster"] and prov["policy"] == {"agent": "ppo", "model": "best"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count('<img src="data:image/png;base64,') == 4
+    run_info = json.loads((tiny_run / "run.json").read_text(encoding="utf-8"))
+    assert data["price_response"] == run_info["price_response"] is not None
+    summary = run_info["price_response"]["summary"]
+    for text in (html, (out / "report.md").read_text(encoding="utf-8")):
+        assert "Price response on the held-out periods" in text and summary in text
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "x"), "--policy", "nope"])
     assert result.exit_code == 2 and "--policy nope" in result.output
     last = tiny_run / "agents" / "ppo" / "last_model.zip"

@@ -261,6 +261,9 @@ def test_fit_with_several_seeds_simulates_with_their_ensemble(shop: Path, tmp_pa
     assert [m.config.seed for m in forecaster.members] == [0, 1]
     assert run.info["forecaster"]["kind"] == "ensemble"
     assert run.info["forecaster"]["seeds"] == [0, 1]
+    # the held-out check is on the members' average, which the ensemble simulates
+    periods = run.info["forecaster"]["members_validation_metrics"][0]["n_periods"]
+    assert sum(b["periods"] for b in run.info["price_response"]["bins"]) == periods
     history = load_history(shop / "history.csv")
     assert isinstance(run.demand_model(history).forecaster, EnsembleForecaster)
     rec = run.recommend(history, "sku-0", 30, [0, 0], episodes=8, baselines=False)
@@ -288,6 +291,30 @@ def test_log_normal_run_simulates_and_recommends(shop: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(app, [*args, "--likelihood", "poisson"])
     assert result.exit_code != 0 and "likelihood must be one of" in result.output
     assert not out.exists()
+
+
+def test_cli_fit_prints_the_price_response_on_held_out_periods(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import promogym.forecasters.transformer as module
+    from promogym.response import TITLE
+
+    def tiny(**kwargs):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(TINY_FORECASTER, **kwargs)
+
+    monkeypatch.setattr(module, "TransformerConfig", tiny)
+    out = tmp_path / "run"
+    args = ["fit", "--data", str(shop / "history.csv"), "--out", str(out), "--from-scratch"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "forecaster validation nll" in result.output and f"{TITLE}:" in result.output
+    info = json.loads((out / "run.json").read_text())
+    check = info["price_response"]
+    periods = info["forecaster"]["validation_metrics"]["n_periods"]
+    assert sum(b["periods"] for b in check["bins"]) == periods
+    assert check["bins"][0]["label"] == "0%" and check["summary"] in result.output
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,305 @@
+"""Does the learned simulator respond to discounts the way the shop's market did?
+
+The check runs on the periods the forecaster held out while it was fitted (the last
+``validation_periods`` of each item): for every held-out period with a recorded sale count it
+takes the simulator's one-step mean at the period's own discount (``mean``) and at no discount
+(``mean_regular``), with the simulator's own inputs (the promo flag is ``discount > 0``, as in
+the environment), and compares them with what sold (``actual``).
+
+Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%, 15%, ...,
+45%). For a bin ``k``:
+
+- **simulated lift** ``sum(mean) / sum(mean_regular)``: how many times the no-discount units
+  the simulator expects at the bin's discounts;
+- **level** ``r0 = sum(actual) / sum(mean)`` over the regular-price bin (0%): how far the
+  simulator's units are off where there was no discount (a shock common to the held-out
+  weeks, a level the network has not caught up with);
+- **observed lift** ``sum(actual) / (r0 * sum(mean_regular))``: the units that sold at the
+  bin's discounts over the simulator's no-discount units corrected for that level, i.e. the
+  lift the data shows if the simulator's regular-price units are right up to ``r0``;
+- **lift ratio** observed / simulated, ``= (sum(actual) / sum(mean)) / r0``: 1 when the
+  simulator's response to the discount is the market's; 0.9 when it promises 11% more lift
+  than the market gave.
+
+95% intervals are percentile bootstraps over *items* (all of an item's held-out periods are
+resampled together, since they share the item's errors), ``R = 1000`` resamples by default.
+Held-out periods are few (8 weeks or 28 days per item), so intervals are wide for a small
+shop; a bin the history never reached says nothing about that discount.
+
+>>> rows = ResponseRows(
+...     item=np.array(["a", "a", "b", "b"]),
+...     discount=np.array([0.0, 0.2, 0.0, 0.2]),
+...     actual=np.array([10.0, 20.0, 10.0, 20.0]),
+...     mean=np.array([10.0, 25.0, 10.0, 25.0]),
+...     mean_regular=np.array([10.0, 10.0, 10.0, 10.0]),
+... )
+>>> [(b.label, b.simulated_lift, b.observed_lift, b.lift_ratio) for b in response_bins(rows)]
+[('0%', 1.0, 1.0, 1.0), ('20%', 2.5, 2.0, 0.8)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+BINS = (
+    ("0%", 0.0, 0.05),
+    ("10%", 0.05, 0.15),
+    ("20%", 0.15, 0.25),
+    ("30%", 0.25, 0.35),
+    ("40%", 0.35, 0.45),
+    ("50%+", 0.45, 1.0),
+)
+"""Discount bins ``(label, low, high)``: ``low <= discount < high`` (the last includes 1)."""
+MIN_ITEMS_FOR_INTERVAL = 3
+"""A bin's interval needs this many items (the bootstrap resamples items)."""
+TOLERANCE = 0.10
+TITLE = "Price response on the held-out periods (the simulator vs what sold)"
+NOTE = (
+    "Each item's last periods were held out of the forecaster's fit (before its refit). "
+    "Simulated lift: the simulator's units at the periods' discounts over its units at no "
+    "discount. Observed lift: the units that sold over the simulator's no-discount units, "
+    "corrected by the level at regular price (actual / simulated units where there was no "
+    "discount). A ratio of 1 means the simulator responds to the discount as the market did; "
+    "intervals resample items."
+)
+"""A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
+
+
+@dataclass(frozen=True)
+class ResponseRows:
+    """One row per held-out period of every item (``(N,)`` arrays, float64 but ``item``).
+
+    Attributes:
+        item: the period's item id.
+        discount: the period's recorded discount, ``1 - price / list_price``.
+        actual: units sold.
+        mean: the simulator's one-step mean at ``discount``.
+        mean_regular: the simulator's one-step mean at discount 0 (same context).
+    """
+
+    item: np.ndarray
+    discount: np.ndarray
+    actual: np.ndarray
+    mean: np.ndarray
+    mean_regular: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.item)
+        for name in ("discount", "actual", "mean", "mean_regular"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"ResponseRows.{name} has {len(getattr(self, name))} rows, not {n}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+
+def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> ResponseRows:
+    """The rows of a weighted average of simulators fitted on one history (an ensemble's
+    ``one_step`` mean is the weighted mean of its members'). Every member must hold the same
+    periods in the same order (same history and validation settings)."""
+    first = members[0]
+    for m in members[1:]:
+        same = (
+            len(m) == len(first)
+            and np.array_equal(m.item, first.item)
+            and np.array_equal(m.discount, first.discount)
+        )
+        if not same:
+            raise ValueError("the members' held-out periods differ; fit them on one history")
+    w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    return ResponseRows(
+        item=first.item,
+        discount=first.discount,
+        actual=first.actual,
+        mean=sum(wk * m.mean for wk, m in zip(w, members, strict=True)),
+        mean_regular=sum(wk * m.mean_regular for wk, m in zip(w, members, strict=True)),
+    )
+
+
+@dataclass(frozen=True)
+class ResponseBin:
+    """The check on one discount bin (see the module docstring). ``None``: not computable
+    (no regular-price periods to set the level, or no units expected)."""
+
+    label: str
+    low: float
+    high: float
+    periods: int
+    items: int
+    mean_discount: float
+    simulated_lift: float | None
+    observed_lift: float | None
+    lift_ratio: float | None
+    lift_ratio_ci: tuple[float, float] | None
+    actual_over_mean: float | None  # sum(actual) / sum(mean), before the level correction
+
+    @property
+    def within_tolerance(self) -> bool | None:
+        """Whether the lift ratio is within 1 +- :data:`TOLERANCE` (None: no ratio)."""
+        if self.lift_ratio is None:
+            return None
+        return abs(self.lift_ratio - 1.0) <= TOLERANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lift_ratio_ci"] = list(self.lift_ratio_ci) if self.lift_ratio_ci else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResponseBin:
+        """Inverse of :meth:`to_dict` (e.g. from a run's ``run.json``)."""
+        ci = data.get("lift_ratio_ci")
+        return cls(**{**data, "lift_ratio_ci": tuple(ci) if ci else None})
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def response_bins(
+    rows: ResponseRows, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> list[ResponseBin]:
+    """The check per discount bin that holds at least one period, regular price first."""
+    edges = np.array([high for _, _, high in BINS[:-1]])
+    k = np.searchsorted(edges, np.clip(rows.discount, 0.0, 1.0), side="right")
+    items, item_idx = np.unique(rows.item, return_inverse=True)
+    n_items, n_bins = len(items), len(BINS)
+    # Per item x bin sums, then bootstrap resamples of items as count-weighted sums.
+    sums = np.zeros((4, n_items, n_bins))
+    for j, values in enumerate((rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows)))):
+        np.add.at(sums[j], (item_idx, k), values)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_items, size=(n_resamples, n_items))
+    counts = np.zeros((n_resamples, n_items))
+    np.add.at(counts, (np.arange(n_resamples)[:, None], draws), 1.0)
+    boot = np.einsum("ri,jik->jrk", counts, sums)  # (4, R, K)
+    total = sums.sum(axis=1)  # (4, K)
+
+    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4, ..., K)
+        level_ = _ratio(s[0][..., :1], s[1][..., :1])  # r0, from the regular-price bin
+        return _ratio(_ratio(s[0], s[1]), level_)
+
+    point = lift_ratio(total)
+    r0 = _ratio(total[0, 0], total[1, 0])  # NaN without regular-price periods
+    boot_ratio = lift_ratio(boot)
+    tail = (1.0 - level) / 2.0
+    out = []
+    for b, (label, lo, hi) in enumerate(BINS):
+        periods = int(total[3, b])
+        if periods == 0:
+            continue
+        in_bin = k == b
+        n_in = int(np.unique(item_idx[in_bin]).size)
+        ratio = _finite(point[b])
+        resampled = boot_ratio[:, b][np.isfinite(boot_ratio[:, b])]
+        ci = (
+            (float(np.quantile(resampled, tail)), float(np.quantile(resampled, 1.0 - tail)))
+            if ratio is not None
+            and b > 0
+            and n_in >= MIN_ITEMS_FOR_INTERVAL
+            and len(resampled) >= n_resamples // 2
+            else None
+        )
+        simulated = _finite(_ratio(total[1, b], total[2, b]))
+        observed = _finite(_ratio(total[0, b], r0 * total[2, b]))
+        out.append(
+            ResponseBin(
+                label=label,
+                low=lo,
+                high=hi,
+                periods=periods,
+                items=n_in,
+                mean_discount=float(rows.discount[in_bin].mean()),
+                simulated_lift=simulated,
+                observed_lift=observed,
+                lift_ratio=ratio,
+                lift_ratio_ci=ci,
+                actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),
+            )
+        )
+    return out
+
+
+def response_summary(bins: Sequence[ResponseBin]) -> str:
+    """One sentence on the discount bins (the regular-price bin sets the level)."""
+    regular = next((b for b in bins if b.label == "0%"), None)
+    on_sale = [b for b in bins if b.label != "0%"]
+    if not on_sale:
+        return (
+            "No held-out period was on sale: the history says nothing about the discount response."
+        )
+    if regular is None or regular.actual_over_mean is None:
+        return (
+            "No held-out period was at regular price, so the lift cannot be told apart from the "
+            "level; see actual / simulated units per bin."
+        )
+    rated = [b for b in on_sale if b.lift_ratio is not None]
+    within = sum(bool(b.within_tolerance) for b in rated)
+    covered = sum(
+        b.lift_ratio_ci is not None and b.lift_ratio_ci[0] <= 1.0 <= b.lift_ratio_ci[1]
+        for b in rated
+    )
+    with_ci = sum(b.lift_ratio_ci is not None for b in rated)
+    return (
+        f"Held-out periods on sale: the observed / simulated lift is within +-{TOLERANCE:.0%} "
+        f"in {within} of {len(rated)} discount bins, and its 95% interval includes 1 in "
+        f"{covered} of {with_ci}; level at regular price: actual / simulated units "
+        f"{regular.actual_over_mean:.2f} ({regular.periods} periods)."
+    )
+
+
+def response_table(bins: Sequence[ResponseBin]) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows for a report or terminal table."""
+
+    def f(x: float | None, spec: str = "{:.2f}") -> str:
+        return "n/a" if x is None else spec.format(x)
+
+    header = [
+        "discount",
+        "periods",
+        "items",
+        "mean discount",
+        "simulated lift",
+        "observed lift",
+        "observed / simulated [95% CI]",
+    ]
+    rows = []
+    for b in bins:
+        ci = f" [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]" if b.lift_ratio_ci else ""
+        ratio = "1 (sets the level)" if b.label == "0%" and b.lift_ratio is not None else ""
+        rows.append(
+            [
+                b.label,
+                str(b.periods),
+                str(b.items),
+                f"{b.mean_discount:.1%}",
+                f(b.simulated_lift),
+                f(b.observed_lift),
+                ratio or f(b.lift_ratio) + ci,
+            ]
+        )
+    return header, rows
+
+
+def format_response(bins: Sequence[ResponseBin]) -> str:
+    """:data:`TITLE`, :func:`response_table` as aligned text, and :func:`response_summary`."""
+    header, rows = response_table(bins)
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    lines = [
+        "  ".join(
+            [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]
+        )
+        for r in [header, *rows]
+    ]
+    return "\n".join([f"{TITLE}:", *lines, response_summary(bins)])

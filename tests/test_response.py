@@ -1,0 +1,148 @@
+"""The held-out price-response check: known answers, its invariances, and the transformer's
+rows matching what the simulator's ``one_step`` says for the same periods."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_transformer import TINY, context_of, make_history
+
+from promogym.forecasters.transformer import TransformerForecaster
+from promogym.response import (
+    TITLE,
+    ResponseBin,
+    ResponseRows,
+    average_rows,
+    format_response,
+    response_bins,
+    response_summary,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def shop(n_items: int = 4, true_lift: float = 2.0, simulated_lift: float = 2.5) -> ResponseRows:
+    """Every item: 3 regular periods (10 units expected and sold) and 2 at 20% off (the
+    market lifts by ``true_lift``, the simulator by ``simulated_lift``)."""
+    item = np.repeat([f"i{k}" for k in range(n_items)], 5)
+    discount = np.tile([0.0, 0.0, 0.0, 0.2, 0.2], n_items)
+    on_sale = discount > 0
+    return ResponseRows(
+        item=item,
+        discount=discount,
+        actual=np.where(on_sale, 10.0 * true_lift, 10.0),
+        mean=np.where(on_sale, 10.0 * simulated_lift, 10.0),
+        mean_regular=np.full(len(item), 10.0),
+    )
+
+
+def test_known_lifts_and_ratio() -> None:
+    regular, sale = response_bins(shop())
+    assert (regular.label, regular.periods, regular.items) == ("0%", 12, 4)
+    assert regular.lift_ratio == 1.0 and regular.lift_ratio_ci is None
+    assert regular.actual_over_mean == pytest.approx(1.0)
+    assert (sale.label, sale.periods, sale.items) == ("20%", 8, 4)
+    assert sale.mean_discount == pytest.approx(0.2)
+    assert sale.simulated_lift == pytest.approx(2.5)
+    assert sale.observed_lift == pytest.approx(2.0)
+    assert sale.lift_ratio == pytest.approx(0.8)
+    assert sale.within_tolerance is False
+    assert response_bins(shop(simulated_lift=2.1))[1].within_tolerance is True
+
+
+def test_a_common_level_shock_does_not_move_the_lift_ratio() -> None:
+    """Held-out weeks 30% below the simulator everywhere: the level says so, the lift does
+    not."""
+    rows = shop()
+    shocked = dataclasses.replace(rows, actual=rows.actual * 0.7)
+    regular, sale = response_bins(shocked)
+    assert regular.actual_over_mean == pytest.approx(0.7)
+    assert sale.lift_ratio == pytest.approx(0.8)
+    assert sale.observed_lift == pytest.approx(2.0)
+
+
+def test_interval_resamples_items() -> None:
+    rng = np.random.default_rng(0)
+    rows = shop(n_items=12)
+    noisy = dataclasses.replace(rows, actual=rows.actual * rng.lognormal(0.0, 0.2, len(rows)))
+    sale = response_bins(noisy)[1]
+    low, high = sale.lift_ratio_ci
+    assert low < sale.lift_ratio < high
+    # no spread between items -> a degenerate interval
+    assert response_bins(shop(n_items=12))[1].lift_ratio_ci == pytest.approx((0.8, 0.8))
+    # too few items in the bin for an interval
+    assert response_bins(shop(n_items=2))[1].lift_ratio_ci is None
+
+
+def test_without_regular_periods_the_lift_is_not_computed() -> None:
+    rows = shop()
+    keep = rows.discount > 0
+    sale_only = ResponseRows(*(getattr(rows, f.name)[keep] for f in dataclasses.fields(rows)))
+    (sale,) = response_bins(sale_only)
+    assert sale.lift_ratio is None and sale.observed_lift is None
+    assert sale.simulated_lift == pytest.approx(2.5)
+    assert sale.actual_over_mean == pytest.approx(0.8)
+    assert "No held-out period was at regular price" in response_summary([sale])
+    assert "observed / simulated [95% CI]" in format_response([sale])
+
+
+def test_summary_counts_bins_within_tolerance() -> None:
+    bins = response_bins(shop(n_items=6, simulated_lift=2.1))
+    text = response_summary(bins)
+    assert "within +-10% in 1 of 1 discount bins" in text
+    assert "actual / simulated units 1.00 (18 periods)" in text
+    out = format_response(bins)
+    assert out.splitlines()[0] == f"{TITLE}:"
+    assert "1 (sets the level)" in out
+
+
+def test_bins_round_trip_through_json_dicts() -> None:
+    for b in response_bins(shop(n_items=5)):
+        assert ResponseBin.from_dict(b.to_dict()) == b
+
+
+def test_average_rows_averages_the_members_means() -> None:
+    a, b = shop(simulated_lift=2.0), shop(simulated_lift=3.0)
+    both = average_rows([a, b], [1.0, 1.0])
+    np.testing.assert_allclose(both.mean, (a.mean + b.mean) / 2)
+    np.testing.assert_array_equal(both.actual, a.actual)
+    with pytest.raises(ValueError, match="held-out periods differ"):
+        average_rows([a, shop(n_items=3)], [1.0, 1.0])
+
+
+def test_bad_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="ResponseRows.mean has 1 rows, not 2"):
+        ResponseRows(
+            item=np.array(["a", "b"]),
+            discount=np.zeros(2),
+            actual=np.ones(2),
+            mean=np.ones(1),
+            mean_regular=np.ones(2),
+        )
+
+
+def test_transformer_rows_are_the_simulators_one_step() -> None:
+    """The rows of each item's last held-out period equal ``one_step`` on the context before
+    it, at the period's discount and at none (the network is not refitted here)."""
+    history = make_history(n_items=3, periods=80, seed=1)
+    model = TransformerForecaster(dataclasses.replace(TINY, refit=False), from_scratch=True)
+    model.fit(history)
+    rows = model.held_out_response
+    assert rows is not None
+    assert len(rows) == model.validation_metrics["n_periods"]
+    c = model.context_length
+    for i, item in enumerate(history.item_ids):
+        frame = history.item(item)
+        assert not frame["censored"].iloc[-1]
+        last = np.flatnonzero(rows.item == item)[-1]
+        assert rows.actual[last] == frame["units_sold"].iloc[-1]
+        discount = float(frame["discount"].iloc[-1])
+        assert rows.discount[last] == pytest.approx(discount)
+        truncated = dataclasses.replace(history, frame=history.frame.drop(frame.index[-1]))
+        mean, _ = model.one_step(context_of(truncated, c, [i]), torch.tensor([discount, 0.0]))
+        np.testing.assert_allclose(
+            [rows.mean[last], rows.mean_regular[last]], mean[0].numpy(), rtol=1e-5
+        )
