@@ -982,6 +982,7 @@ class TransformerForecaster(Forecaster):
             actual=w.units[ok, c].double().cpu().numpy(),
             mean=mean[ok, 0].double().cpu().numpy(),
             mean_regular=mean[ok, 1].double().cpu().numpy(),
+            day=w.day[ok, c].cpu().numpy(),
         )
 
     def _dispersed(self, second: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ shop; a bin the history never reached says nothing about that discount.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -69,6 +70,9 @@ NOTE = (
 """A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
 
 
+OPTIONAL_FIELDS = ("day", "true_mean", "true_mean_regular")
+
+
 @dataclass(frozen=True)
 class ResponseRows:
     """One row per held-out period of every item (``(N,)`` arrays, float64 but ``item``).
@@ -79,6 +83,10 @@ class ResponseRows:
         actual: units sold.
         mean: the simulator's one-step mean at ``discount``.
         mean_regular: the simulator's one-step mean at discount 0 (same context).
+        day: the period's calendar day (days since 1970-01-01), if known.
+        true_mean, true_mean_regular: where the market is known (a simulated history), its
+            expected units at ``discount`` and at none, in the same period after the same
+            sales; they add a **true lift** to each bin.
     """
 
     item: np.ndarray
@@ -86,11 +94,14 @@ class ResponseRows:
     actual: np.ndarray
     mean: np.ndarray
     mean_regular: np.ndarray
+    day: np.ndarray | None = None
+    true_mean: np.ndarray | None = None
+    true_mean_regular: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item)
-        for name in ("discount", "actual", "mean", "mean_regular"):
-            if len(getattr(self, name)) != n:
+        for name in ("discount", "actual", "mean", "mean_regular", *OPTIONAL_FIELDS):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(
                     f"ResponseRows.{name} has {len(getattr(self, name))} rows, not {n}"
                 )
@@ -113,10 +124,8 @@ def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> R
         if not same:
             raise ValueError("the members' held-out periods differ; fit them on one history")
     w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
-    return ResponseRows(
-        item=first.item,
-        discount=first.discount,
-        actual=first.actual,
+    return dataclasses.replace(
+        first,
         mean=sum(wk * m.mean for wk, m in zip(w, members, strict=True)),
         mean_regular=sum(wk * m.mean_regular for wk, m in zip(w, members, strict=True)),
     )
@@ -138,6 +147,7 @@ class ResponseBin:
     lift_ratio: float | None
     lift_ratio_ci: tuple[float, float] | None
     actual_over_mean: float | None  # sum(actual) / sum(mean), before the level correction
+    true_lift: float | None = None  # the known market's, on the same periods (simulated data)
 
     @property
     def within_tolerance(self) -> bool | None:
@@ -176,17 +186,21 @@ def response_bins(
     items, item_idx = np.unique(rows.item, return_inverse=True)
     n_items, n_bins = len(items), len(BINS)
     # Per item x bin sums, then bootstrap resamples of items as count-weighted sums.
-    sums = np.zeros((4, n_items, n_bins))
-    for j, values in enumerate((rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows)))):
+    known = rows.true_mean is not None and rows.true_mean_regular is not None
+    columns = (rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows)))
+    if known:
+        columns += (rows.true_mean, rows.true_mean_regular)
+    sums = np.zeros((len(columns), n_items, n_bins))
+    for j, values in enumerate(columns):
         np.add.at(sums[j], (item_idx, k), values)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_items, size=(n_resamples, n_items))
     counts = np.zeros((n_resamples, n_items))
     np.add.at(counts, (np.arange(n_resamples)[:, None], draws), 1.0)
-    boot = np.einsum("ri,jik->jrk", counts, sums)  # (4, R, K)
-    total = sums.sum(axis=1)  # (4, K)
+    boot = np.einsum("ri,jik->jrk", counts, sums[:4])  # (4, R, K)
+    total = sums.sum(axis=1)  # (4 or 6, K)
 
-    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4, ..., K)
+    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4+, ..., K)
         level_ = _ratio(s[0][..., :1], s[1][..., :1])  # r0, from the regular-price bin
         return _ratio(_ratio(s[0], s[1]), level_)
 
@@ -226,13 +240,14 @@ def response_bins(
                 lift_ratio=ratio,
                 lift_ratio_ci=ci,
                 actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),
+                true_lift=_finite(_ratio(total[4, b], total[5, b])) if known else None,
             )
         )
     return out
 
 
 def response_summary(bins: Sequence[ResponseBin]) -> str:
-    """One sentence on the discount bins (the regular-price bin sets the level)."""
+    """One or two sentences on the discount bins (the regular-price bin sets the level)."""
     regular = next((b for b in bins if b.label == "0%"), None)
     on_sale = [b for b in bins if b.label != "0%"]
     if not on_sale:
@@ -240,23 +255,33 @@ def response_summary(bins: Sequence[ResponseBin]) -> str:
             "No held-out period was on sale: the history says nothing about the discount response."
         )
     if regular is None or regular.actual_over_mean is None:
-        return (
+        text = (
             "No held-out period was at regular price, so the lift cannot be told apart from the "
             "level; see actual / simulated units per bin."
         )
-    rated = [b for b in on_sale if b.lift_ratio is not None]
-    within = sum(bool(b.within_tolerance) for b in rated)
-    covered = sum(
-        b.lift_ratio_ci is not None and b.lift_ratio_ci[0] <= 1.0 <= b.lift_ratio_ci[1]
-        for b in rated
-    )
-    with_ci = sum(b.lift_ratio_ci is not None for b in rated)
-    return (
-        f"Held-out periods on sale: the observed / simulated lift is within +-{TOLERANCE:.0%} "
-        f"in {within} of {len(rated)} discount bins, and its 95% interval includes 1 in "
-        f"{covered} of {with_ci}; level at regular price: actual / simulated units "
-        f"{regular.actual_over_mean:.2f} ({regular.periods} periods)."
-    )
+    else:
+        rated = [b for b in on_sale if b.lift_ratio is not None]
+        within = sum(bool(b.within_tolerance) for b in rated)
+        intervals = [b.lift_ratio_ci for b in rated if b.lift_ratio_ci is not None]
+        covered = sum(low <= 1.0 <= high for low, high in intervals)
+        text = (
+            f"Held-out periods on sale: the observed / simulated lift is within "
+            f"+-{TOLERANCE:.0%} in {within} of {len(rated)} discount bins, and its 95% interval "
+            f"includes 1 in {covered} of {len(intervals)}; level at regular price: actual / "
+            f"simulated units {regular.actual_over_mean:.2f} ({regular.periods} periods)."
+        )
+    known = [
+        b.simulated_lift / b.true_lift
+        for b in on_sale
+        if b.true_lift is not None and b.simulated_lift is not None
+    ]
+    if known:
+        close = sum(abs(r - 1.0) <= TOLERANCE for r in known)
+        text += (
+            f" Against the known market: the simulated lift is within +-{TOLERANCE:.0%} of the "
+            f"true lift in {close} of {len(known)} bins."
+        )
+    return text
 
 
 def response_table(bins: Sequence[ResponseBin]) -> tuple[list[str], list[list[str]]]:
@@ -270,10 +295,14 @@ def response_table(bins: Sequence[ResponseBin]) -> tuple[list[str], list[list[st
         "periods",
         "items",
         "mean discount",
+        "actual / simulated units",
         "simulated lift",
         "observed lift",
-        "observed / simulated [95% CI]",
+        "observed / simulated lift [95% CI]",
     ]
+    known = any(b.true_lift is not None for b in bins)
+    if known:
+        header.append("true lift (known market)")
     rows = []
     for b in bins:
         ci = f" [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]" if b.lift_ratio_ci else ""
@@ -284,9 +313,11 @@ def response_table(bins: Sequence[ResponseBin]) -> tuple[list[str], list[list[st
                 str(b.periods),
                 str(b.items),
                 f"{b.mean_discount:.1%}",
+                f(b.actual_over_mean),
                 f(b.simulated_lift),
                 f(b.observed_lift),
                 ratio or f(b.lift_ratio) + ci,
+                *([f(b.true_lift)] if known else []),
             ]
         )
     return header, rows

@@ -32,6 +32,7 @@ failure leaves nothing behind. :func:`load_run` opens it; :meth:`Run.recommend` 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -51,7 +52,13 @@ import pandas as pd
 
 from promogym.config import CampaignConfig, load_config
 from promogym.errors import PromogymInputError
-from promogym.response import ResponseBin, average_rows, response_bins, response_summary
+from promogym.response import (
+    ResponseBin,
+    ResponseRows,
+    average_rows,
+    response_bins,
+    response_summary,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -151,7 +158,6 @@ def fit_run(
         overwrite: replace an existing run directory (only once the new one is complete).
         progress: ``callable(str)`` for status lines.
     """
-    import dataclasses
 
     from promogym.data import load_history_with_config
     from promogym.forecasters.ensemble import EnsembleForecaster
@@ -203,7 +209,7 @@ def fit_run(
             fit_forecaster(history, member_config, from_scratch=from_scratch, progress=say)
         )
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
-    response = price_response_check(members)
+    response = price_response_check(members, history, _read_market(market_path, history.freq))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -263,20 +269,65 @@ def fit_run(
     return load_run(out)
 
 
-def price_response_check(members: Sequence[TransformerForecaster]) -> dict[str, Any] | None:
+def price_response_check(
+    members: Sequence[TransformerForecaster],
+    history: SalesHistory,
+    market: ReferenceMarket | None = None,
+) -> dict[str, Any] | None:
     """The simulator's price response on the held-out periods of the fit (the members'
     average, as their equal-weight ensemble simulates): :mod:`promogym.response`'s bins and
-    summary, JSON-ready. ``None`` if a member held out no observed period."""
+    summary, JSON-ready; with the true ``market`` of a simulated ``history``, its lifts on the
+    same periods too. ``None`` if a member held out no observed period."""
     rows = [m.held_out_response for m in members]
     if any(r is None for r in rows):
         return None
-    bins = response_bins(average_rows(rows, [1.0] * len(rows)))  # type: ignore[arg-type]
+    average = average_rows(rows, [1.0] * len(rows))  # type: ignore[arg-type]
+    if market is not None and set(history.item_ids) <= set(market.item_ids):
+        average = with_true_means(average, market, history)
+    bins = response_bins(average)
     return {
         "bins": [b.to_dict() for b in bins],
         "summary": response_summary(bins),
         "periods": "the last validation_periods of each item, predicted one step ahead by the "
         "network before its refit (which then trains on them too)",
     }
+
+
+def with_true_means(
+    rows: ResponseRows, market: ReferenceMarket, history: SalesHistory
+) -> ResponseRows:
+    """``rows`` with ``market``'s expected units at each period's discount and at none: same
+    item, day and run of sale periods (``discount > 0``) right before it in ``history``."""
+    import torch
+
+    from promogym.envs.market import MAX_STREAK, day_numbers
+
+    frame = history.frame.sort_values(["item_id", "date"])
+    on_sale = (frame["discount"] > 0).astype(np.int64)
+    run = on_sale.groupby([frame["item_id"], (on_sale == 0).cumsum()]).cumsum()
+    before = run.groupby(frame["item_id"]).shift(1, fill_value=0)
+    streaks = pd.Series(
+        before.to_numpy(),
+        index=pd.MultiIndex.from_arrays([frame["item_id"], day_numbers(frame["date"])]),
+    )
+    streak = streaks.reindex(pd.MultiIndex.from_arrays([rows.item, rows.day])).to_numpy()
+    item = torch.tensor([market.item_index(i) for i in rows.item])
+    day = torch.tensor(rows.day)
+    streak_t = torch.as_tensor(np.nan_to_num(streak).astype(np.int64)).clamp(max=MAX_STREAK)
+    mean = [
+        market.mean_demand(item, day, torch.tensor(d), streak_t).numpy()
+        for d in (rows.discount, np.zeros_like(rows.discount))
+    ]
+    return dataclasses.replace(rows, true_mean=mean[0], true_mean_regular=mean[1])
+
+
+def _read_market(path: Path | None, freq: str) -> ReferenceMarket | None:
+    """The true market in ``path`` (a simulated history's ``market.json``), if any."""
+    from promogym.envs.market import MarketParams, ReferenceMarket
+
+    if path is None or not path.is_file():
+        return None
+    return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
 
 
 def _market_beside(data: Path) -> Path | None:
@@ -449,13 +500,7 @@ class Run:
 
     def market(self) -> ReferenceMarket | None:
         """The true market the history was simulated from, if the run has ``market.json``."""
-        from promogym.envs.market import MarketParams, ReferenceMarket
-
-        path = self.path / "market.json"
-        if not path.is_file():
-            return None
-        freq = self.info.get("data", {}).get("freq", "D")
-        return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
+        return _read_market(self.path / "market.json", self.info.get("data", {}).get("freq", "D"))
 
     def demand_model(self, history: SalesHistory | None = None) -> ForecasterDemand:
         """The learned simulator: the forecaster rolled out from windows of ``history``."""

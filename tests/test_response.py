@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_transformer import TINY, context_of, make_history
 
+from promogym.data import history_from_frame
 from promogym.forecasters.transformer import TransformerForecaster
 from promogym.response import (
     TITLE,
@@ -80,13 +81,14 @@ def test_interval_resamples_items() -> None:
 def test_without_regular_periods_the_lift_is_not_computed() -> None:
     rows = shop()
     keep = rows.discount > 0
-    sale_only = ResponseRows(*(getattr(rows, f.name)[keep] for f in dataclasses.fields(rows)))
+    fields = {f.name: getattr(rows, f.name) for f in dataclasses.fields(rows)}
+    sale_only = ResponseRows(**{k: v[keep] for k, v in fields.items() if v is not None})
     (sale,) = response_bins(sale_only)
     assert sale.lift_ratio is None and sale.observed_lift is None
     assert sale.simulated_lift == pytest.approx(2.5)
     assert sale.actual_over_mean == pytest.approx(0.8)
     assert "No held-out period was at regular price" in response_summary([sale])
-    assert "observed / simulated [95% CI]" in format_response([sale])
+    assert "actual / simulated units" in format_response([sale])
 
 
 def test_summary_counts_bins_within_tolerance() -> None:
@@ -146,3 +148,43 @@ def test_transformer_rows_are_the_simulators_one_step() -> None:
         np.testing.assert_allclose(
             [rows.mean[last], rows.mean_regular[last]], mean[0].numpy(), rtol=1e-5
         )
+
+
+def test_true_means_match_the_market_after_the_same_sales() -> None:
+    """With the market known, each period's true means are the market's after the run of sale
+    periods before it: the same numbers the market oracle's simulator face gives from the
+    context (which reads the streak off the past discounts)."""
+    from conftest import MarketOracle
+
+    from promogym.envs.market import ReferenceMarket, day_numbers, random_market_params
+    from promogym.run import with_true_means
+    from promogym.simulate import simulate_history
+
+    params = random_market_params(2, np.random.default_rng(3))
+    market = ReferenceMarket(params, "D")
+    history = history_from_frame(simulate_history(market, 60, "2024-01-01", 3), "toy")
+    oracle = MarketOracle(market)
+    c = oracle.context_length
+    picked = []  # (item index, row of the frame) of each item's last 12 periods
+    for i, item in enumerate(history.item_ids):
+        picked += [(i, r) for r in history.item(item).index[-12:]]
+    frame = history.frame
+    rows = ResponseRows(
+        item=frame.loc[[r for _, r in picked], "item_id"].to_numpy(),
+        discount=frame.loc[[r for _, r in picked], "discount"].to_numpy(),
+        actual=np.ones(len(picked)),
+        mean=np.ones(len(picked)),
+        mean_regular=np.ones(len(picked)),
+        day=day_numbers(frame.loc[[r for _, r in picked], "date"]),
+    )
+    true = with_true_means(rows, market, history)
+    streaks = 0
+    for k, (i, r) in enumerate(picked):
+        before = dataclasses.replace(history, frame=frame[frame["date"] < frame.loc[r, "date"]])
+        context = context_of(before, c, [i])
+        streaks += int((context.past_discount[0, -1] > 0).item())
+        expected, _ = oracle.one_step(context, torch.tensor([rows.discount[k], 0.0]))
+        np.testing.assert_allclose(
+            [true.true_mean[k], true.true_mean_regular[k]], expected[0].numpy(), rtol=1e-12
+        )
+    assert streaks > 0  # some periods follow a sale

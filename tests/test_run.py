@@ -315,6 +315,10 @@ def test_cli_fit_prints_the_price_response_on_held_out_periods(
     periods = info["forecaster"]["validation_metrics"]["n_periods"]
     assert sum(b["periods"] for b in check["bins"]) == periods
     assert check["bins"][0]["label"] == "0%" and check["summary"] in result.output
+    # a simulated history's market is known: its lifts on the same periods are shown too
+    assert all(b["true_lift"] is not None for b in check["bins"])
+    assert "true lift (known market)" in result.output
+    assert "Against the known market" in check["summary"]
 
 
 @pytest.mark.parametrize(
