@@ -334,3 +334,28 @@ def format_response(bins: Sequence[ResponseBin]) -> str:
         for r in [header, *rows]
     ]
     return "\n".join([f"{TITLE}:", *lines, response_summary(bins)])
+
+
+def bin_of(discount: float) -> str:
+    """Label of the :data:`BINS` bin holding ``discount``."""
+    return next(label for label, low, high in BINS if discount < high or high == 1.0)
+
+
+def evidence(bins: Sequence[ResponseBin], discount: float) -> str:
+    """One line on what the held-out check says about a decision at ``discount``."""
+    label = bin_of(discount)
+    b = next((b for b in bins if b.label == label), None)
+    if b is None:
+        return (
+            f"no held-out period near {discount:.0%} off: the fit could not check the simulator "
+            "at this depth"
+        )
+    seen = f"{b.periods} held-out periods, {b.items} items"
+    if label == "0%":
+        level = "n/a" if b.actual_over_mean is None else f"{b.actual_over_mean:.2f}"
+        return f"at regular price actual / simulated units {level} ({seen})"
+    if b.lift_ratio is None:
+        units = "n/a" if b.actual_over_mean is None else f"{b.actual_over_mean:.2f}"
+        return f"near {discount:.0%} off actual / simulated units {units} ({seen}; no level)"
+    ci = f" [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]" if b.lift_ratio_ci else ""
+    return f"near {discount:.0%} off observed / simulated lift {b.lift_ratio:.2f}{ci} ({seen})"

@@ -56,6 +56,7 @@ from promogym.response import (
     ResponseBin,
     ResponseRows,
     average_rows,
+    evidence,
     response_bins,
     response_summary,
 )
@@ -381,6 +382,9 @@ class Recommendation:
             expected order and expected units sold.
         baselines: expected profit of each baseline policy from the same state, with the
             same random numbers.
+        evidence: what the fit's held-out price-response check says about the simulator at
+            the recommended discount (:func:`promogym.response.evidence`; empty if the run
+            has no check).
     """
 
     item_id: str
@@ -398,6 +402,7 @@ class Recommendation:
     state: dict[str, Any] = field(default_factory=dict)
     list_price: float = math.nan
     stock_lot: int | None = None
+    evidence: str = ""
 
     @property
     def price(self) -> float:
@@ -413,6 +418,7 @@ class Recommendation:
             "price": self.price,
             "list_price": self.list_price,
             "stock_lot": self.stock_lot,
+            "evidence": self.evidence,
             "order_quantity": self.order_quantity,
             "expected_profit": self.expected_profit,
             "profit_interval": list(self.profit_interval),
@@ -437,6 +443,8 @@ class Recommendation:
             f"  expected profit {self.expected_profit:.2f} (p10 {lo:.2f}, p90 {hi:.2f}) over "
             f"the remaining {len(self.plan)} periods",
         ]
+        if self.evidence:
+            lines.append(f"  simulator check {self.evidence}")
         for name, value in sorted(self.baselines.items(), key=lambda kv: -kv[1]):
             lines.append(f"  baseline {name:<22} {value:.2f}")
         return "\n".join(lines)
@@ -908,7 +916,13 @@ class Run:
             },
             list_price=float(params.price_of(start.item)[0]),
             stock_lot=lot,
+            evidence=self._evidence(float(params.discounts[first_d])),
         )
+
+    def _evidence(self, discount: float) -> str:
+        """:func:`promogym.response.evidence` of the run's check at ``discount`` ("" if none)."""
+        bins = self.price_response()
+        return evidence(bins, discount) if bins else ""
 
 
 def policy_first_action(

@@ -17,6 +17,8 @@ from promogym.response import (
     ResponseBin,
     ResponseRows,
     average_rows,
+    bin_of,
+    evidence,
     format_response,
     response_bins,
     response_summary,
@@ -188,3 +190,26 @@ def test_true_means_match_the_market_after_the_same_sales() -> None:
             [true.true_mean[k], true.true_mean_regular[k]], expected[0].numpy(), rtol=1e-12
         )
     assert streaks > 0  # some periods follow a sale
+
+
+def test_evidence_names_the_recommended_discounts_bin() -> None:
+    assert [bin_of(d) for d in (0.0, 0.049, 0.05, 0.2, 0.25, 0.44, 0.45, 0.9, 1.0)] == [
+        "0%",
+        "0%",
+        "10%",
+        "20%",
+        "30%",
+        "40%",
+        "50%+",
+        "50%+",
+        "50%+",
+    ]
+    bins = response_bins(shop(n_items=4))
+    assert (
+        evidence(bins, 0.0)
+        == "at regular price actual / simulated units 1.00 (12 held-out periods, 4 items)"
+    )
+    assert evidence(bins, 0.2).startswith(
+        "near 20% off observed / simulated lift 0.80 [0.80, 0.80]"
+    )
+    assert evidence(bins, 0.4).startswith("no held-out period near 40% off")

@@ -18,6 +18,7 @@ from promogym.cli import app
 from promogym.config import CampaignConfig
 from promogym.data import load_history
 from promogym.errors import PromogymInputError
+from promogym.response import evidence
 from promogym.run import Run, fit_run, load_run
 from promogym.simulate import write_simulated_history
 
@@ -127,6 +128,9 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     assert json.loads(json.dumps(rec.to_dict())) == rec.to_dict()
     assert rec.agent == "planner"  # the default: exact DP over the learned simulator
     assert rec.stock_lot == 1 and "stock lots" not in rec.format()
+    # the fit's held-out check at the recommended discount
+    assert rec.evidence == evidence(trained.price_response(), rec.discount)
+    assert f"simulator check {rec.evidence}" in rec.format()
     by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
     assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
     assert by_ppo.stock_lot is None
