@@ -21,10 +21,15 @@ Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%
   simulator's response to the discount is the market's; 0.9 when it promises 11% more lift
   than the market gave.
 
-95% intervals are percentile bootstraps over *items* (all of an item's held-out periods are
-resampled together, since they share the item's errors), ``R = 1000`` resamples by default.
-Held-out periods are few (8 weeks or 28 days per item), so intervals are wide for a small
-shop; a bin the history never reached says nothing about that discount.
+95% intervals are percentile Poisson bootstraps of the held-out periods (each period weighted
+by an independent Poisson(1) count; ``R = 1000`` resamples by default): inference on this
+shop's items, whose own errors are what the check is after. On simulated shops whose
+simulator was right (negative-binomial noise with dispersion 3, 4 / 8 / 30 items, 0-6 periods
+per item in a 30%-off bin, 600 shops each) they covered 88.5 / 92.5 / 93.5% of the time:
+a little short with few periods; resampling items instead covered 81-90% (a bin holds few
+items) and items then their periods 98-99% (200 shops each). Held-out periods are few (8 weeks or 28 days
+per item), so intervals are wide for a small shop; a bin the history never reached says
+nothing about that discount.
 
 >>> rows = ResponseRows(
 ...     item=np.array(["a", "a", "b", "b"]),
@@ -55,8 +60,8 @@ BINS = (
     ("50%+", 0.45, 1.0),
 )
 """Discount bins ``(label, low, high)``: ``low <= discount < high`` (the last includes 1)."""
-MIN_ITEMS_FOR_INTERVAL = 3
-"""A bin's interval needs this many items (the bootstrap resamples items)."""
+MIN_PERIODS_FOR_INTERVAL = 5
+"""A bin's interval needs this many periods."""
 TOLERANCE = 0.10
 TITLE = "Price response on the held-out periods (the simulator vs what sold)"
 NOTE = (
@@ -65,7 +70,7 @@ NOTE = (
     "discount. Observed lift: the units that sold over the simulator's no-discount units, "
     "corrected by the level at regular price (actual / simulated units where there was no "
     "discount). A ratio of 1 means the simulator responds to the discount as the market did; "
-    "intervals resample items."
+    "intervals resample the held-out periods."
 )
 """A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
 
@@ -177,28 +182,38 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _bootstrap_sums(
+    values: np.ndarray, cell: np.ndarray, n_cells: int, n_resamples: int, seed: int
+) -> np.ndarray:
+    """``(J, R, C)`` sums of ``values`` ``(J, N)`` per cell (``cell`` ``(N,)`` in
+    ``[0, C)``) over ``R`` Poisson bootstraps of the periods: each period weighted by an
+    independent Poisson(1) count, in blocks of 64 resamples."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((values.shape[0], n_resamples, n_cells))
+    for start in range(0, n_resamples, 64):
+        r = min(64, n_resamples - start)
+        weights = rng.poisson(1.0, (r, len(cell))).astype(np.float64)
+        for j in range(values.shape[0]):
+            per_cell = np.zeros((r, n_cells))
+            np.add.at(per_cell, (slice(None), cell), weights * values[j])
+            out[j, start : start + r] = per_cell
+    return out
+
+
 def response_bins(
     rows: ResponseRows, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> list[ResponseBin]:
     """The check per discount bin that holds at least one period, regular price first."""
     edges = np.array([high for _, _, high in BINS[:-1]])
     k = np.searchsorted(edges, np.clip(rows.discount, 0.0, 1.0), side="right")
-    items, item_idx = np.unique(rows.item, return_inverse=True)
-    n_items, n_bins = len(items), len(BINS)
-    # Per item x bin sums, then bootstrap resamples of items as count-weighted sums.
     known = rows.true_mean is not None and rows.true_mean_regular is not None
-    columns = (rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows)))
+    columns = [rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows))]
     if known:
-        columns += (rows.true_mean, rows.true_mean_regular)
-    sums = np.zeros((len(columns), n_items, n_bins))
-    for j, values in enumerate(columns):
-        np.add.at(sums[j], (item_idx, k), values)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_items, size=(n_resamples, n_items))
-    counts = np.zeros((n_resamples, n_items))
-    np.add.at(counts, (np.arange(n_resamples)[:, None], draws), 1.0)
-    boot = np.einsum("ri,jik->jrk", counts, sums[:4])  # (4, R, K)
-    total = sums.sum(axis=1)  # (4 or 6, K)
+        columns += [rows.true_mean, rows.true_mean_regular]
+    values = np.stack(columns)  # (J, N)
+    total = np.zeros((len(columns), len(BINS)))
+    np.add.at(total, (slice(None), k), values)
+    boot = _bootstrap_sums(values[:4], k, len(BINS), n_resamples, seed)  # (4, R, K)
 
     def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4+, ..., K)
         level_ = _ratio(s[0][..., :1], s[1][..., :1])  # r0, from the regular-price bin
@@ -210,33 +225,30 @@ def response_bins(
     tail = (1.0 - level) / 2.0
     out = []
     for b, (label, lo, hi) in enumerate(BINS):
-        periods = int(total[3, b])
+        in_bin = k == b
+        periods = int(in_bin.sum())
         if periods == 0:
             continue
-        in_bin = k == b
-        n_in = int(np.unique(item_idx[in_bin]).size)
         ratio = _finite(point[b])
         resampled = boot_ratio[:, b][np.isfinite(boot_ratio[:, b])]
         ci = (
             (float(np.quantile(resampled, tail)), float(np.quantile(resampled, 1.0 - tail)))
             if ratio is not None
             and b > 0
-            and n_in >= MIN_ITEMS_FOR_INTERVAL
+            and periods >= MIN_PERIODS_FOR_INTERVAL
             and len(resampled) >= n_resamples // 2
             else None
         )
-        simulated = _finite(_ratio(total[1, b], total[2, b]))
-        observed = _finite(_ratio(total[0, b], r0 * total[2, b]))
         out.append(
             ResponseBin(
                 label=label,
                 low=lo,
                 high=hi,
                 periods=periods,
-                items=n_in,
+                items=len(np.unique(rows.item[in_bin])),
                 mean_discount=float(rows.discount[in_bin].mean()),
-                simulated_lift=simulated,
-                observed_lift=observed,
+                simulated_lift=_finite(_ratio(total[1, b], total[2, b])),
+                observed_lift=_finite(_ratio(total[0, b], r0 * total[2, b])),
                 lift_ratio=ratio,
                 lift_ratio_ci=ci,
                 actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),

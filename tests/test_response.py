@@ -67,7 +67,7 @@ def test_a_common_level_shock_does_not_move_the_lift_ratio() -> None:
     assert sale.observed_lift == pytest.approx(2.0)
 
 
-def test_interval_resamples_items() -> None:
+def test_interval_resamples_periods() -> None:
     rng = np.random.default_rng(0)
     rows = shop(n_items=12)
     noisy = dataclasses.replace(rows, actual=rows.actual * rng.lognormal(0.0, 0.2, len(rows)))
@@ -76,7 +76,7 @@ def test_interval_resamples_items() -> None:
     assert low < sale.lift_ratio < high
     # no spread between items -> a degenerate interval
     assert response_bins(shop(n_items=12))[1].lift_ratio_ci == pytest.approx((0.8, 0.8))
-    # too few items in the bin for an interval
+    # too few periods in the bin (4) for an interval
     assert response_bins(shop(n_items=2))[1].lift_ratio_ci is None
 
 
