@@ -213,3 +213,33 @@ def test_evidence_names_the_recommended_discounts_bin() -> None:
         "near 20% off observed / simulated lift 0.80 [0.80, 0.80]"
     )
     assert evidence(bins, 0.4).startswith("no held-out period near 40% off")
+
+
+@pytest.mark.slow
+def test_intervals_cover_a_right_simulator_about_95_percent() -> None:
+    """Shops of 8 items whose simulator is right (NB noise, dispersion 3): the 30%-off bin's
+    interval holds 1 in about 95% of 200 shops (measured 92.5% over 600, module docstring)."""
+    rng = np.random.default_rng(0)
+    covered = tried = 0
+    for rep in range(200):
+        item, discount, mean = [], [], []
+        for i in range(8):
+            base = rng.uniform(5, 30)
+            n_sale = int(rng.integers(0, 5))
+            item += [f"i{i}"] * (18 + n_sale)
+            discount += [0.0] * 18 + [0.3] * n_sale
+            mean += [base] * 18 + [4 * base] * n_sale
+        m, d = np.array(mean), np.array(discount)
+        rows = ResponseRows(
+            item=np.array(item),
+            discount=d,
+            actual=rng.negative_binomial(3.0, 3.0 / (3.0 + m)).astype(float),
+            mean=m,
+            mean_regular=np.where(d > 0, m / 4, m),
+        )
+        sale = response_bins(rows, n_resamples=400, seed=rep)[-1]
+        if sale.lift_ratio_ci is not None:
+            tried += 1
+            covered += sale.lift_ratio_ci[0] <= 1.0 <= sale.lift_ratio_ci[1]
+    assert tried > 150
+    assert 0.85 <= covered / tried <= 0.99
