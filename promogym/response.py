@@ -61,7 +61,9 @@ BINS = (
 )
 """Discount bins ``(label, low, high)``: ``low <= discount < high`` (the last includes 1)."""
 MIN_PERIODS_FOR_INTERVAL = 5
-"""A bin's interval needs this many periods."""
+"""A bin's interval needs this many periods, and the level as many regular-price periods."""
+LEVEL = 0.95
+"""Coverage of the intervals."""
 TOLERANCE = 0.10
 TITLE = "Price response on the held-out periods (the simulator vs what sold)"
 NOTE = (
@@ -200,12 +202,22 @@ def _bootstrap_sums(
     return out
 
 
-def response_bins(
-    rows: ResponseRows, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> list[ResponseBin]:
-    """The check per discount bin that holds at least one period, regular price first."""
+def _bin_index(discount: np.ndarray) -> np.ndarray:
+    """Index into :data:`BINS` of each discount. Rounded to 6 decimals first: recorded
+    discounts pass through float32 (35% off is 0.34999999), ladder values do not."""
     edges = np.array([high for _, _, high in BINS[:-1]])
-    k = np.searchsorted(edges, np.clip(rows.discount, 0.0, 1.0), side="right")
+    return np.searchsorted(edges, np.clip(np.round(discount, 6), 0.0, 1.0), side="right")
+
+
+def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) -> list[ResponseBin]:
+    """The check per discount bin that holds at least one period, regular price first.
+
+    The level ``r0`` (and with it the observed lifts and lift ratios) needs
+    :data:`MIN_PERIODS_FOR_INTERVAL` regular-price periods that sold something; an interval
+    needs as many periods in its own bin (with fewer regular periods the bootstrap would keep
+    the same few and hide the level's noise: 20% coverage with one).
+    """
+    k = _bin_index(rows.discount)
     known = rows.true_mean is not None and rows.true_mean_regular is not None
     columns = [rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows))]
     if known:
@@ -215,14 +227,16 @@ def response_bins(
     np.add.at(total, (slice(None), k), values)
     boot = _bootstrap_sums(values[:4], k, len(BINS), n_resamples, seed)  # (4, R, K)
 
+    has_level = total[3, 0] >= MIN_PERIODS_FOR_INTERVAL and total[0, 0] > 0
+
     def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4+, ..., K)
-        level_ = _ratio(s[0][..., :1], s[1][..., :1])  # r0, from the regular-price bin
-        return _ratio(_ratio(s[0], s[1]), level_)
+        r0 = _ratio(s[0][..., :1], s[1][..., :1]) if has_level else np.nan
+        return _ratio(_ratio(s[0], s[1]), r0)
 
     point = lift_ratio(total)
-    r0 = _ratio(total[0, 0], total[1, 0])  # NaN without regular-price periods
+    r0 = _ratio(total[0, 0], total[1, 0]) if has_level else np.nan
     boot_ratio = lift_ratio(boot)
-    tail = (1.0 - level) / 2.0
+    tail = (1.0 - LEVEL) / 2.0
     out = []
     for b, (label, lo, hi) in enumerate(BINS):
         in_bin = k == b
@@ -266,9 +280,11 @@ def response_summary(bins: Sequence[ResponseBin]) -> str:
         return (
             "No held-out period was on sale: the history says nothing about the discount response."
         )
-    if regular is None or regular.actual_over_mean is None:
+    if regular is None or regular.lift_ratio is None:
+        held = 0 if regular is None else regular.periods
         text = (
-            "No held-out period was at regular price, so the lift cannot be told apart from the "
+            f"{held} held-out periods sold at regular price (the level needs "
+            f"{MIN_PERIODS_FOR_INTERVAL} with sales), so the lift cannot be told apart from the "
             "level; see actual / simulated units per bin."
         )
     else:
@@ -278,7 +294,7 @@ def response_summary(bins: Sequence[ResponseBin]) -> str:
         covered = sum(low <= 1.0 <= high for low, high in intervals)
         text = (
             f"Held-out periods on sale: the observed / simulated lift is within "
-            f"+-{TOLERANCE:.0%} in {within} of {len(rated)} discount bins, and its 95% interval "
+            f"+-{TOLERANCE:.0%} in {within} of {len(rated)} discount bins, and its {LEVEL:.0%} interval "
             f"includes 1 in {covered} of {len(intervals)}; level at regular price: actual / "
             f"simulated units {regular.actual_over_mean:.2f} ({regular.periods} periods)."
         )
@@ -350,7 +366,7 @@ def format_response(bins: Sequence[ResponseBin]) -> str:
 
 def bin_of(discount: float) -> str:
     """Label of the :data:`BINS` bin holding ``discount``."""
-    return next(label for label, low, high in BINS if discount < high or high == 1.0)
+    return BINS[int(_bin_index(np.array([discount]))[0])][0]
 
 
 def evidence(bins: Sequence[ResponseBin], discount: float) -> str:

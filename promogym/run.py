@@ -194,6 +194,7 @@ def fit_run(
     market_path = Path(market) if market is not None else _market_beside(Path(data))
     if market is not None and not market_path.is_file():
         raise PromogymInputError(f"--market {market_path}: file not found")
+    true_market = _read_market(market_path, history.freq)  # before the fit: fail early
     fc_config = forecaster_config or TransformerConfig(seed=seed)
     if epochs is not None:
         fc_config = dataclasses.replace(fc_config, epochs=epochs)
@@ -210,7 +211,7 @@ def fit_run(
             fit_forecaster(history, member_config, from_scratch=from_scratch, progress=say)
         )
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
-    response = price_response_check(members, history, _read_market(market_path, history.freq))
+    response = price_response_check(members, history, true_market)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -328,7 +329,13 @@ def _read_market(path: Path | None, freq: str) -> ReferenceMarket | None:
 
     if path is None or not path.is_file():
         return None
-    return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
+    try:
+        return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
+    except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
+        raise PromogymInputError(
+            f"{path}: not a market file written by promogym simulate-history ({err}); remove it "
+            "or pass the right one with --market"
+        ) from err
 
 
 def _market_beside(data: Path) -> Path | None:

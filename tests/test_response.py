@@ -89,7 +89,7 @@ def test_without_regular_periods_the_lift_is_not_computed() -> None:
     assert sale.lift_ratio is None and sale.observed_lift is None
     assert sale.simulated_lift == pytest.approx(2.5)
     assert sale.actual_over_mean == pytest.approx(0.8)
-    assert "No held-out period was at regular price" in response_summary([sale])
+    assert "0 held-out periods sold at regular price" in response_summary([sale])
     assert "actual / simulated units" in format_response([sale])
 
 
@@ -243,3 +243,31 @@ def test_intervals_cover_a_right_simulator_about_95_percent() -> None:
             covered += sale.lift_ratio_ci[0] <= 1.0 <= sale.lift_ratio_ci[1]
     assert tried > 150
     assert 0.85 <= covered / tried <= 0.99
+
+
+def test_the_level_needs_enough_regular_periods_that_sold() -> None:
+    """With fewer than 5 regular-price periods (or none that sold) there is no level, so no
+    observed lift, ratio or interval (one regular period gave 20% coverage)."""
+    rows = shop(n_items=4)
+    regular = np.flatnonzero(rows.discount == 0)
+    keep = np.ones(len(rows), bool)
+    keep[regular[4:]] = False  # 4 regular periods left
+    fields = {f.name: getattr(rows, f.name) for f in dataclasses.fields(rows)}
+    few = ResponseRows(**{k: v[keep] for k, v in fields.items() if v is not None})
+    level, sale = response_bins(few)
+    assert level.periods == 4 and level.lift_ratio is None
+    assert sale.lift_ratio is None and sale.lift_ratio_ci is None and sale.observed_lift is None
+    assert sale.simulated_lift == pytest.approx(2.5)
+    assert response_summary([level, sale]).startswith("4 held-out periods sold at regular price")
+    unsold = dataclasses.replace(rows, actual=np.where(rows.discount > 0, rows.actual, 0.0))
+    assert response_bins(unsold)[1].lift_ratio is None
+
+
+def test_float32_discounts_land_in_the_ladder_values_bin() -> None:
+    """35% off recorded as float32 (0.34999999) is in the same bin as the ladder's 0.35."""
+    stored = float(np.float32(1.0 - 13.0 / 20.0))
+    assert stored < 0.35 and bin_of(stored) == bin_of(0.35) == "40%"
+    rows = dataclasses.replace(shop(), discount=np.where(shop().discount > 0, stored, 0.0))
+    bins = response_bins(rows)
+    assert [b.label for b in bins] == ["0%", "40%"]
+    assert evidence(bins, 0.35).startswith("near 35% off observed / simulated lift 0.80")

@@ -97,6 +97,25 @@ def test_fit_needs_each_items_unit_cost_before_fitting(shop: Path) -> None:
     assert not (shop / "no-cost-run").exists()
 
 
+def test_fit_refuses_a_bad_market_file_before_fitting(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    shutil.copyfile(shop / "history.csv", tmp_path / "h.csv")
+    market = json.loads((shop / "history.csv.market.json").read_text())
+    market.pop("unit_cost")  # an older or hand-edited file
+    (tmp_path / "h.csv.market.json").write_text(json.dumps(market))
+
+    def no_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("fitted before checking the market file")
+
+    monkeypatch.setattr(module, "fit_forecaster", no_fit)
+    with pytest.raises(PromogymInputError, match=r"h.csv.market.json: not a market file"):
+        fit_run(tmp_path / "h.csv", tmp_path / "run", CONFIG, forecaster_config=TINY_FORECASTER)
+    assert not (tmp_path / "run").exists()
+
+
 def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
     with pytest.raises(PromogymInputError, match="no such run directory"):
         load_run(tmp_path / "missing")
