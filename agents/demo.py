@@ -147,6 +147,7 @@ def run_demo(
     for name, row in sorted(stats.items(), key=lambda kv: -kv[1]["stats"]["mean_profit"]):
         mean = row["stats"]["mean_profit"]
         log(f"  {name:<24} {mean:>12.2f} {mean / case.optimum:>10.1%}")
+    report.price_response = run.info.get("price_response")  # the fit's held-out check
     path = write_report(report, out / "report", training_log=result.directory / "evaluations.csv")
     log(f"report: {path / 'report.html'}")
     stage("evaluate", t)
