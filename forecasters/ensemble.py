@@ -35,6 +35,7 @@ import torch
 from promogym.data import SalesHistory
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
+from promogym.forecasters.likelihood import nb_mixture
 from promogym.io import atomic_write_text
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -153,15 +154,7 @@ class EnsembleForecaster(Forecaster):
         if not getattr(self, "_one_step_checked", False):  # once: the members do not change
             self._common("context_length"), self._common("item_ids")
             self._one_step_checked = True
-        parts = [m.one_step(context, discounts) for m in self.members]
-        mean = sum(w * mu for w, (mu, _) in zip(self.weights, parts, strict=True))
-        # Variance beyond Poisson of the mixture: the members' own NB excess plus the spread of
-        # their means (sums of non-negative terms, no cancellation).
-        excess = sum(
-            w * (mu * mu / r + (mu - mean) ** 2)
-            for w, (mu, r) in zip(self.weights, parts, strict=True)
-        )
-        return mean, (mean * mean / excess.clamp_min(1e-12)).clamp(min=1e-6, max=1e12)
+        return nb_mixture([m.one_step(context, discounts) for m in self.members], self.weights)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Each member in ``member-<k>/`` and ``ensemble.json`` (classes, weights) beside them."""

@@ -164,3 +164,49 @@ def next_period_features(
     )
     per_candidate = torch.stack((discounts, promo, torch.log1p(-discounts.clamp(max=0.99))), dim=-1)
     return torch.cat((per_candidate, per_item.unsqueeze(1).expand(n, a, -1)), dim=-1)
+
+
+# ---- how often a discount was a promotion ------------------------------------------------------
+PROMO_RATE_PRIOR = 5.0
+"""Pseudo-periods of the default rule (``discount > 0`` is a promotion) in every depth bin of
+:func:`fit_promo_rates`, so a depth the history rarely reached keeps close to the rule."""
+
+
+def _rate_edges(device: torch.device | None = None) -> torch.Tensor:
+    from promogym.response import BINS
+
+    return torch.tensor([high for _, _, high in BINS[:-1]], dtype=torch.float64, device=device)
+
+
+def promo_rate_bins(discount: torch.Tensor) -> torch.Tensor:
+    """Depth bin of each discount for :func:`fit_promo_rates` (long, same shape): 0 for no
+    discount, then ``1 + k`` for bin ``k`` of :data:`promogym.response.BINS` (0-5%, 5-15%, ...,
+    45%+). Rounded to 6 decimals first (a float32 35% is 0.34999999)."""
+    d = torch.round(discount.to(torch.float64) * 1e6) / 1e6
+    k = torch.bucketize(d, _rate_edges(d.device), right=True) + 1
+    return torch.where(d > 0, k, torch.zeros_like(k))
+
+
+def default_promo_rates() -> list[float]:
+    """The default rule as rates: no promotion without a discount, always one with."""
+    return [0.0] + [1.0] * (len(_rate_edges()) + 1)
+
+
+def fit_promo_rates(discount: torch.Tensor, promo: torch.Tensor) -> list[float]:
+    """Share of periods that were promotions in each depth bin (:func:`promo_rate_bins`) of
+    the given periods (any shape), shrunk to the default rule by :data:`PROMO_RATE_PRIOR`.
+
+    A history whose promotions are exactly its discounts gets the rule back, exactly:
+
+    >>> fit_promo_rates(torch.tensor([0.0, 0.2, 0.2, 0.4]), torch.tensor([0.0, 1.0, 1.0, 1.0]))
+    [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> fit_promo_rates(torch.tensor([0.0] * 5), torch.tensor([1.0] * 5))[0]
+    0.5
+    """
+    bins = promo_rate_bins(discount).reshape(-1)
+    prior = torch.tensor(default_promo_rates(), dtype=torch.float64, device=bins.device)
+    n = torch.bincount(bins, minlength=len(prior)).to(torch.float64)
+    k = torch.bincount(
+        bins, weights=(promo.reshape(-1) > 0.5).to(torch.float64), minlength=len(prior)
+    )
+    return ((k + PROMO_RATE_PRIOR * prior) / (n + PROMO_RATE_PRIOR)).tolist()

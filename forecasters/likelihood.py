@@ -395,6 +395,26 @@ EXACT_QUANTILE_SUPPORT = 2000
 """Rows whose mean + 12 sd exceeds this many units use the gamma approximation."""
 
 
+def nb_mixture(
+    parts: Sequence[tuple[torch.Tensor, torch.Tensor]], weights: Sequence[float | torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NB (mean, dispersion) with the mean and variance of a weighted mixture of NBs.
+
+    ``parts`` are (mean, dispersion) pairs of one shape, ``weights`` (summing to 1) numbers or
+    tensors of that shape. The variance beyond Poisson is the members' own NB excess plus the
+    spread of their means (sums of non-negative terms, no cancellation).
+
+    >>> m, r = nb_mixture([(torch.tensor([10.0]), torch.tensor([2.0]))] * 2, [0.5, 0.5])
+    >>> float(m[0]), round(float(r[0]), 6)
+    (10.0, 2.0)
+    """
+    mean = sum(w * mu for w, (mu, _) in zip(weights, parts, strict=True))
+    excess = sum(
+        w * (mu * mu / r + (mu - mean) ** 2) for w, (mu, r) in zip(weights, parts, strict=True)
+    )
+    return mean, (mean * mean / excess.clamp_min(1e-12)).clamp(min=1e-6, max=1e12)
+
+
 def nb_quantile(
     q: float, mean: torch.Tensor, dispersion: torch.Tensor, chunk: int = 1024
 ) -> torch.Tensor:

@@ -98,7 +98,10 @@ from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
 from promogym.forecasters.features import (
     NUM_TIME_FEATURES,
+    default_promo_rates,
+    fit_promo_rates,
     next_period_features,
+    promo_rate_bins,
     time_features,
 )
 from promogym.forecasters.likelihood import (
@@ -108,6 +111,7 @@ from promogym.forecasters.likelihood import (
     Likelihood,
     calibrate_dispersion,
     mixture_quantiles,
+    nb_mixture,
 )
 from promogym.io import atomic_write_text, atomic_write_with
 from promogym.response import ResponseRows
@@ -736,6 +740,12 @@ class TransformerForecaster(Forecaster):
         validation_metrics: one-step metrics on the held-out last periods (``nll``, ``mape``
             of the median, ``pinball`` averaged over q = 0.1, 0.5, 0.9, ``coverage80``).
         training: how training went (epochs run, best epoch, losses, seconds, base used).
+        promo_rates: how often the history's periods were promotions, per depth bin (no
+            discount, 0-5%, 5-15%, ..., 45%+; :func:`~.features.fit_promo_rates`, from the
+            periods before the validation ones). The simulator (:meth:`one_step`) treats a
+            candidate discount as a promotion with that probability: a shop that ran deals
+            on a third of its 20%-off weeks gets the mixture of the two forecasts, not a deal
+            on every one. ``None`` (a base, or a model saved before): every discount is one.
         held_out_response: the simulator's one-step means on the held-out last periods at
             their own discount and at none, beside what sold (:mod:`promogym.response` turns
             them into the price-response check); set by :meth:`fit` before the refit, not
@@ -767,6 +777,7 @@ class TransformerForecaster(Forecaster):
         self.validation_metrics: dict[str, float] = {}
         self.training: dict[str, Any] = {}
         self.held_out_response: ResponseRows | None = None
+        self.promo_rates: list[float] | None = None
         self.model: TimeSeriesTransformerForPrediction | None = None
 
     # ---- properties -----------------------------------------------------------------------
@@ -868,6 +879,9 @@ class TransformerForecaster(Forecaster):
             self.validation_metrics = validation_metrics(
                 first, self._dispersed(second), actual, likelihood=self.likelihood
             )
+        before = torch.arange(data.units.shape[1], device=data.units.device) < val_end[:, None]
+        present = before & (data.observed | data.censored)  # not a gap
+        self.promo_rates = fit_promo_rates(data.discount[present], data.promo[present])
         self.held_out_response = self._held_out_response(data, val_end)
         pits = (
             self._validation_pits(data, val_end, calibration) if cfg.recalibrate_quantiles else None
@@ -960,9 +974,9 @@ class TransformerForecaster(Forecaster):
 
     def _held_out_response(self, data: SeriesData, val_end: torch.Tensor) -> ResponseRows | None:
         """The simulator's one-step mean at each observed validation period's own discount and
-        at no discount, beside what sold (:mod:`promogym.response`). The promo flag is the
-        simulator's, ``discount > 0`` (not the recorded one): the check is on the environment's
-        inputs. ``None`` if no validation period is observed."""
+        at no discount, beside what sold (:mod:`promogym.response`), from the simulator's
+        inputs (:meth:`_simulator_nb`; not the period's recorded promo flag). ``None`` if no
+        validation period is observed."""
         c = self.config.context_length
         w = self._validation_windows(data, val_end, range(data.length.shape[0]))
         if w is None:
@@ -971,10 +985,9 @@ class TransformerForecaster(Forecaster):
         discount = w.discount[:, c]
         candidates = torch.stack((discount, torch.zeros_like(discount)), dim=1)
         with torch.inference_mode():
-            params = self._one_step_windows(
+            mean, _ = self._simulator_nb(
                 w.select(slice(None), slice(0, c)), w.day[:, c], candidates, w.extra[:, c]
             )
-        mean = self.likelihood.as_nb(*params)[0]
         names = np.asarray(self.item_ids, dtype=object)[w.item[ok].cpu().numpy() - 1]
         return ResponseRows(
             item=names,
@@ -1098,6 +1111,36 @@ class TransformerForecaster(Forecaster):
         return first[:, 0], second[:, 0]
 
     # ---- simulator face ---------------------------------------------------------------------
+    def _simulator_nb(
+        self,
+        past: Windows,
+        day: torch.Tensor,
+        discounts: torch.Tensor,
+        next_extra: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """NB (mean, dispersion) ``(N, A)`` of the next period at each candidate discount, as
+        the simulator sees it: a candidate is a promotion with the history's probability at
+        its depth, :attr:`promo_rates` (the NB with the mean and variance of the mixture over
+        promotion or not), or without them when ``discount > 0``. Rates that are that rule
+        (a history whose promotions are its discounts) take the one-pass path."""
+        rates = self.promo_rates
+        if rates is None or rates == default_promo_rates():
+            return self.likelihood.as_nb(*self._one_step_windows(past, day, discounts, next_extra))
+        a = discounts.shape[1]
+        both = torch.cat((discounts, discounts), dim=1)
+        promo = torch.cat((torch.ones_like(discounts), torch.zeros_like(discounts)), dim=1)
+        mean, disp = self.likelihood.as_nb(
+            *self._one_step_windows(past, day, both, next_extra, promo)
+        )
+        p = torch.tensor(rates, dtype=torch.float64, device=mean.device)[promo_rate_bins(discounts)]
+        on, off = (mean[:, :a], disp[:, :a]), (mean[:, a:], disp[:, a:])
+        mixed = nb_mixture([on, off], [p, 1.0 - p])
+        # a sure promotion (or none) is that NB exactly
+        return tuple(  # type: ignore[return-value]
+            torch.where(p >= 1.0, x_on, torch.where(p <= 0.0, x_off, x_mix))
+            for x_on, x_off, x_mix in zip(on, off, mixed, strict=True)
+        )
+
     def item_rows(self, item: torch.Tensor) -> torch.Tensor:
         """Embedding rows of vocabulary indices (``-1`` = unknown item -> the generic row)."""
         n = len(self.item_ids)
@@ -1147,7 +1190,7 @@ class TransformerForecaster(Forecaster):
             item=self.item_rows(context.item),
             daily=daily,
         )
-        return self.likelihood.as_nb(*self._one_step_windows(past, context.day.long(), discounts))
+        return self._simulator_nb(past, context.day.long(), discounts)
 
     # ---- analyst face -----------------------------------------------------------------------
     def _prepare(
@@ -1476,6 +1519,7 @@ class TransformerForecaster(Forecaster):
             "extra_covariates": list(self.extra_columns),
             "group_price_columns": list(self.group_columns),
             "dispersion_scale": self.dispersion_scale,
+            "promo_rates": self.promo_rates,
             "quantile_recalibration": {
                 "levels": list(RECALIBRATION_LEVELS),
                 "model_levels_per_step": self.recalibration,
@@ -1513,6 +1557,7 @@ class TransformerForecaster(Forecaster):
         self.extra_columns = tuple(meta.get("extra_covariates", ()))
         self.group_columns = tuple(meta.get("group_price_columns", ()))
         self.dispersion_scale = float(meta.get("dispersion_scale", 1.0))
+        self.promo_rates = meta.get("promo_rates")
         recal = meta.get("quantile_recalibration", {})
         self.recalibration = [list(m) for m in recal.get("model_levels_per_step", [])]
         self.promo_recalibration = [

@@ -99,12 +99,12 @@ _PRICE_TOLERANCE = 1e-9
 
 PROMO_AGREEMENT_MIN = 0.9
 """Below this share of rows with ``promo == (discount > 0)``, :meth:`SalesHistory.describe`
-warns: the simulator treats every discount as a promotion."""
+warns: the simulator cannot set promotions apart from discounts."""
 
 PROMO_MISMATCH_NOTE = (
-    " (the simulator treats every discount as a promotion: a list_price column with the "
-    "regular price, so that discounts mark promotions, makes its promotions mean what the "
-    "history's do)"
+    " (the simulator cannot set promotions apart from discounts: it treats a discount as a "
+    "promotion as often as the history did at that depth; a list_price column with the regular "
+    "price, so that discounts mark promotions, makes them one decision)"
 )
 
 

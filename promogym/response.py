@@ -31,12 +31,15 @@ items) and items then their periods 98-99% (200 shops each). Held-out periods ar
 per item), so intervals are wide for a small shop; a bin the history never reached says
 nothing about that discount.
 
+Five regular-price periods where the simulator's units are right, one at 20% off where it
+expects 2.5x and 2x sold:
+
 >>> rows = ResponseRows(
-...     item=np.array(["a", "a", "b", "b"]),
-...     discount=np.array([0.0, 0.2, 0.0, 0.2]),
-...     actual=np.array([10.0, 20.0, 10.0, 20.0]),
-...     mean=np.array([10.0, 25.0, 10.0, 25.0]),
-...     mean_regular=np.array([10.0, 10.0, 10.0, 10.0]),
+...     item=np.array(["a"] * 6),
+...     discount=np.array([0.0] * 5 + [0.2]),
+...     actual=np.array([10.0] * 5 + [20.0]),
+...     mean=np.array([10.0] * 5 + [25.0]),
+...     mean_regular=np.array([10.0] * 6),
 ... )
 >>> [(b.label, b.simulated_lift, b.observed_lift, b.lift_ratio) for b in response_bins(rows)]
 [('0%', 1.0, 1.0, 1.0), ('20%', 2.5, 2.0, 0.8)]

@@ -544,7 +544,7 @@ def test_check_data_summary(tmp_path: Path) -> None:
     assert "items           1" in out and "2024-01-01 .. 2024-01-02" in out
     assert "promo share     50.0%" in out and "censored share  50.0%" in out
     assert "promo agrees    with discount > 0 on 100.0% of rows" in out  # the default promo
-    assert "treats every discount" not in out
+    assert "as often as the history did" not in out
     assert "unit cost known 0% of rows, for 0 of 1 items" in out
     assert "list prices     latest per item 10 .. 10" in out
     assert len(out.splitlines()) <= 20
@@ -553,7 +553,7 @@ def test_check_data_summary(tmp_path: Path) -> None:
         "2024-01-01,a,3,10,0", "2024-01-02,a,4,9,0", "2024-01-03,a,9,8,1", header=HEADER + ",promo"
     )
     out = CliRunner().invoke(app, ["check-data", "--data", str(write(tmp_path, "p.csv", deals))])
-    assert "promo agrees    with discount > 0 on 66.7% of rows (the simulator treats every " in (
+    assert "promo agrees    with discount > 0 on 66.7% of rows (the simulator cannot " in (
         out.stdout
     )
 

@@ -160,6 +160,44 @@ def test_save_load_round_trip_is_exact(
     assert torch.equal(loaded.one_step(ctx, ladder)[0], fitted.one_step(ctx, ladder)[0])
 
 
+def test_the_simulator_mixes_promotion_and_none_by_the_historys_rates(
+    history: SalesHistory, tmp_path: Path
+) -> None:
+    """Where the history ran promotions on only some discounted periods, the simulator's
+    candidate is the mixture; where promotions are the discounts (simulated shops), the rule."""
+    from promogym.forecasters.features import default_promo_rates
+
+    frame = history.frame.copy()
+    on_sale = frame["discount"] > 0
+    frame["promo"] = (on_sale & (np.arange(len(frame)) % 2 == 0)).astype(float)  # half of them
+    mixed = dataclasses.replace(history, frame=frame)
+    model = TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True)
+    model.fit(mixed)
+    rates = model.promo_rates
+    assert rates is not None and rates[0] == 0.0 and rates != default_promo_rates()
+    assert all(0.0 < r <= 1.0 for r in rates[1:]) and min(rates[1:]) < 0.8
+    model.save(tmp_path / "m")
+    assert TransformerForecaster.load(tmp_path / "m").promo_rates == rates
+    ctx = context_of(mixed, 14, [0, 1])
+    ladder = torch.tensor([0.0, 0.2, 0.4])
+
+    def one_step_at(rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+        model.promo_rates = [0.0] + [rate] * (len(rates) - 1)
+        return model.one_step(ctx, ladder)
+
+    (on, r_on), (off, r_off), (mix, r_mix) = (one_step_at(x) for x in (1.0, 0.0, 0.3))
+    torch.testing.assert_close(mix, 0.3 * on + 0.7 * off)
+    torch.testing.assert_close(mix[:, 0], on[:, 0])  # no discount: no promotion either way
+    assert not torch.allclose(on[:, 1:], off[:, 1:])
+    # the NB with the mixture's variance: E[Var] + Var[E] over promotion or not
+    variance = 0.3 * (on + on**2 / r_on) + 0.7 * (off + off**2 / r_off) + 0.21 * (on - off) ** 2
+    torch.testing.assert_close(mix + mix**2 / r_mix, variance)
+    model.promo_rates = None  # a model saved before the rates: every discount is a promotion
+    torch.testing.assert_close(model.one_step(ctx, ladder)[0], on)
+    fitted_rule = TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True)
+    assert fitted_rule.fit(history).promo_rates == default_promo_rates()
+
+
 def test_same_seed_same_model(history: SalesHistory) -> None:
     cfg = dataclasses.replace(TINY, epochs=1)
     a = TransformerForecaster(cfg, from_scratch=True).fit(history)
