@@ -25,7 +25,7 @@ from promogym.envs.core import CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.market import MAX_STREAK, day_date, day_numbers
 from promogym.errors import PromogymInputError
-from promogym.forecasters.base import DemandContext, Forecaster
+from promogym.forecasters.base import DemandContext, Forecaster, promo_probability
 
 DEFAULT_CONTEXT_LENGTH = 56
 """Context length used when a forecaster does not declare ``context_length``."""
@@ -235,7 +235,9 @@ class ForecasterDemand(DemandModel):
             "past_units": demand.to(torch.float32),
             "past_observed": torch.ones_like(demand, dtype=torch.bool),
             "past_discount": discount.to(torch.float32),
-            "past_promo": (discount > 0).to(torch.float32),
+            # the period's expected promo flag (``discount > 0`` unless the forecaster has
+            # the history's promotion rates by depth)
+            "past_promo": promo_probability(self.forecaster, discount).to(torch.float32),
             "past_day": state.day.to(torch.long),
         }
         return {

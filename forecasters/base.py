@@ -114,3 +114,11 @@ class Forecaster(abc.ABC):
     @abc.abstractmethod
     def load(cls, directory: str | os.PathLike[str]) -> Self:
         """Read a forecaster written by :meth:`save`."""
+
+
+def promo_probability(forecaster: object, discount: torch.Tensor) -> torch.Tensor:
+    """Probability (float64) that a simulated period at ``discount`` is a promotion, as
+    ``forecaster`` simulates it: its ``promo_probability`` if it has one, else ``discount > 0``
+    (the simulator's default rule)."""
+    method = getattr(forecaster, "promo_probability", None)
+    return method(discount) if method is not None else (discount > 0).to(torch.float64)

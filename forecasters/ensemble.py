@@ -34,7 +34,12 @@ import torch
 
 from promogym.data import SalesHistory
 from promogym.errors import ConfigError, DataError
-from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
+from promogym.forecasters.base import (
+    DEFAULT_QUANTILES,
+    DemandContext,
+    Forecaster,
+    promo_probability,
+)
 from promogym.forecasters.likelihood import nb_mixture
 from promogym.io import atomic_write_text
 
@@ -155,6 +160,14 @@ class EnsembleForecaster(Forecaster):
             self._common("context_length"), self._common("item_ids")
             self._one_step_checked = True
         return nb_mixture([m.one_step(context, discounts) for m in self.members], self.weights)
+
+    def promo_probability(self, discount: torch.Tensor) -> torch.Tensor:
+        """The members' weighted mean promotion probability at ``discount`` (members without
+        ``promo_probability``: ``discount > 0``); see ``TransformerForecaster``."""
+        return sum(
+            w * promo_probability(m, discount)
+            for w, m in zip(self.weights, self.members, strict=True)
+        )
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Each member in ``member-<k>/`` and ``ensemble.json`` (classes, weights) beside them."""

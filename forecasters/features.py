@@ -184,7 +184,7 @@ def promo_rate_bins(discount: torch.Tensor) -> torch.Tensor:
     45%+). Rounded to 6 decimals first (a float32 35% is 0.34999999)."""
     d = torch.round(discount.to(torch.float64) * 1e6) / 1e6
     k = torch.bucketize(d, _rate_edges(d.device), right=True) + 1
-    return torch.where(d > 0, k, torch.zeros_like(k))
+    return torch.where(discount > 0, k, torch.zeros_like(k))  # any discount, as the rule
 
 
 def default_promo_rates() -> list[float]:

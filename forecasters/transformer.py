@@ -1132,7 +1132,7 @@ class TransformerForecaster(Forecaster):
         mean, disp = self.likelihood.as_nb(
             *self._one_step_windows(past, day, both, next_extra, promo)
         )
-        p = torch.tensor(rates, dtype=torch.float64, device=mean.device)[promo_rate_bins(discounts)]
+        p = self.promo_probability(discounts).to(mean.device)
         on, off = (mean[:, :a], disp[:, :a]), (mean[:, a:], disp[:, a:])
         mixed = nb_mixture([on, off], [p, 1.0 - p])
         # a sure promotion (or none) is that NB exactly
@@ -1150,6 +1150,15 @@ class TransformerForecaster(Forecaster):
                 "use -1 for an item the forecaster was not fitted on"
             )
         return item.long() + 1
+
+    def promo_probability(self, discount: torch.Tensor) -> torch.Tensor:
+        """Probability (float64, same shape) that the simulator's period at ``discount`` is a
+        promotion: :attr:`promo_rates` of its depth bin, or ``discount > 0`` without rates.
+        The environment records it as the period's promo flag (its expected value)."""
+        if self.promo_rates is None:
+            return (discount > 0).to(torch.float64)
+        rates = torch.tensor(self.promo_rates, dtype=torch.float64, device=discount.device)
+        return rates[promo_rate_bins(discount)]
 
     @torch.inference_mode()
     def one_step(

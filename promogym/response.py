@@ -3,8 +3,9 @@
 The check runs on the periods the forecaster held out while it was fitted (the last
 ``validation_periods`` of each item): for every held-out period with a recorded sale count it
 takes the simulator's one-step mean at the period's own discount (``mean``) and at no discount
-(``mean_regular``), with the simulator's own inputs (the promo flag is ``discount > 0``, as in
-the environment), and compares them with what sold (``actual``).
+(``mean_regular``), with the simulator's own inputs (the promo flag is not the recorded one
+but the simulator's: ``discount > 0``, or the history's promotion rate at that depth), and
+compares them with what sold (``actual``).
 
 Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%, 15%, ...,
 45%). For a bin ``k``:

@@ -16,7 +16,9 @@ import torch
 from conftest import TINY_FORECASTER
 from transformers.modeling_outputs import Seq2SeqTSPredictionOutput
 
+from promogym.config import CampaignConfig
 from promogym.data import SalesHistory, history_from_frame
+from promogym.envs.core import CampaignParams
 from promogym.envs.market import ReferenceMarket, random_market_params
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters.base import DemandContext
@@ -192,8 +194,26 @@ def test_the_simulator_mixes_promotion_and_none_by_the_historys_rates(
     # the NB with the mixture's variance: E[Var] + Var[E] over promotion or not
     variance = 0.3 * (on + on**2 / r_on) + 0.7 * (off + off**2 / r_off) + 0.21 * (on - off) ** 2
     torch.testing.assert_close(mix + mix**2 / r_mix, variance)
+    # the environment records a simulated period's promo flag as its probability
+    from promogym.envs.core import initial_state
+    from promogym.envs.forecaster_demand import ForecasterDemand
+
+    model.promo_rates = rates
+    env_demand = ForecasterDemand(model, mixed)
+    params = CampaignParams.from_config(CampaignConfig(), device="cpu")
+    lo, _ = env_demand.windows.start_range(env_demand.context_length)
+    state = initial_state(params, torch.tensor([0, 1]), env_demand.windows.day_of(torch.tensor(lo)))
+    memory = env_demand.initial_memory(state)
+    discount = torch.tensor([0.0, 0.2])
+    units = torch.tensor([3.0, 4.0])
+    after = env_demand.update_memory(memory, state, discount, units, units)
+    assert after["past_promo"][:, -1].tolist() == pytest.approx(
+        model.promo_probability(discount).tolist()
+    )
+    assert after["past_promo"][1, -1].item() == pytest.approx(rates[3])  # 20% off: bin 15-25%
     model.promo_rates = None  # a model saved before the rates: every discount is a promotion
     torch.testing.assert_close(model.one_step(ctx, ladder)[0], on)
+    assert model.promo_probability(discount).tolist() == [0.0, 1.0]
     fitted_rule = TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True)
     assert fitted_rule.fit(history).promo_rates == default_promo_rates()
 
