@@ -742,7 +742,7 @@ class TransformerForecaster(Forecaster):
         training: how training went (epochs run, best epoch, losses, seconds, base used).
         promo_rates: how often the history's periods were promotions, per depth bin (no
             discount, 0-5%, 5-15%, ..., 45%+; :func:`~.features.fit_promo_rates`, from the
-            periods before the validation ones). The simulator (:meth:`one_step`) treats a
+            periods before the validation ones, then with ``config.refit`` from every period). The simulator (:meth:`one_step`) treats a
             candidate discount as a promotion with that probability: a shop that ran deals
             on a third of its 20%-off weeks gets the mixture of the two forecasts, not a deal
             on every one. ``None`` (a base, or a model saved before): every discount is one.
@@ -879,9 +879,11 @@ class TransformerForecaster(Forecaster):
             self.validation_metrics = validation_metrics(
                 first, self._dispersed(second), actual, likelihood=self.likelihood
             )
+        present = data.observed | data.censored  # not a gap (nor padding)
         before = torch.arange(data.units.shape[1], device=data.units.device) < val_end[:, None]
-        present = before & (data.observed | data.censored)  # not a gap
-        self.promo_rates = fit_promo_rates(data.discount[present], data.promo[present])
+        self.promo_rates = fit_promo_rates(
+            data.discount[present & before], data.promo[present & before]
+        )
         self.held_out_response = self._held_out_response(data, val_end)
         pits = (
             self._validation_pits(data, val_end, calibration) if cfg.recalibrate_quantiles else None
@@ -904,6 +906,8 @@ class TransformerForecaster(Forecaster):
             refit_log = train_network(self.model, data, every, every[:0], again, refit_progress)
             log["refit_epochs"] = refit_log["epochs_run"]
             log["refit_losses"] = [e["train"] for e in refit_log["losses"]]
+            # like the network, the rates of the refitted simulator see every period
+            self.promo_rates = fit_promo_rates(data.discount[present], data.promo[present])
         self.training = {
             **log,
             "dispersion_scale": self.dispersion_scale,

@@ -218,6 +218,26 @@ def test_the_simulator_mixes_promotion_and_none_by_the_historys_rates(
     assert fitted_rule.fit(history).promo_rates == default_promo_rates()
 
 
+def test_promo_rates_come_from_before_validation_then_every_period_with_the_refit(
+    history: SalesHistory,
+) -> None:
+    """Deals only in the held-out periods: the held-out model's rates do not see them (the
+    check stays honest), the refitted simulator's do."""
+    frame = history.frame.copy()
+    late = frame.groupby("item_id").cumcount(ascending=False) < TINY.validation_periods
+    frame["promo"] = ((frame["discount"] > 0) & late).astype(float)
+    deals_late = dataclasses.replace(history, frame=frame)
+    rates = {}
+    for refit in (False, True):
+        config = dataclasses.replace(TINY, epochs=1, refit=refit)
+        model = TransformerForecaster(config, from_scratch=True)
+        rates[refit] = model.fit(deals_late).promo_rates
+    on_sale_bins = [k for k in range(1, len(rates[False])) if rates[False][k] < 1.0]
+    assert on_sale_bins  # discounts before validation were not deals
+    assert all(rates[True][k] >= rates[False][k] for k in on_sale_bins)
+    assert any(rates[True][k] > rates[False][k] for k in on_sale_bins)
+
+
 def test_same_seed_same_model(history: SalesHistory) -> None:
     cfg = dataclasses.replace(TINY, epochs=1)
     a = TransformerForecaster(cfg, from_scratch=True).fit(history)
