@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
 
 RUN_FORMAT = "promogym-run/1"
+EXTRAPOLATION_MARGIN = 0.025
+"""A recommended discount this far beyond the item's deepest in the history gets a warning."""
 VERSION_PACKAGES = (
     "promogym",
     "torch",
@@ -923,13 +925,21 @@ class Run:
             },
             list_price=float(params.price_of(start.item)[0]),
             stock_lot=lot,
-            evidence=self._evidence(float(params.discounts[first_d])),
+            evidence=self._evidence(float(params.discounts[first_d]), history.item(item_id)),
         )
 
-    def _evidence(self, discount: float) -> str:
-        """:func:`promogym.response.evidence` of the run's check at ``discount`` ("" if none)."""
+    def _evidence(self, discount: float, rows: pd.DataFrame) -> str:
+        """:func:`promogym.response.evidence` of the run's check at ``discount`` ("" if none),
+        and a warning when ``discount`` is deeper than any in the item's history ``rows``."""
         bins = self.price_response()
-        return evidence(bins, discount) if bins else ""
+        text = evidence(bins, discount) if bins else ""
+        deepest = float(rows["discount"].max())
+        if discount > deepest + EXTRAPOLATION_MARGIN:
+            text += (
+                f"{'; ' if text else ''}deeper than this item's deepest discount in the history "
+                f"({deepest:.0%}): the simulator extrapolates its response"
+            )
+        return text
 
 
 def policy_first_action(

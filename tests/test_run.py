@@ -150,6 +150,13 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     # the fit's held-out check at the recommended discount
     assert rec.evidence == evidence(trained.price_response(), rec.discount)
     assert f"simulator check {rec.evidence}" in rec.format()
+    # a discount deeper than the item's history reached is flagged as an extrapolation
+    shallow = pd.DataFrame({"discount": [0.0, 0.1, 0.2]})
+    assert trained._evidence(0.2, shallow) == evidence(trained.price_response(), 0.2)
+    assert trained._evidence(0.4, shallow).endswith(
+        "; deeper than this item's deepest discount in the history (20%): the simulator "
+        "extrapolates its response"
+    )
     by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
     assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
     assert by_ppo.stock_lot is None
