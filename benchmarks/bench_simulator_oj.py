@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", type=int, default=20, help="first N stores by number")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--likelihood",
+        default="negative_binomial",
+        help="the forecaster's likelihood (log_normal: fine-tuned from its own base)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     for store in stores:
         history = store_history(full, store)
         t = time.perf_counter()
-        model = TransformerForecaster(TransformerConfig(seed=args.seed, refit=False))
+        config = TransformerConfig(seed=args.seed, refit=False, likelihood=args.likelihood)
+        model = TransformerForecaster(config)
         model.fit(history)
         rows = held_out(model, history)
         for key, value in rows.items():

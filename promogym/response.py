@@ -14,7 +14,10 @@ Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%
   the simulator expects at the bin's discounts;
 - **level** ``r0 = sum(actual) / sum(mean)`` over the regular-price bin (0%): how far the
   simulator's units are off where there was no discount (a shock common to the held-out
-  weeks, a level the network has not caught up with);
+  weeks, a level the network has not caught up with). Without 5 regular-price periods that
+  sold, the shallowest bin that has them sets the level instead (OJ, whose discounts are
+  measured against a running maximum price, has almost no regular-price weeks): the lift
+  ratios are then relative to the simulator's accuracy at that depth;
 - **observed lift** ``sum(actual) / (r0 * sum(mean_regular))``: the units that sold at the
   bin's discounts over the simulator's no-discount units corrected for that level, i.e. the
   lift the data shows if the simulator's regular-price units are right up to ``r0``;
@@ -158,6 +161,7 @@ class ResponseBin:
     lift_ratio: float | None
     lift_ratio_ci: tuple[float, float] | None
     actual_over_mean: float | None  # sum(actual) / sum(mean), before the level correction
+    sets_level: bool = False  # the bin whose actual / simulated units is the level r0
     true_lift: float | None = None  # the known market's, on the same periods (simulated data)
 
     @property
@@ -216,10 +220,11 @@ def _bin_index(discount: np.ndarray) -> np.ndarray:
 def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) -> list[ResponseBin]:
     """The check per discount bin that holds at least one period, regular price first.
 
-    The level ``r0`` (and with it the observed lifts and lift ratios) needs
-    :data:`MIN_PERIODS_FOR_INTERVAL` regular-price periods that sold something; an interval
-    needs as many periods in its own bin (with fewer regular periods the bootstrap would keep
-    the same few and hide the level's noise: 20% coverage with one).
+    The level ``r0`` (and with it the observed lifts and lift ratios) comes from the
+    shallowest bin with :data:`MIN_PERIODS_FOR_INTERVAL` periods that sold something (the
+    regular-price bin when it has them); an interval needs as many periods in its own bin
+    (with fewer in the level's bin the bootstrap would keep the same few and hide the level's
+    noise: 20% coverage with one).
     """
     k = _bin_index(rows.discount)
     known = rows.true_mean is not None and rows.true_mean_regular is not None
@@ -231,14 +236,18 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
     np.add.at(total, (slice(None), k), values)
     boot = _bootstrap_sums(values[:4], k, len(BINS), n_resamples, seed)  # (4, R, K)
 
-    has_level = total[3, 0] >= MIN_PERIODS_FOR_INTERVAL and total[0, 0] > 0
+    usable = (total[3] >= MIN_PERIODS_FOR_INTERVAL) & (total[0] > 0) & (total[1] > 0)
+    ref = int(np.argmax(usable)) if usable.any() else None  # the bin that sets the level
 
     def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4+, ..., K)
-        r0 = _ratio(s[0][..., :1], s[1][..., :1]) if has_level else np.nan
-        return _ratio(_ratio(s[0], s[1]), r0)
+        if ref is None:
+            return np.full(s[0].shape, np.nan)
+        return _ratio(
+            _ratio(s[0], s[1]), _ratio(s[0][..., ref : ref + 1], s[1][..., ref : ref + 1])
+        )
 
     point = lift_ratio(total)
-    r0 = _ratio(total[0, 0], total[1, 0]) if has_level else np.nan
+    r0 = _ratio(total[0, ref], total[1, ref]) if ref is not None else np.nan
     boot_ratio = lift_ratio(boot)
     tail = (1.0 - LEVEL) / 2.0
     out = []
@@ -252,7 +261,7 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
         ci = (
             (float(np.quantile(resampled, tail)), float(np.quantile(resampled, 1.0 - tail)))
             if ratio is not None
-            and b > 0
+            and b != ref
             and periods >= MIN_PERIODS_FOR_INTERVAL
             and len(resampled) >= n_resamples // 2
             else None
@@ -271,36 +280,46 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
                 lift_ratio_ci=ci,
                 actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),
                 true_lift=_finite(_ratio(total[4, b], total[5, b])) if known else None,
+                sets_level=b == ref,
             )
         )
     return out
 
 
 def response_summary(bins: Sequence[ResponseBin]) -> str:
-    """One or two sentences on the discount bins (the regular-price bin sets the level)."""
-    regular = next((b for b in bins if b.label == "0%"), None)
+    """One or two sentences on the discount bins (one bin sets the level, see the module)."""
+    level = next((b for b in bins if b.sets_level), None)
     on_sale = [b for b in bins if b.label != "0%"]
     if not on_sale:
         return (
             "No held-out period was on sale: the history says nothing about the discount response."
         )
-    if regular is None or regular.lift_ratio is None:
-        held = 0 if regular is None else regular.periods
+    if level is None:
         text = (
-            f"{held} held-out periods sold at regular price (the level needs "
-            f"{MIN_PERIODS_FOR_INTERVAL} with sales), so the lift cannot be told apart from the "
-            "level; see actual / simulated units per bin."
+            f"No discount bin has {MIN_PERIODS_FOR_INTERVAL} held-out periods with sales to set "
+            "the level, so the lift cannot be told apart from it; see actual / simulated units "
+            "per bin."
+        )
+    elif not (rated := [b for b in bins if b.lift_ratio is not None and not b.sets_level]):
+        text = (
+            f"Only the {level.label} bin has held-out periods to compare, and it sets the "
+            "level: no lift to check; see actual / simulated units per bin."
         )
     else:
-        rated = [b for b in on_sale if b.lift_ratio is not None]
         within = sum(bool(b.within_tolerance) for b in rated)
         intervals = [b.lift_ratio_ci for b in rated if b.lift_ratio_ci is not None]
         covered = sum(low <= 1.0 <= high for low, high in intervals)
+        where = (
+            "at regular price"
+            if level.label == "0%"
+            else f"in the {level.label} bin (too few regular-price periods; the lift ratios are "
+            "relative to it)"
+        )
         text = (
             f"Held-out periods on sale: the observed / simulated lift is within "
-            f"+-{TOLERANCE:.0%} in {within} of {len(rated)} discount bins, and its {LEVEL:.0%} interval "
-            f"includes 1 in {covered} of {len(intervals)}; level at regular price: actual / "
-            f"simulated units {regular.actual_over_mean:.2f} ({regular.periods} periods)."
+            f"+-{TOLERANCE:.0%} in {within} of {len(rated)} discount bins, and its {LEVEL:.0%} "
+            f"interval includes 1 in {covered} of {len(intervals)}; level {where}: actual / "
+            f"simulated units {level.actual_over_mean:.2f} ({level.periods} periods)."
         )
     known = [
         b.simulated_lift / b.true_lift
@@ -338,7 +357,7 @@ def response_table(bins: Sequence[ResponseBin]) -> tuple[list[str], list[list[st
     rows = []
     for b in bins:
         ci = f" [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]" if b.lift_ratio_ci else ""
-        ratio = "1 (sets the level)" if b.label == "0%" and b.lift_ratio is not None else ""
+        ratio = "1 (sets the level)" if b.sets_level else ""
         rows.append(
             [
                 b.label,
@@ -383,9 +402,10 @@ def evidence(bins: Sequence[ResponseBin], discount: float) -> str:
             "at this depth"
         )
     seen = f"{b.periods} held-out periods, {b.items} items"
-    if label == "0%":
+    if label == "0%" or b.sets_level:
+        where = "at regular price" if label == "0%" else f"near {discount:.0%} off (sets the level)"
         level = "n/a" if b.actual_over_mean is None else f"{b.actual_over_mean:.2f}"
-        return f"at regular price actual / simulated units {level} ({seen})"
+        return f"{where} actual / simulated units {level} ({seen})"
     if b.lift_ratio is None:
         units = "n/a" if b.actual_over_mean is None else f"{b.actual_over_mean:.2f}"
         return f"near {discount:.0%} off actual / simulated units {units} ({seen}; no level)"

@@ -80,17 +80,31 @@ def test_interval_resamples_periods() -> None:
     assert response_bins(shop(n_items=2))[1].lift_ratio_ci is None
 
 
-def test_without_regular_periods_the_lift_is_not_computed() -> None:
+def test_without_regular_periods_the_shallowest_bin_with_sales_sets_the_level() -> None:
     rows = shop()
     keep = rows.discount > 0
     fields = {f.name: getattr(rows, f.name) for f in dataclasses.fields(rows)}
     sale_only = ResponseRows(**{k: v[keep] for k, v in fields.items() if v is not None})
     (sale,) = response_bins(sale_only)
-    assert sale.lift_ratio is None and sale.observed_lift is None
+    assert sale.sets_level and sale.lift_ratio == 1.0 and sale.lift_ratio_ci is None
     assert sale.simulated_lift == pytest.approx(2.5)
     assert sale.actual_over_mean == pytest.approx(0.8)
-    assert "0 held-out periods sold at regular price" in response_summary([sale])
-    assert "actual / simulated units" in format_response([sale])
+    assert response_summary([sale]).startswith("Only the 20% bin has held-out periods")
+    assert "1 (sets the level)" in format_response([sale])
+    # a deeper bin is then compared with it: 40% off where the simulator is right
+    deeper = ResponseRows(
+        item=np.concatenate([sale_only.item, sale_only.item]),
+        discount=np.concatenate([sale_only.discount, np.full(len(sale_only), 0.4)]),
+        actual=np.concatenate([sale_only.actual, np.full(len(sale_only), 50.0)]),
+        mean=np.concatenate([sale_only.mean, np.full(len(sale_only), 50.0)]),
+        mean_regular=np.concatenate([sale_only.mean_regular, sale_only.mean_regular]),
+    )
+    level, deep = response_bins(deeper)
+    assert level.label == "20%" and level.sets_level and not deep.sets_level
+    assert deep.lift_ratio == pytest.approx(1.0 / 0.8)  # relative to the 20% bin's accuracy
+    summary = response_summary([level, deep])
+    assert "level in the 20% bin (too few regular-price periods" in summary
+    assert evidence([level, deep], 0.2).startswith("near 20% off (sets the level) actual / ")
 
 
 def test_summary_counts_bins_within_tolerance() -> None:
@@ -245,22 +259,24 @@ def test_intervals_cover_a_right_simulator_about_95_percent() -> None:
     assert 0.85 <= covered / tried <= 0.99
 
 
-def test_the_level_needs_enough_regular_periods_that_sold() -> None:
-    """With fewer than 5 regular-price periods (or none that sold) there is no level, so no
-    observed lift, ratio or interval (one regular period gave 20% coverage)."""
+def test_the_level_needs_enough_periods_that_sold() -> None:
+    """With fewer than 5 regular-price periods (or none that sold) the next bin that has them
+    sets the level (one regular period gave 20% coverage)."""
     rows = shop(n_items=4)
     regular = np.flatnonzero(rows.discount == 0)
     keep = np.ones(len(rows), bool)
     keep[regular[4:]] = False  # 4 regular periods left
     fields = {f.name: getattr(rows, f.name) for f in dataclasses.fields(rows)}
     few = ResponseRows(**{k: v[keep] for k, v in fields.items() if v is not None})
-    level, sale = response_bins(few)
-    assert level.periods == 4 and level.lift_ratio is None
-    assert sale.lift_ratio is None and sale.lift_ratio_ci is None and sale.observed_lift is None
-    assert sale.simulated_lift == pytest.approx(2.5)
-    assert response_summary([level, sale]).startswith("4 held-out periods sold at regular price")
+    regular, sale = response_bins(few)
+    assert regular.periods == 4 and not regular.sets_level and sale.sets_level
+    assert sale.lift_ratio == 1.0 and sale.lift_ratio_ci is None
+    assert regular.lift_ratio == pytest.approx(1.25) and regular.lift_ratio_ci is None
     unsold = dataclasses.replace(rows, actual=np.where(rows.discount > 0, rows.actual, 0.0))
-    assert response_bins(unsold)[1].lift_ratio is None
+    assert response_bins(unsold)[1].sets_level
+    nothing = dataclasses.replace(rows, actual=np.zeros(len(rows)))
+    assert all(b.lift_ratio is None and not b.sets_level for b in response_bins(nothing))
+    assert response_summary(response_bins(nothing)).startswith("No discount bin has 5")
 
 
 def test_float32_discounts_land_in_the_ladder_values_bin() -> None:
