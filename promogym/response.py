@@ -68,7 +68,8 @@ BINS = (
 )
 """Discount bins ``(label, low, high)``: ``low <= discount < high`` (the last includes 1)."""
 MIN_PERIODS_FOR_INTERVAL = 5
-"""A bin's interval needs this many periods, and the level as many regular-price periods."""
+"""A bin's interval needs this many periods, and the bin that sets the level as many periods
+that sold (the regular-price bin when it has them, else the shallowest that does)."""
 LEVEL = 0.95
 """Coverage of the intervals."""
 TOLERANCE = 0.10
@@ -77,8 +78,8 @@ NOTE = (
     "Each item's last periods were held out of the forecaster's fit (before its refit). "
     "Simulated lift: the simulator's units at the periods' discounts over its units at no "
     "discount. Observed lift: the units that sold over the simulator's no-discount units, "
-    "corrected by the level at regular price (actual / simulated units where there was no "
-    "discount). A ratio of 1 means the simulator responds to the discount as the market did; "
+    "corrected by the level (actual / simulated units at regular price, or, with too few "
+    "regular-price periods, in the shallowest bin that has enough). A ratio of 1 means the simulator responds to the discount as the market did; "
     "intervals resample the held-out periods."
 )
 """A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
@@ -148,7 +149,7 @@ def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> R
 @dataclass(frozen=True)
 class ResponseBin:
     """The check on one discount bin (see the module docstring). ``None``: not computable
-    (no regular-price periods to set the level, or no units expected)."""
+    (no bin with enough periods that sold to set the level, or no units expected)."""
 
     label: str
     low: float
@@ -180,7 +181,10 @@ class ResponseBin:
     def from_dict(cls, data: Mapping[str, Any]) -> ResponseBin:
         """Inverse of :meth:`to_dict` (e.g. from a run's ``run.json``)."""
         ci = data.get("lift_ratio_ci")
-        return cls(**{**data, "lift_ratio_ci": tuple(ci) if ci else None})
+        data = {**data, "lift_ratio_ci": tuple(ci) if ci else None}
+        if "sets_level" not in data:  # saved when only the regular-price bin set the level
+            data["sets_level"] = data["label"] == "0%" and data.get("lift_ratio") is not None
+        return cls(**data)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -300,10 +304,10 @@ def response_summary(bins: Sequence[ResponseBin]) -> str:
             "the level, so the lift cannot be told apart from it; see actual / simulated units "
             "per bin."
         )
-    elif not (rated := [b for b in bins if b.lift_ratio is not None and not b.sets_level]):
+    elif not (rated := [b for b in on_sale if b.lift_ratio is not None and not b.sets_level]):
         text = (
-            f"Only the {level.label} bin has held-out periods to compare, and it sets the "
-            "level: no lift to check; see actual / simulated units per bin."
+            f"The {level.label} bin sets the level and no other discount bin has a lift ratio: "
+            "no lift to check; see actual / simulated units per bin."
         )
     else:
         within = sum(bool(b.within_tolerance) for b in rated)
@@ -312,8 +316,8 @@ def response_summary(bins: Sequence[ResponseBin]) -> str:
         where = (
             "at regular price"
             if level.label == "0%"
-            else f"in the {level.label} bin (too few regular-price periods; the lift ratios are "
-            "relative to it)"
+            else f"in the {level.label} bin (too few regular-price periods with sales; the lift "
+            "ratios are relative to it)"
         )
         text = (
             f"Held-out periods on sale: the observed / simulated lift is within "
@@ -410,4 +414,8 @@ def evidence(bins: Sequence[ResponseBin], discount: float) -> str:
         units = "n/a" if b.actual_over_mean is None else f"{b.actual_over_mean:.2f}"
         return f"near {discount:.0%} off actual / simulated units {units} ({seen}; no level)"
     ci = f" [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]" if b.lift_ratio_ci else ""
-    return f"near {discount:.0%} off observed / simulated lift {b.lift_ratio:.2f}{ci} ({seen})"
+    level = next((x for x in bins if x.sets_level), None)
+    versus = "" if level is None or level.label == "0%" else f" vs the {level.label} bin"
+    return (
+        f"near {discount:.0%} off observed / simulated lift{versus} {b.lift_ratio:.2f}{ci} ({seen})"
+    )

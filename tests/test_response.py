@@ -89,7 +89,7 @@ def test_without_regular_periods_the_shallowest_bin_with_sales_sets_the_level() 
     assert sale.sets_level and sale.lift_ratio == 1.0 and sale.lift_ratio_ci is None
     assert sale.simulated_lift == pytest.approx(2.5)
     assert sale.actual_over_mean == pytest.approx(0.8)
-    assert response_summary([sale]).startswith("Only the 20% bin has held-out periods")
+    assert response_summary([sale]).startswith("The 20% bin sets the level and no other")
     assert "1 (sets the level)" in format_response([sale])
     # a deeper bin is then compared with it: 40% off where the simulator is right
     deeper = ResponseRows(
@@ -103,8 +103,12 @@ def test_without_regular_periods_the_shallowest_bin_with_sales_sets_the_level() 
     assert level.label == "20%" and level.sets_level and not deep.sets_level
     assert deep.lift_ratio == pytest.approx(1.0 / 0.8)  # relative to the 20% bin's accuracy
     summary = response_summary([level, deep])
-    assert "level in the 20% bin (too few regular-price periods" in summary
+    assert "level in the 20% bin (too few regular-price periods with sales" in summary
+    assert "in 0 of 1 discount bins" in summary
     assert evidence([level, deep], 0.2).startswith("near 20% off (sets the level) actual / ")
+    assert evidence([level, deep], 0.4).startswith(
+        "near 40% off observed / simulated lift vs the 20% bin 1.25"
+    )
 
 
 def test_summary_counts_bins_within_tolerance() -> None:
@@ -118,8 +122,14 @@ def test_summary_counts_bins_within_tolerance() -> None:
 
 
 def test_bins_round_trip_through_json_dicts() -> None:
-    for b in response_bins(shop(n_items=5)):
+    bins = response_bins(shop(n_items=5))
+    for b in bins:
         assert ResponseBin.from_dict(b.to_dict()) == b
+    # run.json files written before a deeper bin could set the level have no "sets_level":
+    # there the regular-price bin set it whenever it had a lift ratio
+    old = [{k: v for k, v in b.to_dict().items() if k != "sets_level"} for b in bins]
+    assert [ResponseBin.from_dict(d) for d in old] == bins
+    assert bins[0].sets_level and not bins[1].sets_level
 
 
 def test_average_rows_averages_the_members_means() -> None:
@@ -272,6 +282,8 @@ def test_the_level_needs_enough_periods_that_sold() -> None:
     assert regular.periods == 4 and not regular.sets_level and sale.sets_level
     assert sale.lift_ratio == 1.0 and sale.lift_ratio_ci is None
     assert regular.lift_ratio == pytest.approx(1.25) and regular.lift_ratio_ci is None
+    assert "in 0 of 0 discount bins" not in response_summary([regular, sale])  # 0% not counted
+    assert response_summary([regular, sale]).startswith("The 20% bin sets the level")
     unsold = dataclasses.replace(rows, actual=np.where(rows.discount > 0, rows.actual, 0.0))
     assert response_bins(unsold)[1].sets_level
     nothing = dataclasses.replace(rows, actual=np.zeros(len(rows)))
