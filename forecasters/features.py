@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from promogym.response import BINS
+
 NUM_TIME_FEATURES = 12
 STREAK_CAP = 6
 _YEAR = 365.2425
@@ -172,10 +174,8 @@ PROMO_RATE_PRIOR = 5.0
 :func:`fit_promo_rates`, so a depth the history rarely reached keeps close to the rule."""
 
 
-def _rate_edges(device: torch.device | None = None) -> torch.Tensor:
-    from promogym.response import BINS
-
-    return torch.tensor([high for _, _, high in BINS[:-1]], dtype=torch.float64, device=device)
+_RATE_EDGES = tuple(high for _, _, high in BINS[:-1])
+"""Upper edges of the depth bins of :func:`promo_rate_bins` (those of the response check)."""
 
 
 def promo_rate_bins(discount: torch.Tensor) -> torch.Tensor:
@@ -183,13 +183,14 @@ def promo_rate_bins(discount: torch.Tensor) -> torch.Tensor:
     discount, then ``1 + k`` for bin ``k`` of :data:`promogym.response.BINS` (0-5%, 5-15%, ...,
     45%+). Rounded to 6 decimals first (a float32 35% is 0.34999999)."""
     d = torch.round(discount.to(torch.float64) * 1e6) / 1e6
-    k = torch.bucketize(d, _rate_edges(d.device), right=True) + 1
+    edges = torch.tensor(_RATE_EDGES, dtype=torch.float64, device=d.device)
+    k = torch.bucketize(d, edges, right=True) + 1
     return torch.where(discount > 0, k, torch.zeros_like(k))  # any discount, as the rule
 
 
 def default_promo_rates() -> list[float]:
     """The default rule as rates: no promotion without a discount, always one with."""
-    return [0.0] + [1.0] * (len(_rate_edges()) + 1)
+    return [0.0] + [1.0] * (len(_RATE_EDGES) + 1)
 
 
 def fit_promo_rates(discount: torch.Tensor, promo: torch.Tensor) -> list[float]:
