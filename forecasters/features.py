@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from promogym.response import BINS
+from promogym.response import BIN_EDGES
 
 NUM_TIME_FEATURES = 12
 STREAK_CAP = 6
@@ -174,23 +174,19 @@ PROMO_RATE_PRIOR = 5.0
 :func:`fit_promo_rates`, so a depth the history rarely reached keeps close to the rule."""
 
 
-_RATE_EDGES = tuple(high for _, _, high in BINS[:-1])
-"""Upper edges of the depth bins of :func:`promo_rate_bins` (those of the response check)."""
-
-
 def promo_rate_bins(discount: torch.Tensor) -> torch.Tensor:
     """Depth bin of each discount for :func:`fit_promo_rates` (long, same shape): 0 for no
     discount, then ``1 + k`` for bin ``k`` of :data:`promogym.response.BINS` (0-5%, 5-15%, ...,
     45%+). Rounded to 6 decimals first (a float32 35% is 0.34999999)."""
     d = torch.round(discount.to(torch.float64) * 1e6) / 1e6
-    edges = torch.tensor(_RATE_EDGES, dtype=torch.float64, device=d.device)
+    edges = torch.tensor(BIN_EDGES, dtype=torch.float64, device=d.device)
     k = torch.bucketize(d, edges, right=True) + 1
     return torch.where(discount > 0, k, torch.zeros_like(k))  # any discount, as the rule
 
 
 def default_promo_rates() -> list[float]:
     """The default rule as rates: no promotion without a discount, always one with."""
-    return [0.0] + [1.0] * (len(_RATE_EDGES) + 1)
+    return [0.0] + [1.0] * (len(BIN_EDGES) + 1)
 
 
 def fit_promo_rates(discount: torch.Tensor, promo: torch.Tensor) -> list[float]:

@@ -67,6 +67,9 @@ BINS = (
     ("50%+", 0.45, 1.0),
 )
 """Discount bins ``(label, low, high)``: ``low <= discount < high`` (the last includes 1)."""
+BIN_EDGES = tuple(high for _, _, high in BINS[:-1])
+"""Upper edges of every bin of :data:`BINS` but the last (the simulator's promotion rates use
+the same bins: ``forecasters.features.promo_rate_bins``)."""
 MIN_PERIODS_FOR_INTERVAL = 5
 """A bin's interval needs this many periods, and the bin that sets the level as many periods
 that sold (the regular-price bin when it has them, else the shallowest that does)."""
@@ -217,8 +220,7 @@ def _bootstrap_sums(
 def _bin_index(discount: np.ndarray) -> np.ndarray:
     """Index into :data:`BINS` of each discount. Rounded to 6 decimals first: recorded
     discounts pass through float32 (35% off is 0.34999999), ladder values do not."""
-    edges = np.array([high for _, _, high in BINS[:-1]])
-    return np.searchsorted(edges, np.clip(np.round(discount, 6), 0.0, 1.0), side="right")
+    return np.searchsorted(BIN_EDGES, np.clip(np.round(discount, 6), 0.0, 1.0), side="right")
 
 
 def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) -> list[ResponseBin]:
