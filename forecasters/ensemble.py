@@ -78,9 +78,10 @@ def combine_predictions(frames: Sequence[pd.DataFrame], weights: Sequence[float]
                 "members must forecast the same future frame and horizon"
             )
     stacked = np.stack([f[values].to_numpy(dtype=np.float64) for f in frames])
-    out = keys.copy()
-    out[values] = np.tensordot(w, stacked, axes=1)
-    return out
+    # one frame for all value columns: inserting 100 columns one by one fragments the frame
+    # (pandas PerformanceWarning on every predict with the 99 quantiles of benchmarks/bench_oj)
+    combined = pd.DataFrame(np.tensordot(w, stacked, axes=1), columns=values)
+    return pd.concat([keys, combined], axis=1)
 
 
 def _check_weights(weights: Sequence[float], n: int) -> np.ndarray:

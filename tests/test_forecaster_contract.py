@@ -282,6 +282,25 @@ def test_ensemble_bad_weights_and_mismatched_members_are_clear_errors(history: S
         combine_predictions([pred, pred.iloc[::-1]], (1, 1))
 
 
+def test_ensemble_combines_many_quantiles_without_fragmenting_the_frame():
+    """99 quantile columns (as benchmarks/bench_oj.py asks for) combine in one frame: no
+    pandas PerformanceWarning, the same column order, the weighted values."""
+    import warnings
+
+    from promogym.forecasters.ensemble import combine_predictions
+
+    levels = [f"q{k / 100:g}" for k in range(1, 100)]
+    keys = pd.DataFrame({"item_id": ["a", "b"], "date": pd.to_datetime(["2024-01-01"] * 2)})
+    a = pd.concat([keys, pd.DataFrame(1.0, index=keys.index, columns=["mean", *levels])], axis=1)
+    b = a.assign(**{c: 5.0 for c in ["mean", *levels]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        got = combine_predictions([a, b], (3, 1))
+    assert list(got.columns) == list(a.columns)
+    np.testing.assert_allclose(got[["mean", *levels]].to_numpy(), 2.0)
+    pd.testing.assert_frame_equal(got[["item_id", "date"]], keys)
+
+
 def test_ensemble_one_step_is_the_moment_matched_mixture(history: SalesHistory):
     from promogym.forecasters.ensemble import EnsembleForecaster
 
