@@ -127,13 +127,10 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
 
 def load_hparams_file(path: str | Path, algo: str) -> dict[str, Any]:
     """Read overrides for ``algo`` from a TOML file (flat, or one table per algorithm)."""
+    from promogym.io import read_toml
+
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--hparams {path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--hparams {path}: invalid TOML ({exc}); fix the syntax") from None
+    raw = read_toml(path, f"--hparams {path}")
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
     unknown_tables = sorted(set(tables) - set(ALGOS))
     if unknown_tables:

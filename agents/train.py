@@ -48,6 +48,7 @@ from promogym.errors import PromogymInputError
 from promogym.io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
+    from promogym.config import CampaignConfig
     from promogym.envs.vec_env import FlashSaleVecEnv
     from promogym.run import Run
 
@@ -89,9 +90,14 @@ def agent_name(algo: str, demand: str) -> str:
     return algo if demand == "learned" else f"{algo}-{demand}"
 
 
-def config_digest(config_toml: str) -> str:
-    """Short SHA-256 of a campaign config's TOML: ties an agent to the config it learned."""
-    return hashlib.sha256(config_toml.encode()).hexdigest()[:16]
+def config_digest(config: CampaignConfig) -> str:
+    """Short SHA-256 of a campaign config's TOML: ties an agent (or a run's planner) to the
+    campaign it plans. The ``[data]`` section (how a history file is read) is left out: it
+    does not change the campaign."""
+    from promogym.config import DataSection
+
+    campaign_only = dataclasses.replace(config, data=DataSection())
+    return hashlib.sha256(campaign_only.to_toml().encode()).hexdigest()[:16]
 
 
 # ---- environments ---------------------------------------------------------------------------
@@ -507,7 +513,7 @@ def train_agent(
         "checkpoint_freq": checkpoint_freq,
         "best_mean_reward": progress["best_mean_reward"],
         "best_timesteps": progress["best_timesteps"],
-        "config_digest": config_digest(run.config.to_toml()),
+        "config_digest": config_digest(run.config),
         "data_fingerprint": run.info.get("data", {}).get("fingerprint"),
         "seconds": round(seconds, 2),
         "resumed": resume,

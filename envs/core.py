@@ -111,7 +111,8 @@ class CampaignParams:
             raise ConfigError(
                 f"economics.salvage_value {eco.salvage_value:g} is above the unit cost"
                 f"{which} ({costs[cheapest]:g}): every order would pay for itself at the "
-                "campaign's end; set salvage_value below every unit cost"
+                "campaign's end; set salvage_value below every unit cost (a campaign TOML's "
+                "[economics], passed with --config)"
             )
         return cls(
             horizon=config.campaign.horizon,

@@ -128,7 +128,7 @@ def simulate_history_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet file.")],
     items: Annotated[int, typer.Option(min=1, help="Number of items in the market.")] = 8,
     periods: Annotated[int, typer.Option(min=2, help="Periods (days) per item.")] = 730,
-    seed: Annotated[int, typer.Option(help="Seed of the market and the simulation.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the market and the simulation.")] = 0,
     start_date: Annotated[str, typer.Option(help="Date of the first period (ISO).")] = (
         "2024-01-01"
     ),
@@ -190,14 +190,14 @@ def check_data(
 def solve_command(
     config: ConfigOption = None,
     item: Annotated[str, typer.Option(help="Item of the default market.")] = "sku-0",
-    market_seed: Annotated[int, typer.Option(help="Seed of the default market.")] = 0,
+    market_seed: Annotated[int, typer.Option(min=0, help="Seed of the default market.")] = 0,
     episodes: Annotated[
         int, typer.Option(min=2, help="Monte-Carlo campaigns per policy scored.")
     ] = 2000,
     tune_episodes: Annotated[
         int, typer.Option(min=2, help="Campaigns per candidate when tuning baselines.")
     ] = 400,
-    seed: Annotated[int, typer.Option(help="Seed of the random numbers.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the random numbers.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Solve a campaign exactly (DP) on the default market and compare tuned baselines.
@@ -238,7 +238,7 @@ def evaluate_command(
         str, typer.Option(help="Run's agent model: best, last, or PATH (RUN/agents/NAME).")
     ] = "best",
     episodes: Annotated[int, typer.Option(min=2, help="Campaigns per policy.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the common random numbers.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the common random numbers.")] = 0,
     market: Annotated[
         str | None,
         typer.Option(
@@ -278,7 +278,7 @@ def evaluate_command(
 @user_errors
 def pretrain_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the base weights.")],
-    seed: Annotated[int, typer.Option(help="Seed of the corpus and the training.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the corpus and the training.")] = 0,
     series: Annotated[int, typer.Option(min=8, help="Synthetic series in the corpus.")] = 2400,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Training epochs (default: the base's).")
@@ -320,10 +320,12 @@ def fit_forecaster_command(
         bool, typer.Option("--from-scratch", help="Train from random weights, not the base.")
     ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the training.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the training.")] = 0,
     likelihood: LikelihoodOption = "negative_binomial",
     refit: RefitOption = True,
     quantile_maps: QuantileMapsOption = True,
+    columns: ColumnsOption = None,
+    fill_gaps: FillGapsOption = None,
 ) -> None:
     """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
 
@@ -333,19 +335,22 @@ def fit_forecaster_command(
 
     from promogym.data import load_history
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
+    from promogym.io import atomic_directory, check_output_path
 
+    check_output_path(out, directory=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise PromogymInputError(f"--out {out}: exists and is not empty; pick another name")
     config = TransformerConfig(
         seed=seed, likelihood=likelihood, refit=refit, recalibrate_quantiles=quantile_maps
     )
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
+    history = load_history(data, columns=parse_columns(columns), fill_gaps=fill_gaps)  # type: ignore[arg-type]
     model = fit_forecaster(
-        load_history(data),
-        config,
-        from_scratch=from_scratch,
-        progress=lambda m: typer.echo(m, err=True),
+        history, config, from_scratch=from_scratch, progress=lambda m: typer.echo(m, err=True)
     )
-    model.save(out)
+    with atomic_directory(out) as tmp:
+        model.save(tmp)
     metrics = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
         for k, v in model.validation_metrics.items()
@@ -369,7 +374,7 @@ def fit_command(
         bool, typer.Option("--from-scratch", help="Train the forecaster from random weights.")
     ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum forecaster epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the forecaster training.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the forecaster training.")] = 0,
     seeds: Annotated[
         int,
         typer.Option(
@@ -387,7 +392,8 @@ def fit_command(
 ) -> None:
     """Fit the forecaster on a sales history and write a run directory.
 
-    Writes OUT/config.toml, run.json, history.parquet, forecaster/ (and market.json when
+    Without --config, the built-in campaign with each item's list price and unit cost taken
+    from the data. Writes OUT/config.toml, run.json, history.parquet, forecaster/ (and market.json when
     DATA.market.json exists). Example: promogym fit --data history.csv --config campaign.toml
     --out runs/shop
     """
@@ -429,7 +435,9 @@ def train_command(
     algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
     timesteps: Annotated[int, typer.Option(min=1, help="Total environment steps.")] = 3_000_000,
     n_envs: Annotated[int, typer.Option(min=1, help="Campaigns simulated in parallel.")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed of the env, the model and evaluations.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the env, the model and evaluations.")
+    ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
@@ -506,8 +514,10 @@ def recommend_command(
         ),
     ] = None,
     config: ConfigOption = None,
+    columns: ColumnsOption = None,
+    fill_gaps: FillGapsOption = None,
     episodes: Annotated[int, typer.Option(min=2, help="Simulated campaigns.")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of the simulations.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulations.")] = 0,
     baselines: Annotated[bool, typer.Option(help="Also score the baseline rules.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -538,6 +548,8 @@ def recommend_command(
         episodes=episodes,
         seed=seed,
         baselines=baselines,
+        columns=parse_columns(columns) or None,
+        fill_gaps=fill_gaps,
     )
     typer.echo(json.dumps(rec.to_dict(), indent=2) if as_json else rec.format())
 
@@ -548,7 +560,7 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo-out"),
     timesteps: Annotated[int, typer.Option(min=1, help="Agent training steps.")] = 1_000_000,
     algo: Annotated[str, typer.Option(help="ppo, maskable-ppo or dqn.")] = "ppo",
-    seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of everything.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
 ) -> None:
     """Simulate a shop, fit, train, evaluate against baselines and the optimum, recommend.

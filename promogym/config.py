@@ -10,7 +10,9 @@ Per period of a campaign (the data's frequency, days or weeks):
    - (unit_cost * q + order_fixed_cost if q > 0); after the last period + salvage_value * left.
 
 ``economics.list_price`` and ``economics.unit_cost`` left out of a TOML come from the data:
-each item's latest list price and unit cost in the history (the built-in campaign sets both).
+each item's latest list price and unit cost in the history. The built-in campaign sets both
+(20.0 and 9.0, the demo shop's); ``promogym fit`` without a config clears them
+(:meth:`CampaignConfig.priced_from_data`).
 
 >>> cfg = CampaignConfig()
 >>> cfg.campaign.horizon, cfg.inventory.lead_time, cfg.economics.unit_cost
@@ -18,20 +20,25 @@ each item's latest list price and unit cost in the history (the built-in campaig
 >>> CampaignConfig.from_dict({"campaign": {"horizon": 0}})
 Traceback (most recent call last):
 ...
-promogym.errors.ConfigError: <dict>: campaign.horizon must be an integer >= 1, got 0
+promogym.errors.ConfigError: <dict>: campaign.horizon must be an integer in [1, 1000], got 0
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
-import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from promogym.errors import ConfigError
+
+# Longest campaign accepted (periods): the DP and the rollouts hold tensors over the horizon,
+# and a campaign of more than 1,000 periods (nearly three years of days) is a typo, not a plan.
+MAX_HORIZON = 1000
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,24 @@ class DataSection:
     categorical: tuple[str, ...] = ()
     columns: dict[str, str] = field(default_factory=dict)
     fill_gaps: str | None = None
+
+    def merged(
+        self,
+        columns: Mapping[str, str] | None = None,
+        fill_gaps: str | None = None,
+        categorical: Sequence[str] | None = None,
+    ) -> DataSection:
+        """This section with command-line options on top: ``columns`` entries override the
+        map entry by entry, ``fill_gaps`` and ``categorical`` replace the values when given.
+
+        >>> DataSection(columns={"date": "week"}).merged({"units_sold": "move"}).columns
+        {'date': 'week', 'units_sold': 'move'}
+        """
+        return DataSection(
+            categorical=tuple(self.categorical if categorical is None else categorical),
+            columns={**self.columns, **(columns or {})},
+            fill_gaps=self.fill_gaps if fill_gaps is None else fill_gaps,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +195,16 @@ class CampaignConfig:
             raw.setdefault(name, {}).update(values)
         return CampaignConfig.from_dict(raw)
 
+    def priced_from_data(self) -> CampaignConfig:
+        """Copy whose list price and unit cost come from the data (each item's latest), as in
+        a TOML that leaves them out; what ``promogym fit`` uses without ``--config``.
+
+        >>> CampaignConfig().priced_from_data().economics.list_price is None
+        True
+        """
+        economics = dataclasses.replace(self.economics, list_price=None, unit_cost=None)
+        return dataclasses.replace(self, economics=economics)
+
     # ---- validation ---------------------------------------------------------------------
     def validate(self, source: str = "<config>") -> None:
         """Raise :class:`ConfigError` naming the first bad key."""
@@ -178,8 +213,8 @@ class CampaignConfig:
         def bad(key: str, want: str, got: Any) -> ConfigError:
             return ConfigError(f"{source}: {key} must be {want}, got {got!r}")
 
-        if c.horizon < 1:
-            raise bad("campaign.horizon", "an integer >= 1", c.horizon)
+        if not 1 <= c.horizon <= MAX_HORIZON:
+            raise bad("campaign.horizon", f"an integer in [1, {MAX_HORIZON}]", c.horizon)
         if not c.discounts:
             raise bad("campaign.discounts", "a non-empty list", list(c.discounts))
         if any(not 0.0 <= d < 1.0 for d in c.discounts):
@@ -205,10 +240,10 @@ class CampaignConfig:
             raise bad("inventory.order_quantities", f"<= capacity ({inv.capacity})", q)
         if not 0 <= inv.lead_time <= 8:
             raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
-        if eco.list_price is not None and not eco.list_price > 0:
-            raise bad("economics.list_price", "> 0", eco.list_price)
-        if eco.unit_cost is not None and not eco.unit_cost >= 0:
-            raise bad("economics.unit_cost", ">= 0", eco.unit_cost)
+        if eco.list_price is not None and not 0 < eco.list_price < math.inf:
+            raise bad("economics.list_price", "a finite number > 0", eco.list_price)
+        if eco.unit_cost is not None and not 0 <= eco.unit_cost < math.inf:
+            raise bad("economics.unit_cost", "a finite number >= 0", eco.unit_cost)
         for key in (
             "holding_cost",
             "order_fixed_cost",
@@ -216,8 +251,8 @@ class CampaignConfig:
             "salvage_value",
         ):
             value = getattr(eco, key)
-            if not value >= 0:
-                raise bad(f"economics.{key}", ">= 0", value)
+            if not 0 <= value < math.inf:
+                raise bad(f"economics.{key}", "a finite number >= 0", value)
         if eco.unit_cost is not None and eco.salvage_value > eco.unit_cost:
             raise bad(
                 "economics.salvage_value",
@@ -233,18 +268,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> CampaignConfig:
     """Load and validate a campaign TOML file; ``None`` gives the default campaign."""
     if path is None:
         return CampaignConfig()
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; pass an existing campaign TOML") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
-    return CampaignConfig.from_dict(raw, source=str(path))
+    from promogym.io import read_toml
+
+    return CampaignConfig.from_dict(read_toml(path), source=str(path))
 
 
 # ---- helpers -------------------------------------------------------------------------------

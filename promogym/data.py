@@ -282,17 +282,21 @@ def load_history_with_config(
 ) -> SalesHistory:
     """:func:`load_history` with the campaign config's ``[data]`` section as defaults.
 
-    Explicit arguments win: ``columns`` entries override the config's map entry by entry,
-    ``fill_gaps`` and ``categorical`` replace the config's values when given.
+    Explicit arguments win (:meth:`~promogym.config.DataSection.merged`): ``columns`` entries
+    override the config's map entry by entry, ``fill_gaps`` and ``categorical`` replace the
+    config's values when given.
     """
-    data = config.data if config is not None else None
-    merged = dict(data.columns) if data is not None else {}
-    merged.update(columns or {})
-    if fill_gaps is None and data is not None:
-        fill_gaps = data.fill_gaps  # type: ignore[assignment]  # validated by the config
-    if categorical is None:
-        categorical = data.categorical if data is not None else ()
-    return load_history(path, columns=merged, fill_gaps=fill_gaps, categorical=categorical)
+    from promogym.config import DataSection
+
+    section = (config.data if config is not None else DataSection()).merged(
+        columns, fill_gaps, categorical
+    )
+    return load_history(
+        path,
+        columns=section.columns,
+        fill_gaps=section.fill_gaps,  # type: ignore[arg-type]  # validated by load_history
+        categorical=section.categorical,
+    )
 
 
 def history_from_frame(
@@ -387,10 +391,9 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(_encoding_message(data, exc.start, source)) from None
+    text = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text)  # blank lines before the header
     lines = text.splitlines()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    if not lines:
+    if not lines or not lines[0].strip():
         raise DataError(
             f"{source}: file is empty; expected a header line 'date,item_id,units_sold,price' "
             "then one row per item per period"
@@ -423,6 +426,16 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
                 "quote values that contain commas and check the delimiter"
             ) from None
         raise DataError(f"{source}: not a readable CSV ({exc}); fix the file's quoting") from None
+    if not isinstance(raw.index, pd.RangeIndex):
+        # Every row had more fields than the header (e.g. a trailing comma on each line):
+        # pandas would quietly take the first column as the index and shift the others.
+        for number, fields in enumerate(csv.reader(io.StringIO(text))):
+            if number and len(fields) > len(header):
+                raise DataError(
+                    f"{source}: data row {number}: has {len(fields)} fields but the header has "
+                    f"{len(header)}; remove the trailing commas or quote values that contain "
+                    "commas"
+                )
     raw.columns = [str(c).strip() for c in raw.columns]
     rows = np.arange(1, raw.shape[0] + 1, dtype=np.int64)
     blank_row = (raw.apply(lambda col: col.str.strip()) == "").all(axis=1).to_numpy()

@@ -38,6 +38,35 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp directory beside ``path``; move it onto ``path`` (absent or an empty
+    directory) only if the block succeeds, so a reader never sees half of it.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "model"
+    >>> with atomic_directory(d) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("hi")
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.txt']
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 directories
+        if path.is_dir():
+            path.rmdir()  # empty (the caller checked); os.replace needs it gone or empty
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -48,3 +77,64 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def check_output_path(
+    path: str | os.PathLike[str], *, directory: bool, option: str = "--out"
+) -> None:
+    """Refuse, before any work, an output that cannot be written: ``path`` or one of its
+    parents is an existing file (or ``path`` is an existing directory where a file goes).
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "data.csv"
+    >>> _ = f.write_text("x")
+    >>> check_output_path(f / "run", directory=True)
+    Traceback (most recent call last):
+    ...
+    promogym.errors.PromogymInputError: --out .../data.csv/run: .../data.csv is a file, not a directory; pick an output path outside it
+    """
+    from promogym.errors import PromogymInputError
+
+    path = Path(path)
+    if path.is_dir() and not directory:
+        raise PromogymInputError(f"{option} {path}: is a directory; give a file name")
+    if path.exists() and not path.is_dir() and directory:
+        raise PromogymInputError(
+            f"{option} {path}: exists and is not a directory; pick another name"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PromogymInputError(
+                    f"{option} {path}: {parent} is a file, not a directory; pick an output "
+                    "path outside it"
+                )
+            return
+
+
+def read_toml(path: str | os.PathLike[str], source: str | None = None) -> dict[str, object]:
+    """Parse the TOML file ``path`` (a byte-order mark is skipped). Any reason it cannot be
+    read is a one-line :class:`~promogym.errors.ConfigError` starting with ``source``
+    (default: the path) and naming the fix."""
+    import tomllib
+
+    from promogym.errors import ConfigError
+
+    path = Path(path)
+    source = source or str(path)
+    if path.is_dir():
+        raise ConfigError(f"{source}: is a directory; pass a TOML file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found; pass an existing TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: cannot read it ({exc.strerror}); pass a readable file"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML ({exc}); fix the syntax") from None

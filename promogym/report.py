@@ -1162,10 +1162,11 @@ def check_report_dir(out_dir: str | os.PathLike[str]) -> Path:
     (:data:`REPORT_FILES` and :data:`PLOTS_DIR`); anything else is a
     :class:`~promogym.errors.PromogymInputError`.
     """
+    from promogym.io import check_output_path
+
     out_dir = Path(out_dir)
+    check_output_path(out_dir, directory=True)
     if out_dir.exists():
-        if not out_dir.is_dir():
-            raise PromogymInputError(f"--out {out_dir}: exists and is not a directory")
         stray = sorted(
             p.name for p in out_dir.iterdir() if p.name not in (*REPORT_FILES, PLOTS_DIR)
         )

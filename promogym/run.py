@@ -145,8 +145,12 @@ def fit_run(
     Args:
         data: sales history (.csv or .parquet).
         out: run directory to create (an existing one is an error unless ``overwrite``).
-        config: campaign config, or a path to its TOML (default: the built-in campaign).
-        columns, fill_gaps, categorical: as for :func:`promogym.data.load_history_with_config`.
+        config: campaign config, or a path to its TOML (default: the built-in campaign with
+            each item's list price and unit cost from the data,
+            :meth:`~promogym.config.CampaignConfig.priced_from_data`).
+        columns, fill_gaps, categorical: as for :func:`promogym.data.load_history_with_config`;
+            the run's ``config.toml`` keeps them in its ``[data]`` section, so ``recommend``
+            reads a newer history of the same layout the same way.
         from_scratch: train the forecaster from random weights instead of the shipped base.
         epochs: maximum forecaster epochs (default: the forecaster config's).
         seed: forecaster seed.
@@ -158,32 +162,39 @@ def fit_run(
         forecaster_config: full forecaster config (tests pass tiny ones).
         market: the true market's JSON (default: ``<data>.market.json`` if it exists, as
             written by ``promogym simulate-history``); copied to ``market.json``.
-        overwrite: replace an existing run directory (only once the new one is complete).
+        overwrite: replace an existing run directory (only once the new one is complete);
+            a non-empty directory that is not a run is never replaced.
         progress: ``callable(str)`` for status lines.
     """
 
     from promogym.data import load_history_with_config
     from promogym.forecasters.ensemble import EnsembleForecaster
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
-    from promogym.io import atomic_write_text
+    from promogym.io import atomic_write_text, check_output_path
 
     say = progress or (lambda _msg: None)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PromogymInputError(f"--out {out}: exists and is not a directory; pick another name")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PromogymInputError(
-            f"--out {out}: the run directory already exists; pick another name or delete it"
-        )
-    if not isinstance(config, CampaignConfig):
+    check_output_path(out, directory=True)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise PromogymInputError(
+                f"--out {out}: the run directory already exists; pick another name, delete it "
+                "or pass --overwrite"
+            )
+        if not (out / "run.json").is_file():
+            raise PromogymInputError(
+                f"--out {out}: not a run directory (no run.json), so --overwrite will not "
+                "replace it; pick another name"
+            )
+    if config is None:
+        config = CampaignConfig().priced_from_data()
+    elif not isinstance(config, CampaignConfig):
         config = load_config(config)
-    history = load_history_with_config(
-        data,
-        config,
-        columns=columns,
-        fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
-        categorical=categorical,
-    )
+    # The run remembers how its history was read (column map, gap policy, categorical
+    # columns), so a newer history of the same layout needs no options in recommend.
+    section = config.data.merged(columns, fill_gaps, categorical)
+    config = dataclasses.replace(config, data=section)
+    history = load_history_with_config(data, config)
     from promogym.envs.core import CampaignParams
 
     # Before any fitting: every item needs a list price and a unit cost (config or data).
@@ -363,10 +374,16 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             f"--run {path}: not a run directory (missing {', '.join(missing)}); create it "
             "with promogym fit"
         )
-    info = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    if info.get("format") != RUN_FORMAT:
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
         raise PromogymInputError(
-            f"{path / 'run.json'}: format {info.get('format')!r} is not {RUN_FORMAT!r}; "
+            f"{path / 'run.json'}: unreadable ({exc}); re-create the run with promogym fit"
+        ) from None
+    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise PromogymInputError(
+            f"{path / 'run.json'}: format {found!r} is not {RUN_FORMAT!r}; "
             "re-create the run with promogym fit"
         )
     return Run(path=path, config=load_config(path / "config.toml"), info=info)
@@ -609,17 +626,14 @@ class Run:
 
         config = config or self.config
         if name == PLANNER:
-            if config_digest(config.to_toml()) != config_digest(self.config.to_toml()):
+            if config_digest(config) != config_digest(self.config):
                 raise PromogymInputError(
                     f"{self.path} was fitted for another campaign config, and the {PLANNER} "
                     "plans the run's own; fit a run with this config (promogym fit --config)"
                 )
             return
         trained = self.agent_info(name).get("config_digest")
-        if (
-            config_digest(config.to_toml()) != trained
-            or config_digest(self.config.to_toml()) != trained
-        ):
+        if config_digest(config) != trained or config_digest(self.config) != trained:
             raise PromogymInputError(
                 f"agent {name} in {self.path} was trained for another campaign config; "
                 f"use that config or retrain with promogym train --run {self.path} "
@@ -823,6 +837,8 @@ class Run:
         seed: int = 0,
         baselines: bool = True,
         baseline_tune_episodes: int = 16,
+        columns: Mapping[str, str] | None = None,
+        fill_gaps: str | None = None,
     ) -> Recommendation:
         """Recommend the next period's discount and order for ``item_id``.
 
@@ -847,6 +863,9 @@ class Run:
             baselines: also score the baseline rules (:func:`quick_baselines`, tuned in the
                 learned simulator from this state with ``baseline_tune_episodes`` campaigns
                 per candidate, on other random numbers than the scoring).
+            columns, fill_gaps: how to read ``history_df`` where it differs from the run's
+                history (:meth:`~promogym.config.DataSection.merged` over the run's
+                ``[data]`` section, which already holds the ``fit`` options).
         """
         from promogym.data import SalesHistory, history_from_frame, load_history
         from promogym.envs.market import day_date
@@ -856,20 +875,23 @@ class Run:
         self.check_agent_config(name, config)
         if episodes < 2:
             raise PromogymInputError(f"episodes must be >= 2, got {episodes}")
+        section = self.config.data.merged(columns, fill_gaps)
         if isinstance(history_df, SalesHistory):
             history = history_df
         elif isinstance(history_df, pd.DataFrame):
             history = history_from_frame(
                 history_df,
                 "history_df",
-                fill_gaps=self.config.data.fill_gaps,  # type: ignore[arg-type]
-                columns=self.config.data.columns,
+                fill_gaps=section.fill_gaps,  # type: ignore[arg-type]
+                columns=section.columns,
+                categorical=section.categorical,
             )
         else:
             history = load_history(
                 history_df,
-                columns=self.config.data.columns,
-                fill_gaps=self.config.data.fill_gaps,  # type: ignore[arg-type]
+                columns=section.columns,
+                fill_gaps=section.fill_gaps,  # type: ignore[arg-type]
+                categorical=section.categorical,
             )
         start = self.campaign_state(history, item_id, inventory, pipeline, day)
         params = self.params(history=history)

@@ -229,10 +229,11 @@ def write_simulated_history(
     """
     from promogym.data import frame_format, write_frame
     from promogym.envs.market import default_market
-    from promogym.io import atomic_path
+    from promogym.io import atomic_path, check_output_path
 
     out = Path(out)
     file_format = frame_format(out)
+    check_output_path(out, directory=False)
     market = default_market(n_items, seed)
     frame = simulate_history(market, periods, start_date, seed, config)
     market_path = out.with_name(out.name + ".market.json")

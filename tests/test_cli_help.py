@@ -20,3 +20,37 @@ def test_command_help_has_example(name: str) -> None:
     result = CliRunner().invoke(app, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example" in result.output and f"promogym {name}" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate-history", "--items", "2", "--periods", "30", "--seed", "-1", "--out", "x.csv"],
+        ["solve", "--market-seed", "-1"],
+        ["evaluate", "--seed", "-1", "--out", "r"],
+    ],
+)
+def test_negative_seeds_are_usage_errors(args: list[str], tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_outputs_under_a_file_or_into_a_full_directory_fail_before_any_work(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "h.csv"
+    data.write_text("date,item_id,units_sold,price\n2024-01-01,a,3,10\n2024-01-02,a,4,10\n")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("x")
+    for args, fragment in (
+        (["simulate-history", "--periods", "30", "--out", f"{data}/x.csv"], "is a file"),
+        (["fit-forecaster", "--data", str(data), "--out", f"{data}/model"], "is a file"),
+        (["fit-forecaster", "--data", str(data), "--out", str(full)], "not empty"),
+        (["evaluate", "--episodes", "2", "--out", f"{data}/report"], "is a file"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert fragment in result.output and result.output.count("\n") == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "h.csv"]
+    assert [p.name for p in full.iterdir()] == ["keep.txt"]

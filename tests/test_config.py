@@ -68,6 +68,10 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[data]\nfill_gaps = 'mean'", "data.fill_gaps"),
         ("[pricing]\nx = 1", "[pricing]"),
         ("[campaign\nhorizon = 3", "invalid TOML"),
+        ("[campaign]\nhorizon = 1000000000", "campaign.horizon"),
+        ("[economics]\nholding_cost = inf", "economics.holding_cost"),
+        ("[economics]\nlist_price = inf", "economics.list_price"),
+        ("[economics]\nunit_cost = inf", "economics.unit_cost"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -134,3 +138,20 @@ def test_unit_cost_omitted_means_from_data(tmp_path: Path) -> None:
         CampaignParams.from_config(high, item_unit_cost=[6.0, 4.0], item_ids=["a", "b"])
     with pytest.raises(ConfigError, match=r"salvage_value must be <= economics.unit_cost \(1"):
         high.replace(economics={"unit_cost": 1.0})  # both in the config: caught when loading
+
+
+def test_config_path_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    for path, fragment in ((tmp_path, "is a directory"), (tmp_path / "no.toml", "not found")):
+        with pytest.raises(ConfigError, match=fragment) as err:
+            load_config(path)
+        assert "\n" not in str(err.value)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(latin)
+
+
+def test_config_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[campaign]\nhorizon = 7\n")
+    assert load_config(path).campaign.horizon == 7

@@ -225,6 +225,13 @@ BAD_INPUTS = [
         ["data row 2", "has 5 fields but the header has 4"],
     ),
     (
+        "trailing-comma-on-every-row",  # pandas would shift every column by one
+        "d.csv",
+        csv_text("2024-01-01,a,3,10,", "2024-01-02,a,3,10,"),
+        {},
+        ["data row 1", "has 5 fields but the header has 4", "trailing commas"],
+    ),
+    (
         "column-map-unknown-name",
         "d.csv",
         GOOD,
@@ -587,3 +594,9 @@ def test_config_data_section_sets_defaults_and_options_win(tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     assert "rows dropped    2" in result.stdout
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("\n \n" + GOOD)
+    assert load_history(path).frame["units_sold"].tolist() == [3, 4, 0]

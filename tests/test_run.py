@@ -70,6 +70,71 @@ def test_fit_refuses_existing_run_and_leaves_nothing_on_failure(shop: Path, trai
     assert not list(shop.glob(".bad-run*"))
     with pytest.raises(PromogymInputError, match="not a directory"):
         fit_run(shop / "history.csv", bad, CONFIG, forecaster_config=TINY_FORECASTER)
+    with pytest.raises(PromogymInputError, match="bad.csv is a file, not a directory"):
+        fit_run(shop / "history.csv", bad / "run", CONFIG, forecaster_config=TINY_FORECASTER)
+
+
+def test_fit_overwrite_replaces_only_a_run(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    def no_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("fitted before checking --out")
+
+    monkeypatch.setattr(module, "fit_forecaster", no_fit)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("x")
+    with pytest.raises(PromogymInputError, match="not a run directory"):
+        fit_run(shop / "history.csv", precious, CONFIG, overwrite=True)
+    assert (precious / "notes.txt").read_text() == "x"
+
+
+def test_fit_remembers_how_the_history_was_read_and_prices_from_the_data(
+    shop: Path, tmp_path: Path
+) -> None:
+    """No --config: each item's list price and unit cost come from the data (not the demo
+    campaign's 20 / 9); --columns lives on in the run, so recommend reads the same layout."""
+    frame = pd.read_csv(shop / "history.csv")
+    frame["list_price"] = frame["list_price"] * 1.5
+    frame["price"] = frame["price"] * 1.5
+    frame["unit_cost"] = frame["unit_cost"] + 3.0
+    frame = frame.rename(columns={"units_sold": "move"})
+    frame.to_csv(tmp_path / "moved.csv", index=False)
+    run = fit_run(
+        tmp_path / "moved.csv",
+        tmp_path / "run",
+        None,
+        columns={"units_sold": "move"},
+        forecaster_config=TINY_FORECASTER,
+        from_scratch=True,
+    )
+    assert run.list_prices().tolist() == [30.0, 30.0]
+    assert run.unit_costs().tolist() == [12.0, 12.0]
+    assert load_run(tmp_path / "run").config.data.columns == {"units_sold": "move"}
+    rec = run.recommend(tmp_path / "moved.csv", "sku-0", 60, [0, 0], episodes=4, baselines=False)
+    assert rec.list_price == 30.0
+    # the [data] section is how files are read, not the campaign: the same campaign passes
+    same = CampaignConfig().priced_from_data()
+    run.recommend(
+        frame,
+        "sku-0",
+        60,
+        [0, 0],
+        episodes=4,
+        baselines=False,
+        config=same,
+        columns={"units_sold": "move"},
+    )
+
+
+def test_corrupt_run_json_is_a_one_line_error(trained: Run, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    (copy / "run.json").write_text("{bad")
+    with pytest.raises(PromogymInputError, match="run.json: unreadable"):
+        load_run(copy)
 
 
 def test_fit_needs_each_items_unit_cost_before_fitting(shop: Path) -> None:
