@@ -100,6 +100,8 @@ class FixedDiscount(BaselinePolicy):
         )
 
     def describe(self, params: CampaignParams | None = None) -> str:
+        if _no_sale(params, self.discount_idx):
+            return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
         return f"always {depth} off, base stock S={self.base_stock:g}"
 
@@ -134,6 +136,8 @@ class PeriodicFlashSale(BaselinePolicy):
         return torch.where(sale, self.discount_idx, 0).long()
 
     def describe(self, params: CampaignParams | None = None) -> str:
+        if _no_sale(params, self.discount_idx):
+            return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
         if self.weekdays is not None:
             names = "Mon Tue Wed Thu Fri Sat Sun".split()
@@ -168,6 +172,11 @@ class RandomPolicy(Policy):
 
     def describe(self, params: CampaignParams | None = None) -> str:
         return "uniformly random feasible discount and order"
+
+
+def _no_sale(params: CampaignParams | None, discount_idx: int) -> bool:
+    """A sale rule that never applies: the campaign allows no sale period at all."""
+    return params is not None and params.sale_budget == 0 and discount_idx > 0
 
 
 def _depth(params: CampaignParams | None, discount_idx: int) -> str:

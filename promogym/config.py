@@ -262,6 +262,14 @@ class CampaignConfig:
             )
         if self.data.fill_gaps not in (None, "zero", "drop"):
             raise bad("data.fill_gaps", "'zero' or 'drop'", self.data.fill_gaps)
+        from promogym.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+        mappable = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *self.data.categorical)
+        for name in self.data.columns:
+            if name not in mappable:
+                raise bad(
+                    "data.columns", f"a map from contract names ({', '.join(mappable)})", name
+                )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> CampaignConfig:

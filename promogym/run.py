@@ -790,17 +790,30 @@ class Run:
         period = pd.Timedelta(days=history.period_days)
         next_date = last + period
         start = cfg.campaign.start_date
+        explicit = day is not None
         if day is None:
             day = 0
-            if start is not None and pd.Timestamp(start) <= next_date:
+            if start is not None:
+                if pd.Timestamp(start) > next_date:
+                    raise PromogymInputError(
+                        f"--history {history.source}: campaign.start_date {start} is after the "
+                        f"next period ({next_date.date()}), so the campaign has not started; "
+                        "give the history up to the period before the start, or pass --day 0 "
+                        f"to plan a campaign that starts on {next_date.date()}"
+                    )
                 day = int((next_date - pd.Timestamp(start)) / period)
         if isinstance(day, bool) or not isinstance(day, int | np.integer) or day < 0:
             raise PromogymInputError(f"--day must be an integer >= 0, got {day!r}")
         if day >= cfg.campaign.horizon:
+            why = (
+                "pass a --day inside it"
+                if explicit
+                else f"the history's last date {last.date()} is past the campaign's end: pass "
+                "--day or update campaign.start_date"
+            )
             raise PromogymInputError(
                 f"--day {day}: the campaign has {cfg.campaign.horizon} periods (0.."
-                f"{cfg.campaign.horizon - 1}); the history's last date {last.date()} is past "
-                "the campaign's end: pass --day or update campaign.start_date"
+                f"{cfg.campaign.horizon - 1}); {why}"
             )
         sale_budget = cfg.campaign.sale_budget
         recent = rows.tail(max(day, MAX_STREAK))

@@ -110,6 +110,9 @@ def test_periodic_and_weekend_flash_sales_follow_the_calendar() -> None:
     assert d.tolist() == [1 if w else 0 for w in on_weekend]
     assert on_weekend.index(True) == 4  # Tue 1 Dec 2026 + 4 days = Sat 5 Dec
     assert "Sat+Sun" in weekend.describe(params) and "30% off every 3" in every3.describe(params)
+    no_sales = small_params(max_sale_periods=0)  # the rules never apply: say so
+    for rule in (weekend, every3, FixedDiscount(base_stock=0, discount_idx=2)):
+        assert rule.describe(no_sales).startswith("never on sale (no sale periods allowed)")
 
 
 def test_random_policy_is_feasible_and_seeded() -> None:

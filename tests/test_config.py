@@ -66,6 +66,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[economics]\nlist_price = 0", "economics.list_price"),
         ("[economics]\nunit_cost = 4.0\nsalvage_value = 5.0", "economics.salvage_value"),
         ("[data]\nfill_gaps = 'mean'", "data.fill_gaps"),
+        ("[data]\ncolumns = {sold = 'move'}", "data.columns"),
         ("[pricing]\nx = 1", "[pricing]"),
         ("[campaign\nhorizon = 3", "invalid TOML"),
         ("[campaign]\nhorizon = 1000000000", "campaign.horizon"),

@@ -302,6 +302,18 @@ def test_recommend_bad_inputs(shop: Path, trained: Run, kwargs: dict, message: s
         trained.recommend(pd.read_csv(shop / "history.csv"), baselines=False, **call)
 
 
+def test_recommend_before_the_campaign_starts_needs_an_explicit_day(
+    shop: Path, trained: Run
+) -> None:
+    early = pd.read_csv(shop / "history.csv")
+    early = early[early["date"] < "2024-04-20"]  # next period 04-20, campaign starts 04-27
+    with pytest.raises(PromogymInputError, match="has not started.*--day 0") as err:
+        trained.recommend(early, "sku-0", 60, [0, 0], episodes=4, baselines=False)
+    assert "\n" not in str(err.value)
+    rec = trained.recommend(early, "sku-0", 60, [0, 0], day=0, episodes=4, baselines=False)
+    assert rec.to_dict()["day"] == 0
+
+
 def test_recommend_short_history_and_cli_error(shop: Path, trained: Run) -> None:
     short = pd.read_csv(shop / "history.csv").groupby("item_id").tail(5)
     with pytest.raises(PromogymInputError, match="forecaster needs the last 14"):
