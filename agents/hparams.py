@@ -30,7 +30,8 @@ activation                    tanh                       tanh                   
 Why: ``gamma = 1`` because a campaign is a finite-horizon problem whose observation carries
 the periods left (the optimum maximises undiscounted profit including the terminal salvage);
 DQN keeps ``0.99`` because bootstrapping an undiscounted Q-target is unstable. ``n_steps``
-equals the horizon so each rollout holds whole campaigns of all ``n_envs``. ``n_epochs = 20``
+is 28, the default campaign's horizon, so each rollout holds whole campaigns of all
+``n_envs`` (also for horizons that divide 28; set it to the horizon for others). ``n_epochs = 20``
 and ``ent_coef = 0.003`` (instead of SB3's 10 and our first 0.01): PPO trained 300k steps on
 the demo shop's true market reached 94.6% of the DP optimum against 91.9% (sku-0, 500
 campaigns, se 0.4%); ``learning_rate = 1e-3`` gave no gain (91.6%).

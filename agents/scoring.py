@@ -6,8 +6,9 @@ reference market (``RUN/market.json``). Every policy is played on the same commo
 numbers (:func:`promogym.envs.rollout.simulate`); baselines are tuned on other random
 numbers (``seed + 1``) so their scores carry no selection bias.
 
-The campaign starts on the period right after the run's history ends, with the config's
-initial stock and an empty pipeline: the "next campaign" the shop would ask about.
+The campaign starts on the period right after the item's history ends, with the config's
+initial stock, an empty pipeline and the sale streak the history ends with
+(:meth:`promogym.run.Run.next_campaign`): the "next campaign" the shop would ask about.
 """
 
 from __future__ import annotations
@@ -17,21 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from promogym.errors import PromogymInputError
 
 if TYPE_CHECKING:
     from promogym.run import Run
 
 OPTIMUM = "dp-optimum"
-
-
-def next_campaign_day(run: Run) -> int:
-    """Calendar day (days since 1970-01-01) of the period after the run's history."""
-    from promogym.envs.market import day_number
-
-    return day_number(run.history.frame["date"].max()) + run.history.period_days
 
 
 @dataclass
@@ -60,7 +52,6 @@ def market_case(
     """Solve the DP, tune the baselines (on ``seed + 1``) and load ``agents`` for one item."""
     from promogym.envs import dp
     from promogym.envs.baselines import baseline_suite
-    from promogym.envs.core import initial_state
     from promogym.envs.demand import MarketDemand
 
     say = log or (lambda _msg: None)
@@ -74,7 +65,6 @@ def market_case(
             f"unknown item {item_id!r}; the market has {list(market.item_ids)}"
         )
     params = run.params()
-    day = next_campaign_day(run)
     # The state indexes the forecaster's vocabulary; the market must use the same order.
     market_item = market.item_index(item_id)
     if run.item_vocabulary().index(item_id) != market_item:
@@ -82,10 +72,12 @@ def market_case(
             f"{run.path}: the forecaster's item order differs from the market's; "
             "scoring needs them aligned"
         )
-    start = initial_state(params, torch.tensor([market_item]), torch.tensor([day]))
+    start = run.next_campaign(item_id)
+    day = int(start.day[0])
     demand = MarketDemand(market)
     solution = dp.solve(market, market_item, params, day)
-    say(f"  {item_id}: DP optimum {solution.expected_profit:.2f} ({solution.solve_seconds:.1f} s)")
+    optimum = float(solution.value(start)[0])  # from the real streak, not a fresh one
+    say(f"  {item_id}: DP optimum {optimum:.2f} ({solution.solve_seconds:.1f} s)")
     policies: dict[str, Any] = {OPTIMUM: solution.policy()}
     kinds = {OPTIMUM: "optimum"}
     suite = baseline_suite(demand, params, start, seed=seed + 1, n_episodes=tune_episodes)
@@ -93,9 +85,7 @@ def market_case(
         policies[name], kinds[name] = policy, "baseline"
     for name in agents if agents is not None else run.agents():
         policies[name], kinds[name] = run.policy(name), "agent"
-    return MarketCase(
-        item_id, day, solution.expected_profit, demand, params, start, policies, kinds
-    )
+    return MarketCase(item_id, day, optimum, demand, params, start, policies, kinds)
 
 
 def score_in_market(

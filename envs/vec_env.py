@@ -40,8 +40,12 @@ class FlashSaleVecEnv(VecEnv):
     ``info["terminal_observation"]`` and the returned observation starts the next campaign
     (``info["TimeLimit.truncated"]`` is always False: the campaign end is a true
     termination). ``seed(s)`` gives campaign ``i`` the seed ``s + i`` at the next
-    :meth:`reset`, which makes it replay exactly what ``FlashSaleEnv.reset(seed=s + i)``
-    followed by the same actions would; ``set_options`` passes per-campaign reset options.
+    :meth:`reset`, which makes it replay what ``FlashSaleEnv.reset(seed=s + i)`` followed by
+    the same actions would: the same demand, sales and rewards, and on the true market the
+    same observations. With a learned simulator and ``expected_demand_obs`` the expected
+    demand features come from one batched float32 network pass instead of single ones, so
+    they can differ in the last digits (up to about 2e-6 measured); ``set_options`` passes
+    per-campaign reset options.
     :meth:`action_masks` (also via ``env_method("action_masks")``) serves MaskablePPO.
 
     Args:

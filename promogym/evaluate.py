@@ -355,11 +355,11 @@ def run_inputs(
     A run with no trained agent yet (``--policy best`` or ``last``) is evaluated with the
     planner (:data:`promogym.run.PLANNER`) and the baselines.
     """
-    from promogym.agents.scoring import next_campaign_day
+    from promogym.agents.train import config_digest
     from promogym.run import PLANNER, load_run
 
     run = load_run(path)
-    if config is not None and config.to_toml() != run.config.to_toml():
+    if config is not None and config_digest(config) != config_digest(run.config):
         raise PromogymInputError(
             f"--config differs from {path / 'config.toml'}; the run's agents were trained "
             "for the run's config: omit --config"
@@ -383,8 +383,8 @@ def run_inputs(
                 "reference market cannot be evaluated (use --market learned)"
             )
     params = run.params()
-    day = next_campaign_day(run)
-    start = initial_state(params, torch.tensor([index]), torch.tensor([day]))
+    start = run.next_campaign(item)
+    day = int(start.day[0])
     markets: dict[str, DemandModel] = {}
     if market in ("reference", "both"):
         markets["reference"] = MarketDemand(true_market)
@@ -479,7 +479,8 @@ def _evaluate(
             inputs.params,
             int(inputs.start.day[0]),
         )
-        optimum = solution.expected_profit
+        # From the campaign's real start: a run's history may end mid-sale (streak > 0).
+        optimum = float(solution.value(inputs.start)[0])
         policies[OPTIMUM_POLICY] = solution.policy()
         provenance["optimum"] = {
             "expected_profit": optimum,

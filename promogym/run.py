@@ -735,6 +735,14 @@ class Run:
         return out
 
     # ---- recommendation ---------------------------------------------------------------
+    def next_campaign(self, item_id: str) -> CampaignState:
+        """``item_id``'s state at the start of the next campaign, the one ``evaluate`` and the
+        demo score: period 0 right after the item's own last period in the run's history,
+        the config's initial stock, an empty pipeline, and the sale streak the history ends
+        with (the reference market's dip and fatigue depend on it, as the simulator's memory
+        does)."""
+        return self.campaign_state(self.history, item_id, self.config.inventory.initial, (), day=0)
+
     def campaign_state(
         self,
         history: SalesHistory,
@@ -960,19 +968,20 @@ class Run:
             },
             list_price=float(params.price_of(start.item)[0]),
             stock_lot=lot,
-            evidence=self._evidence(float(params.discounts[first_d]), history.item(item_id)),
+            evidence=self._evidence(float(params.discounts[first_d]), item_id),
         )
 
-    def _evidence(self, discount: float, rows: pd.DataFrame) -> str:
+    def _evidence(self, discount: float, item_id: str) -> str:
         """:func:`promogym.response.evidence` of the run's check at ``discount`` ("" if none),
-        and a warning when ``discount`` is deeper than any in the item's history ``rows``."""
+        and a warning when ``discount`` is deeper than any in the history the simulator was
+        fitted on (the run's, not the one passed to :meth:`recommend`)."""
         bins = self.price_response()
         text = evidence(bins, discount) if bins else ""
-        deepest = float(rows["discount"].max())
+        deepest = float(self.history.item(item_id)["discount"].max())
         if discount > deepest + EXTRAPOLATION_MARGIN:
             text += (
-                f"{'; ' if text else ''}deeper than this item's deepest discount in the history "
-                f"({deepest:.0%}): the simulator extrapolates its response"
+                f"{'; ' if text else ''}deeper than this item's deepest discount in the fitted "
+                f"history ({deepest:.0%}): the simulator extrapolates its response"
             )
         return text
 

@@ -112,10 +112,7 @@ def test_short_training_end_to_end(run: Run, algo: str) -> None:
     # The trained agent acts through the rollout API, in the learned simulator.
     policy = load_run(run.path).policy(algo)
     params = run.params()
-    from promogym.agents.scoring import next_campaign_day
-    from promogym.envs.core import initial_state
-
-    start = initial_state(params, torch.tensor([0]), torch.tensor([next_campaign_day(run)]))
+    start = run.next_campaign(run.item_vocabulary()[0])
     rollout = simulate(policy, run.demand_model(), params, start, n_episodes=8, seed=0)
     assert rollout.profit.shape == (8,) and np.isfinite(rollout.profit).all()
 

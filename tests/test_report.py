@@ -467,6 +467,24 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
+def test_evaluate_accepts_the_runs_campaign_read_with_other_data_options(tiny_run: Path) -> None:
+    """``--config`` must be the run's campaign; how a history file is read ([data]) is not
+    part of it (``fit --fill-gaps`` writes it into the run's config)."""
+    import dataclasses
+
+    from promogym.config import DataSection
+    from promogym.evaluate import run_inputs
+    from promogym.run import load_run
+
+    config = load_run(tiny_run).config
+    other_data = dataclasses.replace(config, data=DataSection(fill_gaps="zero"))
+    inputs = run_inputs(tiny_run, other_data, "sku-0", "best", "learned")
+    assert inputs.item == "sku-0"
+    other_campaign = config.replace(inventory={"initial": 10})
+    with pytest.raises(PromogymInputError, match="--config differs"):
+        run_inputs(tiny_run, other_campaign, "sku-0", "best", "learned")
+
+
 @pytest.mark.slow
 def test_evaluate_cli_with_a_trained_run(tiny_run: Path, tmp_path: Path) -> None:
     runner = CliRunner()

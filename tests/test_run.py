@@ -129,6 +129,32 @@ def test_fit_remembers_how_the_history_was_read_and_prices_from_the_data(
     )
 
 
+def test_next_campaign_starts_after_each_items_own_history_with_its_streak(
+    trained: Run, tmp_path: Path
+) -> None:
+    """evaluate and the demo score this state: an item whose history ends early starts
+    after its own last period, and a history that ends mid-sale keeps its sale streak."""
+    from promogym.envs.market import day_date
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    frame = pd.read_parquet(copy / "history.parquet")
+    early = (frame["item_id"] == "sku-1") & (frame["date"] > "2024-04-20")
+    frame = frame.loc[~early].reset_index(drop=True)
+    last4 = frame.index[frame["item_id"] == "sku-0"][-4:]
+    for row, factor in zip(last4, (1.0, 0.7, 0.7, 0.7), strict=True):  # ends 3 on sale
+        frame.loc[row, "price"] = frame.loc[row, "list_price"] * factor
+        frame.loc[row, "promo"] = int(factor < 1)
+    frame.drop(columns="discount").to_parquet(copy / "history.parquet", index=False)
+    run = load_run(copy)
+    late, cut = run.next_campaign("sku-0"), run.next_campaign("sku-1")
+    assert day_date(int(late.day[0])).isoformat() == "2024-04-30"
+    assert day_date(int(cut.day[0])).isoformat() == "2024-04-21"
+    assert int(late.streak[0]) == 3 and int(late.t[0]) == 0 and int(late.sale_used[0]) == 0
+    assert float(late.on_hand[0]) == CONFIG.inventory.initial
+    assert late.pipeline.abs().sum() == 0
+
+
 def test_corrupt_run_json_is_a_one_line_error(trained: Run, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy)
@@ -215,12 +241,13 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     # the fit's held-out check at the recommended discount
     assert rec.evidence == evidence(trained.price_response(), rec.discount)
     assert f"simulator check {rec.evidence}" in rec.format()
-    # a discount deeper than the item's history reached is flagged as an extrapolation
-    shallow = pd.DataFrame({"discount": [0.0, 0.1, 0.2]})
-    assert trained._evidence(0.2, shallow) == evidence(trained.price_response(), 0.2)
-    assert trained._evidence(0.4, shallow).endswith(
-        "; deeper than this item's deepest discount in the history (20%): the simulator "
-        "extrapolates its response"
+    # a discount deeper than the fitted history reached is flagged as an extrapolation (the
+    # history passed to recommend does not matter: the simulator learned from the run's)
+    deepest = float(trained.history.item("sku-1")["discount"].max())
+    assert trained._evidence(deepest, "sku-1") == evidence(trained.price_response(), deepest)
+    assert trained._evidence(deepest + 0.3, "sku-1").endswith(
+        f"; deeper than this item's deepest discount in the fitted history ({deepest:.0%}): "
+        "the simulator extrapolates its response"
     )
     by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
     assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
