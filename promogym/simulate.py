@@ -127,6 +127,8 @@ def simulate_history(
     if isinstance(periods, bool) or not isinstance(periods, int) or periods < 2:
         raise PromogymInputError(f"periods must be an integer >= 2, got {periods!r}")
     try:
+        if isinstance(start_date, str):  # ISO only: "01/02/2024" is ambiguous
+            start_date = dt.date.fromisoformat(start_date.strip())
         start = pd.Timestamp(start_date).normalize()
     except (ValueError, TypeError):
         start = pd.NaT

@@ -113,6 +113,7 @@ def test_weekly_market_gives_weekly_history() -> None:
     [
         ({"periods": 1}, "periods must be an integer >= 2"),
         ({"start_date": "someday"}, "start_date must be an ISO date"),
+        ({"start_date": "01/02/2024"}, "start_date must be an ISO date"),
         ({"config": CampaignConfig().replace(campaign={"discounts": [0.0]})}, "no sale depth"),
     ],
 )
