@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from promogym.envs.market import (
     random_market_params,
     weekday,
 )
+from promogym.errors import PromogymInputError
 from promogym.forecasters.base import DemandContext
 from promogym.forecasters.ensemble import EnsembleForecaster
 from promogym.forecasters.features import promo_run_length
@@ -374,13 +376,18 @@ def main(argv: list[str] | None = None) -> int:
     config = TransformerConfig(seed=args.seed)
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
+    if args.set and args.skip_fidelity:
+        parser.error("--set changes the fits; with --skip-fidelity the base's config is timed")
     for item in args.set:
         key, _, value = item.partition("=")
-        kind = type(getattr(config, key))
-        if kind is bool and value.lower() not in ("true", "false"):
-            parser.error(f"--set {key}: expected true or false, got {value!r}")
-        parsed = value.lower() == "true" if kind is bool else kind(value)
-        config = dataclasses.replace(config, **{key: parsed})
+        try:  # a TOML literal: 5e-4, true, [1, 2, 7], "log_normal"
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        try:
+            config = TransformerConfig.from_dict({**config.to_dict(), key: parsed}, "--set")
+        except (PromogymInputError, TypeError, ValueError) as exc:
+            parser.error(f"--set {item}: {exc}")
     results["config"] = config.to_dict()
     if args.skip_fidelity:  # speed only: base weights, item rows initialised as fine-tuning does
         tuned = TransformerForecaster(config, base_dir=args.base)
@@ -390,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         tuned.model = build_network(tuned.config, len(tuned.item_ids))
         tuned._init_from_base(base)
         tuned.model.eval()
+        results["config"] = tuned.config.to_dict()  # what is timed: the base's
     else:
         seeds = [int(x) for x in (args.seeds or str(args.seed)).split(",")]
         tuned_runs, scratch_runs, tuned_models = [], [], []

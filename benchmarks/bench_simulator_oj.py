@@ -45,6 +45,7 @@ from promogym.forecasters.transformer import (  # noqa: E402
     series_from_frame,
     to_days,
 )
+from promogym.io import atomic_write_text  # noqa: E402
 from promogym.response import BINS, bin_of  # noqa: E402
 
 
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.stores < 1:
+        parser.error(f"--stores must be >= 1, got {args.stores}")
     torch.set_num_threads(args.threads)
     full = load_oj()
     stores = sorted(full.frame["store"].unique(), key=int)[: args.stores]
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "bins_by_advertising": by_feat,
             "stores": per_store,
         }
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 

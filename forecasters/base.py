@@ -28,8 +28,47 @@ import pandas as pd
 import torch
 
 from promogym.data import SalesHistory
+from promogym.errors import DataError, PromogymInputError
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """The quantile levels as floats; :class:`PromogymInputError` unless all are in (0, 1).
+
+    >>> check_quantiles([0.1, 0.9])
+    (0.1, 0.9)
+    """
+    qs = tuple(float(q) for q in quantiles)
+    if not qs or any(not 0.0 < q < 1.0 for q in qs):  # NaN fails too
+        raise PromogymInputError(
+            f"quantiles must be numbers in (0, 1), got {list(quantiles)}; pass e.g. (0.1, 0.5, 0.9)"
+        )
+    return qs
+
+
+def check_horizon(horizon: int) -> int:
+    """``horizon`` as an int; :class:`PromogymInputError` unless a whole number >= 1."""
+    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
+        raise PromogymInputError(f"horizon must be a whole number >= 1, got {horizon!r}")
+    return int(horizon)
+
+
+def check_n_samples(n_samples: int) -> int:
+    """``n_samples`` as an int; :class:`PromogymInputError` unless a whole number >= 1."""
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise PromogymInputError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
+    return int(n_samples)
+
+
+def check_frequency(history: SalesHistory, fitted: str | None, name: str) -> None:
+    """:class:`DataError` if ``history`` is not at the frequency the model was fitted on."""
+    if fitted is not None and history.freq != fitted:
+        kind = {"D": "daily", "W": "weekly"}
+        raise DataError(
+            f"{history.source}: {kind.get(history.freq, history.freq)} data, but {name} was "
+            f"fitted on {kind.get(fitted, fitted)} data; predict at the fitted frequency or refit"
+        )
 
 
 @dataclass(frozen=True)

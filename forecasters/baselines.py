@@ -31,7 +31,15 @@ import torch
 from promogym.data import CANONICAL_COLUMNS, SalesHistory
 from promogym.distributions import negative_binomial_pmf, sample_negative_binomial
 from promogym.errors import DataError, PromogymInputError
-from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
+from promogym.forecasters.base import (
+    DEFAULT_QUANTILES,
+    DemandContext,
+    Forecaster,
+    check_frequency,
+    check_horizon,
+    check_n_samples,
+    check_quantiles,
+)
 from promogym.io import atomic_write_text
 
 FORMAT_VERSION = 1
@@ -61,21 +69,6 @@ def forecast_dates(history: SalesHistory, horizon: int) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
 
 
-def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
-    qs = tuple(float(q) for q in quantiles)
-    if not qs or any(not 0.0 < q < 1.0 for q in qs):
-        raise PromogymInputError(
-            f"quantiles must be numbers in (0, 1), got {list(quantiles)}; pass e.g. (0.1, 0.5, 0.9)"
-        )
-    return qs
-
-
-def _check_horizon(horizon: int) -> int:
-    if int(horizon) != horizon or horizon < 1:
-        raise PromogymInputError(f"horizon must be a whole number >= 1, got {horizon!r}")
-    return int(horizon)
-
-
 def extra_numeric_columns(history: SalesHistory) -> tuple[str, ...]:
     """Numeric columns of the history frame beyond the contract and the categorical ones."""
     skip = set(CANONICAL_COLUMNS) | set(history.categorical)
@@ -93,17 +86,22 @@ def future_covariates(
     vocabulary: Sequence[str],
     extra: Sequence[str] = (),
     name: str = "forecaster",
+    freq: str | None = None,
 ) -> pd.DataFrame:
     """Validate ``future`` into one row per item and forecast period.
 
     Returns a frame sorted by ``item_id, date`` with ``item_id, date, price, list_price,
-    discount, promo`` and the ``extra`` columns.
+    discount, promo`` and the ``extra`` columns. ``list_price`` and ``promo`` are optional
+    columns (default: the item's last list price; on promotion when below it); where given,
+    they must be finite (``list_price`` > 0).
 
     Raises:
-        DataError: missing column, unknown item (not in ``vocabulary``), item without history,
-            missing forecast period, duplicate row, or a NaN / non-positive covariate.
+        DataError: ``history`` not at ``freq`` (the fitted frequency), missing column, unknown
+            item (not in ``vocabulary``), item without history, missing forecast period,
+            duplicate row, or a NaN / non-positive covariate.
     """
-    horizon = _check_horizon(horizon)
+    check_frequency(history, freq, name)
+    horizon = check_horizon(horizon)
     needed = ("item_id", "date", "price", *extra)
     for column in needed:
         if column not in future.columns:
@@ -149,29 +147,28 @@ def future_covariates(
             "give its planned price for every forecast period"
         )
     f = f.reindex(grid).reset_index()
-    for column in ("price", *extra):
+    given = [c for c in ("list_price", "promo") if c in f.columns]
+    for column in ("price", *given, *extra):
         values = pd.to_numeric(f[column], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values) | ((values <= 0) if column == "price" else False)
+        positive = column in ("price", "list_price")
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
                 f"future: item {f['item_id'].iat[i]!r}, {f['date'].iat[i].date()}: column "
                 f"{column!r} is {f[column].iat[i]!r}; give a finite number"
-                + (" > 0" if column == "price" else "")
+                + (" > 0" if positive else "")
             )
         f[column] = values
     last_list = history.frame.groupby("item_id")["list_price"].last()
     list_price = np.maximum(last_list.reindex(f["item_id"]).to_numpy(), f["price"].to_numpy())
     if "list_price" in f.columns:
-        given = pd.to_numeric(f["list_price"], errors="coerce").to_numpy(dtype=np.float64)
-        list_price = np.where(np.isfinite(given), np.maximum(given, f["price"]), list_price)
+        list_price = np.maximum(f["list_price"].to_numpy(), f["price"].to_numpy())
     f["list_price"] = list_price
     f["discount"] = np.clip(1.0 - f["price"].to_numpy() / list_price, 0.0, 1.0)
-    promo_default = (f["price"].to_numpy() < list_price * (1.0 - 1e-9)).astype(np.float64)
-    if "promo" in f.columns:
-        given = pd.to_numeric(f["promo"], errors="coerce").to_numpy(dtype=np.float64)
-        promo_default = np.where(np.isfinite(given), given, promo_default)
-    f["promo"] = promo_default.astype(np.int8)
+    if "promo" not in f.columns:
+        f["promo"] = f["price"].to_numpy() < list_price * (1.0 - 1e-9)
+    f["promo"] = f["promo"].astype(np.int8)
     return f[["item_id", "date", "price", "list_price", "discount", "promo", *extra]]
 
 
@@ -416,8 +413,10 @@ class SeasonalNaive(Forecaster):
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
     ) -> pd.DataFrame:
         self._check_fitted()
-        qs = _check_quantiles(quantiles)
-        fut = future_covariates(history, future, horizon, self.items_, name=self.name)
+        qs = check_quantiles(quantiles)
+        fut = future_covariates(
+            history, future, horizon, self.items_, name=self.name, freq=self.freq_
+        )
         items = list(dict.fromkeys(fut["item_id"]))
         mean = self._point(history, items, horizon).reshape(-1)
         disp = np.repeat(self._item_dispersion(items), horizon)
@@ -432,7 +431,10 @@ class SeasonalNaive(Forecaster):
         seed: int = 0,
     ) -> np.ndarray:
         self._check_fitted()
-        fut = future_covariates(history, future, horizon, self.items_, name=self.name)
+        n_samples = check_n_samples(n_samples)
+        fut = future_covariates(
+            history, future, horizon, self.items_, name=self.name, freq=self.freq_
+        )
         items = list(dict.fromkeys(fut["item_id"]))
         mean = torch.from_numpy(self._point(history, items, horizon))
         disp = torch.from_numpy(self._item_dispersion(items))
@@ -852,14 +854,20 @@ class LightGBMForecaster(Forecaster):
         """Validated future rows, ``log1p`` point predictions ``(items, horizon)`` and the
         rows' indices in ``items_`` (for their residual scales)."""
         self._check_fitted()
-        horizon = _check_horizon(horizon)
+        horizon = check_horizon(horizon)
         if horizon > self.max_horizon:
             raise PromogymInputError(
                 f"{self.name}: horizon {horizon} exceeds max_horizon {self.max_horizon}; "
                 f"refit with LightGBMForecaster(max_horizon={horizon})"
             )
         fut = future_covariates(
-            history, future, horizon, self.items_, extra=self.extra_, name=self.name
+            history,
+            future,
+            horizon,
+            self.items_,
+            extra=self.extra_,
+            name=self.name,
+            freq=self.freq_,
         )
         grid, n_hist, codes = self._panel(history, fut, horizon)
         items = list(dict.fromkeys(fut["item_id"]))
@@ -877,7 +885,7 @@ class LightGBMForecaster(Forecaster):
         horizon: int,
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
     ) -> pd.DataFrame:
-        qs = _check_quantiles(quantiles)
+        qs = check_quantiles(quantiles)
         fut, pred, index = self._log_predictions(history, future, horizon)
         means = np.empty_like(pred)
         values = np.empty(pred.shape + (len(qs),))
@@ -899,6 +907,7 @@ class LightGBMForecaster(Forecaster):
         n_samples: int,
         seed: int = 0,
     ) -> np.ndarray:
+        n_samples = check_n_samples(n_samples)
         _, pred, index = self._log_predictions(history, future, horizon)
         rng = np.random.default_rng(int(seed))
         out = np.empty((pred.shape[0], int(n_samples), pred.shape[1]))

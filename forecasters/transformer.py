@@ -95,7 +95,15 @@ from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPr
 
 from promogym.data import CANONICAL_COLUMNS, SalesHistory
 from promogym.errors import ConfigError, DataError
-from promogym.forecasters.base import DEFAULT_QUANTILES, DemandContext, Forecaster
+from promogym.forecasters.base import (
+    DEFAULT_QUANTILES,
+    DemandContext,
+    Forecaster,
+    check_frequency,
+    check_horizon,
+    check_n_samples,
+    check_quantiles,
+)
 from promogym.forecasters.features import (
     NUM_TIME_FEATURES,
     default_promo_rates,
@@ -1213,13 +1221,15 @@ class TransformerForecaster(Forecaster):
 
         The past is each item's regular calendar (gaps = unobserved periods) up to the period
         before its first forecast period, so a history that ends early gets missing periods
-        at its end rather than being read as adjacent to the forecast.
+        at its end rather than being read as adjacent to the forecast. An item's forecast
+        periods are its first ``horizon`` rows of ``future`` after its last history date, and
+        must be consecutive; a future that starts later than the period after the history
+        leaves the periods between as missing ones (Dominick's stores have such gaps).
         """
         self._network()
         c = self.config.context_length
+        check_frequency(history, self.freq, "the transformer")
         step = period_days(history.freq)
-        if horizon < 1:
-            raise DataError(f"predict: horizon must be >= 1, got {horizon}")
         group_cols = {group_price_column(g) for g in self.group_columns}
         given = [x for x in self.extra_columns if x not in group_cols]
         for col in ("item_id", "date", "price", *given):
@@ -1245,6 +1255,13 @@ class TransformerForecaster(Forecaster):
                     f"predict: unknown item {unknown[0]!r}: the forecaster was fitted on "
                     f"{len(vocab)} items ({', '.join(self.item_ids[:5])}...); refit with it"
                 )
+        dup = future.duplicated(["item_id", "date"])
+        if dup.any():
+            row = future[dup].iloc[0]
+            raise DataError(
+                f"future covariates: item {row['item_id']!r} has two rows for "
+                f"{row['date'].date()}; give one row per item and forecast period"
+            )
         frame = with_group_prices(history.frame, self.group_columns)
         frame = frame[frame["item_id"].isin(items)]
         last_date = frame.groupby("item_id")["date"].max().reindex(items)
@@ -1300,9 +1317,14 @@ class TransformerForecaster(Forecaster):
             ).to_numpy(np.float64)
         )
         price = fut["price"].to_numpy(np.float64)
-        if (price <= 0).any() or (list_price <= 0).any():
-            item = fut["item_id"].iloc[int(np.argmax((price <= 0) | (list_price <= 0)))]
-            raise DataError(f"future covariates: item {item!r} has a price <= 0")
+        for column, values in (("price", price), ("list_price", list_price)):
+            if (values <= 0).any():
+                i = int(np.argmax(values <= 0))
+                raise DataError(
+                    f"future covariates: item {fut['item_id'].iloc[i]!r}, "
+                    f"{fut['date'].iloc[i].date()}: column {column!r} is {values[i]!r}; give a "
+                    "finite number > 0"
+                )
         promo = (
             fut["promo"].to_numpy(np.float64)
             if "promo" in fut
@@ -1407,6 +1429,8 @@ class TransformerForecaster(Forecaster):
         With a :attr:`recalibration` map, quantile ``q`` of period ``h`` is the model's
         quantile at the level that held a share ``q`` of the validation actuals at ``h``.
         """
+        horizon = check_horizon(horizon)
+        qs = check_quantiles(quantiles)
         items, past, fut, dates = self._prepare(history, future, horizon)
         cfg = self.config
         n_samples = 1 if horizon == 1 else cfg.num_samples
@@ -1417,7 +1441,6 @@ class TransformerForecaster(Forecaster):
             "date": np.concatenate([d.to_numpy() for d in dates]),
             "mean": mean.cpu().numpy().ravel(),
         }
-        qs = [float(q) for q in quantiles]
         if self.promo_recalibration:
             regular, promo = (
                 self._quantile_values(self.model_levels(qs, horizon, maps), means, disps)
@@ -1513,6 +1536,7 @@ class TransformerForecaster(Forecaster):
         seed: int = 0,
     ) -> np.ndarray:
         """Sample paths ``(n_items, n_samples, horizon)`` in ``sorted(item_ids)`` order."""
+        horizon, n_samples = check_horizon(horizon), check_n_samples(n_samples)
         _, past, fut, _ = self._prepare(history, future, horizon)
         samples, _, _ = self._paths(past, fut, horizon, n_samples, seed)
         return samples.cpu().numpy()

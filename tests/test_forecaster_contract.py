@@ -213,6 +213,31 @@ def test_unknown_item_is_a_data_error(fitted: Forecaster, history: SalesHistory)
         fitted.predict(history, future, HORIZON, QUANTILES)
 
 
+def test_bad_predict_arguments_are_clear_errors(fitted: Forecaster, history: SalesHistory):
+    """Every forecaster checks the contract's arguments the same way, before any work."""
+    future = future_frame(history)
+    for quantiles in ((0.1, 1.5), (-0.2,), (0.0,), (float("nan"),), ()):
+        with pytest.raises(PromogymInputError, match="quantiles must be numbers in"):
+            fitted.predict(history, future, HORIZON, quantiles)
+    with pytest.raises(PromogymInputError, match="horizon must be a whole number"):
+        fitted.predict(history, future, 0, QUANTILES)
+    doubled = pd.concat([future, future.iloc[[2]].assign(price=5.0)], ignore_index=True)
+    with pytest.raises(DataError, match="has two rows for"):
+        fitted.predict(history, doubled, HORIZON, QUANTILES)
+    for column, value in (("list_price", np.nan), ("list_price", -5.0), ("promo", np.nan)):
+        bad = future.copy()
+        bad.loc[0, column] = value
+        with pytest.raises(DataError, match=column):
+            fitted.predict(history, bad, HORIZON, QUANTILES)
+    weekly_frame = history.frame[history.frame["date"].dt.day_of_week == 0]
+    weekly = history_from_frame(weekly_frame, categorical=list(history.categorical))
+    with pytest.raises(DataError, match="weekly data, but .* fitted on daily data"):
+        fitted.predict(weekly, future_frame(weekly), HORIZON, QUANTILES)
+    if fitted.probabilistic:
+        with pytest.raises(PromogymInputError, match="n_samples must be a whole number"):
+            fitted.sample(history, future, HORIZON, 0)
+
+
 # ---- baseline specifics ----------------------------------------------------------------------
 def test_seasonal_naive_one_step_matches_predict(history: SalesHistory):
     model = SeasonalNaive().fit(history)
