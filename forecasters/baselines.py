@@ -102,6 +102,12 @@ def future_covariates(
     """
     check_frequency(history, freq, name)
     horizon = check_horizon(horizon)
+    absent_columns = [c for c in extra if c not in history.frame.columns]
+    if absent_columns:
+        raise DataError(
+            f"{history.source}: no column {absent_columns[0]!r}, a covariate {name} was fitted "
+            "with; pass a history that has it"
+        )
     needed = ("item_id", "date", "price", *extra)
     for column in needed:
         if column not in future.columns:

@@ -231,7 +231,8 @@ class TransformerConfig:
         unknown_items: ``"error"`` (DataError) or ``"generic"`` (use the generic item row) for
             items outside the vocabulary at predict time.
         seed: seeds initialisation, window order, dropout and Monte-Carlo paths.
-        device: torch device of the model (``"cpu"``, ``"cuda"``).
+        device: torch device of the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``:
+            CUDA when available, else the CPU).
     """
 
     context_length: int = 42
@@ -331,6 +332,11 @@ class TransformerConfig:
             raise bad("censored_loss", "must be 'survival' or 'drop'")
         if self.likelihood not in LIKELIHOODS:
             raise bad("likelihood", f"must be one of {list(LIKELIHOODS)}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise bad("device", "must be cpu, cuda, cuda:N or auto") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -801,7 +807,9 @@ class TransformerForecaster(Forecaster):
 
     @property
     def device(self) -> torch.device:
-        return torch.device(self.config.device)
+        from promogym.envs.flash_sale import resolve_device
+
+        return resolve_device(self.config.device)
 
     @property
     def vocab(self) -> dict[str, int]:
@@ -1232,6 +1240,12 @@ class TransformerForecaster(Forecaster):
         step = period_days(history.freq)
         group_cols = {group_price_column(g) for g in self.group_columns}
         given = [x for x in self.extra_columns if x not in group_cols]
+        absent = [x for x in given if x not in history.frame.columns]
+        if absent:
+            raise DataError(
+                f"{history.source}: no column {absent[0]!r}, a covariate the transformer was "
+                "fitted with; pass a history that has it"
+            )
         for col in ("item_id", "date", "price", *given):
             if col not in future:
                 raise DataError(

@@ -275,6 +275,8 @@ def test_lightgbm_requires_extra_numeric_covariates(history: SalesHistory):
         model.predict(with_feat, future_frame(with_feat), HORIZON)
     pred = model.predict(with_feat, future_frame(with_feat).assign(feat=0.5), HORIZON)
     assert pred.shape[0] == len(ITEMS) * HORIZON
+    with pytest.raises(DataError, match="no column 'feat', a covariate"):  # history lacks it
+        model.predict(history, future_frame(history).assign(feat=0.5), HORIZON)
 
 
 # ---- ensemble specifics ----------------------------------------------------------------------

@@ -730,6 +730,8 @@ def test_extra_covariates_are_used_and_start_at_zero_weight(history: SalesHistor
     assert not np.allclose(one, other.to_numpy())
     with pytest.raises(DataError, match="'feat'"):
         model.predict(with_feat, fut, 1)
+    with pytest.raises(DataError, match="no column 'feat', a covariate"):  # history lacks it
+        model.predict(history, fut_feat, 1)
     with pytest.raises(DataError, match="extra covariates"):
         model.one_step(context_of(history, 14, [0]), torch.tensor([0.0]))
     ignored = TransformerForecaster(
@@ -1071,3 +1073,11 @@ def test_validation_one_step_uses_the_recorded_promo_flag(
     TransformerForecaster(dataclasses.replace(TINY, epochs=1), from_scratch=True).fit(history)
     recorded = [p for p in seen if p is not None]
     assert recorded and all(p.shape[1] == 1 for p in recorded)
+
+
+def test_device_auto_and_bad_device_names() -> None:
+    """``device="auto"`` is CUDA where present, else the CPU; other names are checked early."""
+    auto = TransformerForecaster(dataclasses.replace(TINY, device="auto"), from_scratch=True)
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device must be"):
+        dataclasses.replace(TINY, device="gpu")
