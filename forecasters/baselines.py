@@ -479,9 +479,17 @@ class SeasonalNaive(Forecaster):
             idx >= 0, value.to(torch.float64), torch.zeros_like(value, dtype=torch.float64)
         )
         disp = torch.as_tensor(self.dispersion_, dtype=torch.float64, device=context.device)
+        item = context.item
+        if bool(((item < -1) | (item >= disp.shape[0])).any()):
+            raise DataError(
+                f"one_step: item index out of range for {disp.shape[0]} items (-1 = an item "
+                "outside the vocabulary)"
+            )
+        # An unknown item (-1) gets the median item's dispersion, as the transformer's generic row.
+        per_item = torch.where(item >= 0, disp[item.clamp_min(0)], disp.median())
         return (
             value.unsqueeze(1).expand(b, a).clone(),
-            disp[context.item].unsqueeze(1).expand(b, a).clone(),
+            per_item.unsqueeze(1).expand(b, a).clone(),
         )
 
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -979,8 +987,12 @@ class LightGBMForecaster(Forecaster):
         model.item_scales_ = [
             np.asarray(s, dtype=np.float64) for s in meta.get("item_scales", ones)
         ]
-        model.boosters_ = [
-            lgb.Booster(model_str=(Path(directory) / f"booster_h{h}.txt").read_text())
-            for h in range(1, model.max_horizon + 1)
-        ]
+        files = [Path(directory) / f"booster_h{h}.txt" for h in range(1, model.max_horizon + 1)]
+        absent = [f.name for f in files if not f.is_file()]
+        if absent:
+            raise PromogymInputError(
+                f"{directory}: missing {', '.join(absent)}; save the model again "
+                "(LightGBMForecaster.save)"
+            )
+        model.boosters_ = [lgb.Booster(model_str=f.read_text()) for f in files]
         return model

@@ -246,6 +246,13 @@ def test_seasonal_naive_one_step_matches_predict(history: SalesHistory):
     mean, _ = model.one_step(context, torch.tensor([0.0, 0.5]))
     np.testing.assert_array_equal(mean[:, 0].numpy(), pred["mean"].to_numpy())
     assert torch.equal(mean[:, 0], mean[:, 1]), "seasonal naive is price-blind"
+    import dataclasses
+
+    unknown = dataclasses.replace(context, item=torch.full_like(context.item, -1))
+    _, disp = model.one_step(unknown, torch.tensor([0.0]))
+    assert torch.all(disp == torch.as_tensor(model.dispersion_).median())  # not the last item's
+    with pytest.raises(DataError, match="out of range"):
+        model.one_step(dataclasses.replace(context, item=context.item + 10), torch.tensor([0.0]))
 
 
 def test_missing_forecast_period_is_a_data_error(history: SalesHistory):
@@ -264,6 +271,16 @@ def test_nb_quantiles_gamma_branch_matches_exact_cdf():
         cdf = torch.cumsum(pmf[0], 0).numpy()
         exact = np.array([(cdf < q).sum() for q in (0.1, 0.5, 0.9)])
         assert np.abs(approx[k] - exact).max() <= 0.002 * mean[k]
+
+
+def test_lightgbm_load_names_a_missing_booster(history: SalesHistory, tmp_path: Path):
+    pytest.importorskip("lightgbm")
+    _lightgbm().fit(history).save(tmp_path / "m")
+    (tmp_path / "m" / "booster_h2.txt").unlink()
+    from promogym.forecasters.baselines import LightGBMForecaster
+
+    with pytest.raises(PromogymInputError, match="missing booster_h2.txt"):
+        LightGBMForecaster.load(tmp_path / "m")
 
 
 def test_lightgbm_requires_extra_numeric_covariates(history: SalesHistory):
