@@ -45,7 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from promogym.agents.hparams import check_algo, resolve_hparams
 from promogym.errors import PromogymInputError
-from promogym.io import atomic_path, atomic_write_text
+from promogym.io import atomic_path, atomic_write_text, replace_directory
 
 if TYPE_CHECKING:
     from promogym.config import CampaignConfig
@@ -521,7 +521,7 @@ def train_agent(
     }
     atomic_write_text(partial / TRAIN_JSON, json.dumps(info, indent=2) + "\n")
     (partial / REPLAY_BUFFER).unlink(missing_ok=True)
-    _replace_dir(partial, final_dir)
+    replace_directory(partial, final_dir)
     say(f"wrote {final_dir} in {seconds:.0f} s")
     return TrainResult(
         name=name,
@@ -531,15 +531,3 @@ def train_agent(
         best_mean_reward=progress["best_mean_reward"],
         evaluations=list(progress["evaluations"]),
     )
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move ``source`` onto ``target``, replacing an older ``target`` only once ready."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(source, target)
-    if old.exists():
-        shutil.rmtree(old)

@@ -61,6 +61,29 @@ def check_n_samples(n_samples: int) -> int:
     return int(n_samples)
 
 
+def check_history_columns(history: SalesHistory, columns: Sequence[str], name: str) -> None:
+    """:class:`DataError` if ``history`` lacks one of the covariate ``columns`` the model
+    ``name`` was fitted with."""
+    absent = [c for c in columns if c not in history.frame.columns]
+    if absent:
+        raise DataError(
+            f"{history.source}: no column {absent[0]!r}, a covariate {name} was fitted with; "
+            "pass a history that has it"
+        )
+
+
+def check_one_row_per_period(future: pd.DataFrame, source: str) -> None:
+    """:class:`DataError` naming the first item and date with two rows in ``future``
+    (``item_id``, ``date`` as datetimes)."""
+    dup = future.duplicated(["item_id", "date"])
+    if dup.any():
+        row = future[dup].iloc[0]
+        raise DataError(
+            f"{source}: item {row['item_id']!r} has two rows for {row['date'].date()}; "
+            "give one row per item and forecast period"
+        )
+
+
 def check_frequency(history: SalesHistory, fitted: str | None, name: str) -> None:
     """:class:`DataError` if ``history`` is not at the frequency the model was fitted on."""
     if fitted is not None and history.freq != fitted:

@@ -36,8 +36,10 @@ from promogym.forecasters.base import (
     DemandContext,
     Forecaster,
     check_frequency,
+    check_history_columns,
     check_horizon,
     check_n_samples,
+    check_one_row_per_period,
     check_quantiles,
 )
 from promogym.io import atomic_write_text
@@ -102,12 +104,7 @@ def future_covariates(
     """
     check_frequency(history, freq, name)
     horizon = check_horizon(horizon)
-    absent_columns = [c for c in extra if c not in history.frame.columns]
-    if absent_columns:
-        raise DataError(
-            f"{history.source}: no column {absent_columns[0]!r}, a covariate {name} was fitted "
-            "with; pass a history that has it"
-        )
+    check_history_columns(history, extra, name)
     needed = ("item_id", "date", "price", *extra)
     for column in needed:
         if column not in future.columns:
@@ -135,13 +132,7 @@ def future_covariates(
     dates = forecast_dates(history, horizon)
     f = f[f["date"].isin(dates)]
     items = sorted(set(future["item_id"].astype(str)))
-    dup = f.duplicated(["item_id", "date"])
-    if dup.any():
-        row = f[dup].iloc[0]
-        raise DataError(
-            f"future: item {row['item_id']!r} has two rows for {row['date'].date()}; "
-            "give one row per item and forecast period"
-        )
+    check_one_row_per_period(f, "future")
     grid = pd.MultiIndex.from_product([items, dates], names=["item_id", "date"])
     f = f.set_index(["item_id", "date"])
     missing = grid.difference(f.index)

@@ -100,8 +100,10 @@ from promogym.forecasters.base import (
     DemandContext,
     Forecaster,
     check_frequency,
+    check_history_columns,
     check_horizon,
     check_n_samples,
+    check_one_row_per_period,
     check_quantiles,
 )
 from promogym.forecasters.features import (
@@ -1240,12 +1242,7 @@ class TransformerForecaster(Forecaster):
         step = period_days(history.freq)
         group_cols = {group_price_column(g) for g in self.group_columns}
         given = [x for x in self.extra_columns if x not in group_cols]
-        absent = [x for x in given if x not in history.frame.columns]
-        if absent:
-            raise DataError(
-                f"{history.source}: no column {absent[0]!r}, a covariate the transformer was "
-                "fitted with; pass a history that has it"
-            )
+        check_history_columns(history, given, "the transformer")
         for col in ("item_id", "date", "price", *given):
             if col not in future:
                 raise DataError(
@@ -1269,13 +1266,7 @@ class TransformerForecaster(Forecaster):
                     f"predict: unknown item {unknown[0]!r}: the forecaster was fitted on "
                     f"{len(vocab)} items ({', '.join(self.item_ids[:5])}...); refit with it"
                 )
-        dup = future.duplicated(["item_id", "date"])
-        if dup.any():
-            row = future[dup].iloc[0]
-            raise DataError(
-                f"future covariates: item {row['item_id']!r} has two rows for "
-                f"{row['date'].date()}; give one row per item and forecast period"
-            )
+        check_one_row_per_period(future, "future covariates")
         frame = with_group_prices(history.frame, self.group_columns)
         frame = frame[frame["item_id"].isin(items)]
         last_date = frame.groupby("item_id")["date"].max().reindex(items)

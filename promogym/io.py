@@ -38,10 +38,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def replace_directory(source: Path, target: Path) -> None:
+    """Move the finished directory ``source`` onto ``target``. A previous ``target`` is moved
+    aside first and removed only once ``source`` is in its place."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp directory beside ``path``; move it onto ``path`` (absent or an empty
-    directory) only if the block succeeds, so a reader never sees half of it.
+    """Yield a temp directory beside ``path``; move it onto ``path`` only if the block
+    succeeds (:func:`replace_directory`: a previous ``path`` is replaced, so callers check
+    beforehand whether that is allowed), so a reader never sees half of it.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()) / "model"
@@ -60,9 +74,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 directories
-        if path.is_dir():
-            path.rmdir()  # empty (the caller checked); os.replace needs it gone or empty
-        os.replace(tmp, path)
+        replace_directory(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

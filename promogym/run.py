@@ -40,7 +40,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -170,7 +169,7 @@ def fit_run(
     from promogym.data import load_history_with_config
     from promogym.forecasters.ensemble import EnsembleForecaster
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
-    from promogym.io import atomic_write_text, check_output_path
+    from promogym.io import atomic_directory, atomic_write_text, check_output_path
 
     say = progress or (lambda _msg: None)
     out = Path(out)
@@ -226,9 +225,7 @@ def fit_run(
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
     response = price_response_check(members, history, true_market)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:  # replaces a previous run only once this one is whole
         config.save(tmp / "config.toml")
         history.frame.to_parquet(tmp / "history.parquet", index=False)
         forecaster.save(tmp / "forecaster")
@@ -269,17 +266,6 @@ def fit_run(
             "packages": package_versions(),
         }
         atomic_write_text(tmp / "run.json", json.dumps(info, indent=2, default=str) + "\n")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     say(f"wrote {out}")
     return load_run(out)
 
