@@ -355,13 +355,13 @@ def main() -> None:
     )
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument(
-        "--readme-only", action="store_true", help="rewrite the README part from the JSON"
+        "--readme-only", action="store_true", help="rewrite the README part from the --out JSON"
     )
     args = parser.parse_args()
     if args.update_readme and args.timesteps <= 0:
         parser.error("--update-readme needs the PPO columns: give --timesteps > 0")
     if args.readme_only:
-        update_readme(readme_section(json.loads(RESULTS.read_text(encoding="utf-8"))))
+        update_readme(readme_section(json.loads(args.out.read_text(encoding="utf-8"))))
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -94,6 +94,33 @@ def check_frequency(history: SalesHistory, fitted: str | None, name: str) -> Non
         )
 
 
+def candidate_discounts(discounts: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The candidate discounts of :meth:`Forecaster.one_step` as ``(B, A)``.
+
+    ``discounts`` is ``(A,)`` (one ladder for every context) or ``(B, A)``; every entry must
+    be a fraction in ``[0, 1)``. :class:`DataError` otherwise.
+
+    >>> candidate_discounts(torch.tensor([0.0, 0.2]), 3).shape
+    torch.Size([3, 2])
+    """
+    discounts = torch.as_tensor(discounts)
+    if discounts.dim() == 1:
+        discounts = discounts.unsqueeze(0).expand(batch_size, -1)
+    if discounts.dim() != 2 or discounts.shape[0] != batch_size or discounts.shape[1] < 1:
+        raise DataError(
+            f"one_step: discounts must be (A,) or ({batch_size}, A) with A >= 1, got shape "
+            f"{tuple(discounts.shape)}"
+        )
+    bad = ~((discounts >= 0) & (discounts < 1))  # NaN is bad too
+    if bool(bad.any()):
+        value = float(discounts[bad][0])
+        raise DataError(
+            f"one_step: discount {value!r} is not a fraction in [0, 1) (0.2 = 20% off the "
+            "list price)"
+        )
+    return discounts
+
+
 @dataclass(frozen=True)
 class DemandContext:
     """``B`` one-step prediction contexts, as tensors on one device.
@@ -160,7 +187,8 @@ class Forecaster(abc.ABC):
 
         Args:
             context: ``B`` contexts on the model's device.
-            discounts: ``(A,)`` or ``(B, A)`` candidate discounts for the predicted period.
+            discounts: ``(A,)`` or ``(B, A)`` candidate discounts for the predicted period,
+                fractions in ``[0, 1)`` (checked by :func:`candidate_discounts`).
 
         Returns:
             ``(mean, dispersion)``, each ``(B, A)`` float64: negative-binomial parameters

@@ -35,6 +35,7 @@ from promogym.forecasters.base import (
     DEFAULT_QUANTILES,
     DemandContext,
     Forecaster,
+    candidate_discounts,
     check_frequency,
     check_history_columns,
     check_horizon,
@@ -453,8 +454,7 @@ class SeasonalNaive(Forecaster):
         """
         self._check_fitted()
         b = context.batch_size
-        if discounts.dim() == 1:
-            discounts = discounts.unsqueeze(0).expand(b, -1)
+        discounts = candidate_discounts(discounts, b)
         a = discounts.shape[1]
         period = 7 if self.freq_ == "W" else 1
         lag_day = (context.day - self.season_ * period).unsqueeze(1)

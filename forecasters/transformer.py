@@ -99,6 +99,7 @@ from promogym.forecasters.base import (
     DEFAULT_QUANTILES,
     DemandContext,
     Forecaster,
+    candidate_discounts,
     check_frequency,
     check_history_columns,
     check_horizon,
@@ -1208,9 +1209,7 @@ class TransformerForecaster(Forecaster):
                 f"one_step: context has {context.past_units.shape[1]} past periods, the "
                 f"forecaster needs exactly context_length = {c}"
             )
-        discounts = torch.as_tensor(discounts, device=context.device).to(torch.float32)
-        if discounts.dim() == 1:
-            discounts = discounts.unsqueeze(0).expand(b, -1)
+        discounts = candidate_discounts(discounts, b).to(context.device, torch.float32)
         daily = torch.full((b,), 1.0 if self.freq == "D" else 0.0, device=context.device)
         past = Windows(
             units=context.past_units.to(torch.float32),

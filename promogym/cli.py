@@ -2,20 +2,26 @@
 
 Each command parses its options, calls one library function and prints the result. A user
 error (:class:`promogym.errors.PromogymInputError`) is printed as one line on stderr and the
-command exits with code 2, leaving no partial output behind.
+command exits with code 2, leaving no partial output behind; so is a usage error (unknown
+option, missing or malformed value) when run through the console entry point (:func:`run`).
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from promogym.errors import PromogymInputError
+
+try:  # typer 0.29 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - typer on the click package
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 app = typer.Typer(
     name="promogym",
@@ -575,9 +581,43 @@ def demo_command(
     run_demo(out, timesteps=timesteps, algo=algo, seed=seed, log=lambda m: typer.echo(m))
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    A usage error (unknown option or command, missing or malformed value) is one line on
+    stderr naming the command and where its help is, exit code 2, like every other user
+    error; click's own format spreads it over a usage line, a hint and a framed box.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="promogym", standalone_mode=False)
+    except NoArgsIsHelpError:  # the help is already printed
+        return 2
+    except UsageError as exc:
+        if exc.ctx is not None:
+            command = exc.ctx.command_path
+        else:  # an option's missing value is found before the command's context exists
+            names = {
+                c.name or c.callback.__name__.replace("_", "-")
+                for c in app.registered_commands
+                if c.callback
+            }
+            command = f"promogym {args[0]}" if args and args[0] in names else "promogym"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        typer.echo(f"error: {command}: {message}; see '{command} --help'", err=True)
+        return exc.exit_code
+    except ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="promogym")
+    sys.exit(run())
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

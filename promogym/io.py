@@ -21,7 +21,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     'hi'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -29,25 +29,58 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if tmp.exists():
             # mkstemp makes 0600 files; give the output the permissions a plain open() would.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except BaseException:
+        _remove_empty(created, tmp)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing parent directories; return them, innermost first."""
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(created: list[Path], tmp: Path) -> None:
+    """After a failed write: remove ``tmp`` and the parents in ``created`` left empty."""
+    import shutil
+
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif tmp.exists():
+        tmp.unlink()
+    for parent in created:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
 def replace_directory(source: Path, target: Path) -> None:
     """Move the finished directory ``source`` onto ``target``. A previous ``target`` is moved
-    aside first and removed only once ``source`` is in its place."""
+    aside first, put back if the move fails, and removed once ``source`` is in its place."""
     import shutil
 
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
+    moved_aside = target.exists()
+    if moved_aside:
         os.replace(target, old)
-    os.replace(source, target)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        if moved_aside and not target.exists():
+            os.replace(old, target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -55,7 +88,8 @@ def replace_directory(source: Path, target: Path) -> None:
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; move it onto ``path`` only if the block
     succeeds (:func:`replace_directory`: a previous ``path`` is replaced, so callers check
-    beforehand whether that is allowed), so a reader never sees half of it.
+    beforehand whether that is allowed), so a reader never sees half of it. On failure the
+    temp directory goes, and so do the parent directories this call created.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()) / "model"
@@ -64,19 +98,16 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     >>> sorted(p.name for p in d.iterdir())
     ['a.txt']
     """
-    import shutil
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 directories
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 directories
         replace_directory(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        _remove_empty(created, tmp)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

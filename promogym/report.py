@@ -40,8 +40,6 @@ import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from promogym.errors import PromogymInputError
+from promogym.io import atomic_directory
 from promogym.response import NOTE as RESPONSE_NOTE
 from promogym.response import TITLE as RESPONSE_TITLE
 from promogym.response import ResponseBin, response_summary, response_table
@@ -1206,36 +1205,12 @@ def write_report(
         raise PromogymInputError(
             f"trajectory policy {traj!r} was not evaluated in the {report.primary_market} market"
         )
-    created = [p for p in [out_dir.parent, *out_dir.parent.parents] if not p.exists()]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old: Path | None = None
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
-        plots = make_plots(report, training_log, traj)
+    plots = make_plots(report, training_log, traj)
+    with atomic_directory(out_dir) as tmp:
         (tmp / PLOTS_DIR).mkdir()
         for stem, (_, png) in plots.items():
             (tmp / PLOTS_DIR / f"{stem}.png").write_bytes(png)
         (tmp / "report.json").write_text(report_json(report, plots, traj), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(report, plots), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(report, plots), encoding="utf-8")
-        if out_dir.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent)
-            )
-            os.replace(out_dir, old / "report")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:  # the previous report was moved aside: put it back
-            if (old / "report").exists() and not out_dir.exists():
-                os.replace(old / "report", out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        for parent in created:  # innermost first; only the ones this call made
-            if parent.exists() and not any(parent.iterdir()):
-                parent.rmdir()
-        raise
     return out_dir

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from promogym.config import CampaignConfig, load_config
-from promogym.errors import PromogymInputError
+from promogym.errors import DataError, PromogymInputError
 from promogym.response import (
     ResponseBin,
     ResponseRows,
@@ -208,6 +208,7 @@ def fit_run(
         raise PromogymInputError(f"--market {market_path}: file not found")
     true_market = _read_market(market_path, history.freq)  # before the fit: fail early
     fc_config = forecaster_config or TransformerConfig(seed=seed)
+    _check_item_lengths(history, fc_config.context_length)
     if epochs is not None:
         fc_config = dataclasses.replace(fc_config, epochs=epochs)
     if forecaster_seeds < 1:
@@ -335,6 +336,23 @@ def _read_market(path: Path | None, freq: str) -> ReferenceMarket | None:
             f"{path}: not a market file written by promogym simulate-history ({err}); remove it "
             "or pass the right one with --market"
         ) from err
+
+
+def _check_item_lengths(history: SalesHistory, need: int) -> None:
+    """:class:`DataError` naming the shortest item if one has fewer than ``need`` periods: a
+    campaign starts from the item's last ``need`` periods (``evaluate``, ``recommend``)."""
+    lengths = history.frame.groupby("item_id", sort=True).size()
+    short = lengths[lengths < need]
+    if len(short):
+        item, n = short.idxmin(), int(short.min())
+        dropped = " after fill_gaps=drop" if history.dropped_rows else ""
+        others = f" ({len(short) - 1} more items too)" if len(short) > 1 else ""
+        raise DataError(
+            f"{history.source}: item {item!r} has {n} period{'s' * (n != 1)}{dropped}{others}; "
+            f"every item needs at least {need} (the forecaster's context_length) to start its "
+            "campaigns: leave the short items out"
+            + (" or fill the gaps with --fill-gaps zero" if history.dropped_rows else "")
+        )
 
 
 def _market_beside(data: Path) -> Path | None:
@@ -780,6 +798,14 @@ class Run:
             isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 0 for q in pipeline
         ):
             raise PromogymInputError(f"--pipeline {pipeline}: entries must be whole numbers >= 0")
+        if inventory + sum(pipeline) > cfg.inventory.capacity:
+            # The env never orders past capacity, so arrivals beyond it would be lost stock no
+            # policy was trained on (and the agents' sales tracking assumes they fit).
+            raise PromogymInputError(
+                f"--inventory {inventory} plus --pipeline {sum(pipeline)} units exceed "
+                f"inventory.capacity {cfg.inventory.capacity}; the campaign model loses arrivals "
+                "beyond capacity, so raise inventory.capacity in the config and fit again"
+            )
         last = pd.Timestamp(rows["date"].max())
         period = pd.Timedelta(days=history.period_days)
         next_date = last + period
@@ -857,7 +883,8 @@ class Run:
             item_id: the item.
             inventory: units on hand now (after this period's arrivals).
             pipeline: ``pipeline[k]`` = units arriving in ``k + 1`` periods (at most
-                ``lead_time`` entries; missing ones are 0).
+                ``lead_time`` entries; missing ones are 0). ``inventory + sum(pipeline)``
+                must not exceed ``inventory.capacity``, as in the campaign model.
             day: index of the next period within the campaign (default: from
                 ``campaign.start_date`` and the history's last date, else 0).
             agent: trained agent, or :data:`PLANNER` (the default): the exact DP over the

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from promogym.cli import app
+from promogym.cli import app, run
 
 COMMANDS = sorted(info.name for info in typer.main.get_command(app).commands.values())  # type: ignore[attr-defined]
 
@@ -30,11 +30,39 @@ def test_command_help_has_example(name: str) -> None:
         ["evaluate", "--seed", "-1", "--out", "r"],
     ],
 )
-def test_negative_seeds_are_usage_errors(args: list[str], tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_negative_seeds_are_usage_errors(args: list[str], tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2, result.output
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: promogym {args[0]}: Invalid value for '--") and err.count("\n") == 1
+    )
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["fit", "--bogus"], "promogym fit: No such option: --bogus"),
+        (["fit", "--data"], "promogym fit: Option '--data' requires an argument"),
+        (["fit"], "promogym fit: Missing option '--data'"),
+        (["bogus"], "promogym: No such command 'bogus'"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], line: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The console entry point prints click's usage errors as one line, like user errors."""
+    assert run(args) == 2
+    out, err = capsys.readouterr()
+    command = line.split(":")[0]
+    assert not out and err.startswith(f"error: {line}") and err.count("\n") == 1
+    assert err.endswith(f"; see '{command} --help'\n")
+
+
+def test_run_returns_the_commands_exit_code(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(["check-config", "--help"]) == 0
+    assert "Example" in capsys.readouterr().out
+    assert run(["check-data", "--data", "/nonexistent/h.csv"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_outputs_under_a_file_or_into_a_full_directory_fail_before_any_work(tmp_path) -> None:  # type: ignore[no-untyped-def]

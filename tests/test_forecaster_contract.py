@@ -205,6 +205,9 @@ def test_one_step_shape(fitted: Forecaster, history: SalesHistory):
     assert mean.shape == dispersion.shape == (len(ITEMS), 3)
     assert mean.dtype == dispersion.dtype == torch.float64
     assert (mean >= 0).all() and (dispersion > 0).all()
+    for bad in ([0.0, 1.0], [-0.1], [float("nan")], [[0.0, 0.2]]):  # last: wrong batch size
+        with pytest.raises(DataError, match="one_step: discount"):
+            fitted.one_step(context, torch.tensor(bad))
 
 
 def test_unknown_item_is_a_data_error(fitted: Forecaster, history: SalesHistory):

@@ -207,6 +207,24 @@ def test_fit_refuses_a_bad_market_file_before_fitting(
     assert not (tmp_path / "run").exists()
 
 
+def test_fit_refuses_an_item_shorter_than_the_context(shop: Path, tmp_path: Path) -> None:
+    """An item whose last gap-free run is shorter than the forecaster's context could be fitted
+    but never evaluated or recommended; ``fit`` says so before any fitting."""
+    frame = pd.read_csv(shop / "history.csv")
+    last = frame["date"].max()
+    gap = (frame["item_id"] == "sku-1") & (frame["date"] >= "2024-04-20") & (frame["date"] < last)
+    frame.loc[~gap].to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(PromogymInputError, match=r"item 'sku-1' has 1 period after fill_gaps=drop"):
+        fit_run(
+            tmp_path / "h.csv",
+            tmp_path / "run",
+            CONFIG,
+            forecaster_config=TINY_FORECASTER,
+            fill_gaps="drop",
+        )
+    assert not (tmp_path / "run").exists()
+
+
 def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
     with pytest.raises(PromogymInputError, match="no such run directory"):
         load_run(tmp_path / "missing")
@@ -316,6 +334,7 @@ def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
         ({"item_id": "sku-9"}, "unknown item"),
         ({"pipeline": [10, 10, 10]}, "lead_time"),
         ({"inventory": 500}, "capacity"),
+        ({"inventory": 150, "pipeline": [10, 10]}, "plus --pipeline 20 units exceed"),
         ({"inventory": -1}, "must be in"),
         ({"day": 7}, "campaign has 7 periods"),
         ({"config": CampaignConfig()}, "another campaign config"),
