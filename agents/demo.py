@@ -54,6 +54,7 @@ def run_demo(
     """Run the demo into ``out``; returns the seconds spent per stage."""
     from promogym.agents.scoring import OPTIMUM, market_case
     from promogym.agents.train import train_agent
+    from promogym.envs.dp import format_share, share_of_optimum
     from promogym.evaluate import evaluate_policies
     from promogym.forecasters.transformer import BASE_WEIGHTS_DIR, TransformerConfig
     from promogym.report import write_report
@@ -146,7 +147,7 @@ def run_demo(
     log(f"  {'policy':<24} {'mean profit':>12} {'of optimum':>11}")
     for name, row in sorted(stats.items(), key=lambda kv: -kv[1]["stats"]["mean_profit"]):
         mean = row["stats"]["mean_profit"]
-        log(f"  {name:<24} {mean:>12.2f} {mean / case.optimum:>10.1%}")
+        log(f"  {name:<24} {mean:>12.2f} {format_share(share_of_optimum(mean, case.optimum)):>10}")
     report.price_response = run.info.get("price_response")  # the fit's held-out check
     path = write_report(report, out / "report", training_log=result.directory / "evaluations.csv")
     log(f"report: {path / 'report.html'}")

@@ -44,6 +44,7 @@ values are TOML literals) or from a TOML file (``--hparams file.toml``; a flat t
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -161,6 +162,24 @@ def resolve_hparams(
     return params
 
 
+AT_LEAST_ONE = frozenset(
+    {
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "buffer_size",
+        "train_freq",
+        "gradient_steps",
+        "target_update_interval",
+    }
+)
+"""Integer hyper-parameters that must be >= 1 (0 would train nothing or fail inside SB3)."""
+POSITIVE = frozenset({"learning_rate", "clip_range", "max_grad_norm"})
+"""Number hyper-parameters that must be > 0."""
+FRACTIONS = frozenset({"gamma", "gae_lambda", "exploration_fraction", "exploration_final_eps"})
+"""Number hyper-parameters that must lie in [0, 1]."""
+
+
 def _check_value(algo: str, key: str, value: Any, default: Any, source: str) -> Any:
     where = f"{source}: {algo} {key}"
     if key == "net_arch":
@@ -176,9 +195,16 @@ def _check_value(algo: str, key: str, value: Any, default: Any, source: str) -> 
             raise ConfigError(f"{where} must be one of {list(ACTIVATIONS)}, got {value!r}")
         return value
     if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{where} must be an integer >= 0, got {value!r}")
+        low = 1 if key in AT_LEAST_ONE else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{where} must be an integer >= {low}, got {value!r}")
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if key in FRACTIONS and not 0 <= value <= 1:
+        raise ConfigError(f"{where} must be in [0, 1], got {value!r}")
+    if key in POSITIVE and value <= 0:
+        raise ConfigError(f"{where} must be > 0, got {value!r}")
+    if value < 0:
         raise ConfigError(f"{where} must be a number >= 0, got {value!r}")
     return float(value)

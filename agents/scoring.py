@@ -65,13 +65,7 @@ def market_case(
             f"unknown item {item_id!r}; the market has {list(market.item_ids)}"
         )
     params = run.params()
-    # The state indexes the forecaster's vocabulary; the market must use the same order.
-    market_item = market.item_index(item_id)
-    if run.item_vocabulary().index(item_id) != market_item:
-        raise PromogymInputError(
-            f"{run.path}: the forecaster's item order differs from the market's; "
-            "scoring needs them aligned"
-        )
+    market_item = market.item_index(item_id)  # the run's vocabulary order (Run.market)
     start = run.next_campaign(item_id)
     day = int(start.day[0])
     demand = MarketDemand(market)
@@ -105,6 +99,7 @@ def score_in_market(
     (``agent``, ``baseline`` or ``optimum``, whose Monte-Carlo mean checks the DP) and
     ``seconds`` (the rollouts, with any planning the policy does).
     """
+    from promogym.envs.dp import share_of_optimum
     from promogym.envs.market import day_date
     from promogym.envs.rollout import simulate
 
@@ -121,7 +116,7 @@ def score_in_market(
             "kind": case.kinds[name],
             "mean": summary["mean_profit"],
             "se": summary["se_profit"],
-            "fraction": summary["mean_profit"] / case.optimum if case.optimum else float("nan"),
+            "fraction": share_of_optimum(summary["mean_profit"], case.optimum),
             "seconds": round(time.perf_counter() - began, 2),
         }
     return {
@@ -137,6 +132,8 @@ def score_in_market(
 
 def format_scores(scores: dict[str, Any]) -> str:
     """Table of :func:`score_in_market` output, best first."""
+    from promogym.envs.dp import format_share
+
     lines = [
         f"{scores['item']} from {scores['start_date']}: DP optimum {scores['optimum']:.2f} "
         f"({scores['episodes']} campaigns per policy, common random numbers)",
@@ -146,6 +143,6 @@ def format_scores(scores: dict[str, Any]) -> str:
     for name, row in rows:
         lines.append(
             f"  {name:<24} {row['kind']:<9} {row['mean']:>12.2f} {row['se']:>7.2f} "
-            f"{row['fraction']:>10.1%}"
+            f"{format_share(row['fraction']):>10}"
         )
     return "\n".join(lines)

@@ -6,10 +6,11 @@ windows of its history; or, with ``demand="reference"``, the true market the his
 simulated from) and trains ``ppo``, ``maskable-ppo`` (sb3-contrib, with action masks) or
 ``dqn`` (on the flattened ``Discrete`` actions). Defaults: :mod:`promogym.agents.hparams`.
 
-Held-out evaluation: training campaigns start anywhere in the history except its last
-``holdout_periods`` periods; every ``eval_freq`` timesteps the deterministic policy plays
-``eval_episodes`` campaigns starting in those held-out periods (same seed every time, so
-evaluations are comparable), the mean profit per campaign (currency) goes to
+Held-out evaluation: training campaigns start anywhere in the history before its last
+``holdout_periods`` dates (at the first of them at the latest); every ``eval_freq`` timesteps
+the deterministic policy plays ``eval_episodes`` campaigns starting after that date, each
+item from its own context, on the training history's observation scale (same seed every
+time, so evaluations are comparable), the mean profit per campaign (currency) goes to
 ``evaluations.csv`` (``timesteps,mean_reward,std_reward``) and the best so far is saved as
 ``best_model.zip``.
 
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
@@ -101,21 +103,28 @@ def config_digest(config: CampaignConfig) -> str:
 
 
 # ---- environments ---------------------------------------------------------------------------
-def training_history(run: Run, holdout_periods: int) -> Any:
-    """The run's history without its last ``holdout_periods`` periods (training starts)."""
-    from promogym.data import SalesHistory
-
-    history = run.history
-    frame = history.frame
-    dates = np.sort(frame["date"].unique())
+def holdout_cutoff(run: Run, holdout_periods: int) -> pd.Timestamp | None:
+    """The first of the history's last ``holdout_periods`` dates (``None`` for no holdout)."""
+    dates = np.sort(run.history.frame["date"].unique())
     if holdout_periods <= 0:
-        return history
+        return None
     if holdout_periods >= len(dates):
         raise PromogymInputError(
             f"holdout_periods={holdout_periods} leaves no training history "
             f"({len(dates)} periods); use a smaller value"
         )
-    cutoff = dates[-holdout_periods]
+    return pd.Timestamp(dates[-holdout_periods])
+
+
+def training_history(run: Run, holdout_periods: int) -> Any:
+    """The run's history before :func:`holdout_cutoff` (training starts)."""
+    from promogym.data import SalesHistory
+
+    history = run.history
+    frame = history.frame
+    cutoff = holdout_cutoff(run, holdout_periods)
+    if cutoff is None:
+        return history
     return SalesHistory(
         frame=frame[frame["date"] < cutoff].reset_index(drop=True),
         freq=history.freq,
@@ -153,9 +162,14 @@ def make_vec_env(
 ) -> FlashSaleVecEnv:
     """The run's FlashSale VecEnv: training starts before the holdout, evaluation starts in it.
 
-    The evaluation env uses the whole history with ``min_context`` set so that random
-    starts fall only in the last ``holdout_periods`` periods.
+    Training reads :func:`training_history` (the history before the cut-off date, the first
+    of the last ``holdout_periods``), so its last start is the cut-off. Evaluation reads the
+    whole history, starts after the cut-off (each item with its own context before the
+    start, so items that start or stop on other dates count too) and scales its observations
+    by the training history's typical demand, as training and the deployed agent
+    (:meth:`promogym.run.Run.policy`) do.
     """
+    from promogym.envs.forecaster_demand import HistoryWindows
     from promogym.envs.vec_env import FlashSaleVecEnv
 
     model = demand_model if demand_model is not None else demand_model_for(run, spec.demand)
@@ -168,20 +182,25 @@ def make_vec_env(
         "list_price": run.list_prices(),
         "unit_cost": run.unit_costs(),
     }
+    history = training_history(run, spec.holdout_periods)
     if not evaluation:
-        history = training_history(run, spec.holdout_periods)
         return FlashSaleVecEnv(
             n_envs, model, run.config, flatten_actions=flat, history=history, **common
         )
-    n_periods = int(run.history.frame["date"].nunique())
-    min_context = max(n_periods - spec.holdout_periods, 1)
+    # Training's last start is the cut-off (the period after its history), so evaluation
+    # starts one period later; without a holdout, at the period after the history.
+    period = pd.Timedelta(days=run.history.period_days)
+    last = pd.Timestamp(run.history.frame["date"].max())
+    cutoff = holdout_cutoff(run, spec.holdout_periods)
+    first = (last if cutoff is None else cutoff) + period
     return FlashSaleVecEnv(
         n_envs,
         model,
         run.config,
         flatten_actions=flat,
         history=run.history,
-        min_context=min_context,
+        first_start=first.date().isoformat(),
+        typical=HistoryWindows(history, item_ids).typical_level,
         **common,
     )
 
@@ -203,6 +222,15 @@ def algo_class(algo: str) -> Any:
     return DQN
 
 
+def effective_hparams(algo: str, hparams: Mapping[str, Any], n_envs: int) -> dict[str, Any]:
+    """``hparams`` as training uses them: PPO's ``batch_size`` at most one rollout
+    (``n_steps * n_envs``) and at least 2, so ``train.json`` records what the model used."""
+    hp = dict(hparams)
+    if algo in ("ppo", "maskable-ppo"):
+        hp["batch_size"] = max(2, min(hp["batch_size"], hp["n_steps"] * n_envs))
+    return hp
+
+
 def build_model(
     algo: str,
     env: FlashSaleVecEnv,
@@ -212,14 +240,12 @@ def build_model(
     device: str,
     tensorboard_log: str | None,
 ) -> Any:
-    """A fresh SB3 model of ``algo`` on ``env`` with ``hparams`` (see the defaults table)."""
+    """A fresh SB3 model of ``algo`` on ``env`` with ``hparams`` (see the defaults table;
+    PPO's ``batch_size`` as :func:`effective_hparams` makes it)."""
     hp = dict(hparams)
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[hp.pop("activation")]
     policy_kwargs = {"net_arch": hp.pop("net_arch"), "activation_fn": activation}
-    if algo in ("ppo", "maskable-ppo"):
-        rollout = hp["n_steps"] * env.num_envs
-        hp["batch_size"] = max(2, min(hp["batch_size"], rollout))
-    else:
+    if algo == "dqn":
         hp["train_freq"] = (hp["train_freq"], "step")
     return algo_class(algo)(
         "MlpPolicy",
@@ -394,7 +420,13 @@ def train_agent(
     partial = run.path / "agents" / f".{name}.partial"
     started = time.perf_counter()
 
-    hp = resolve_hparams(algo, hparams or {})
+    given = resolve_hparams(algo, hparams or {}, source="hyper-parameters (--hparams, --set)")
+    hp = effective_hparams(algo, given, n_envs)
+    if hp != given:
+        say(
+            f"batch_size {given['batch_size']} is more than one rollout (n_steps x n_envs = "
+            f"{given['n_steps'] * n_envs}): using {hp['batch_size']}"
+        )
     n_periods = int(run.history.frame["date"].nunique())
     horizon = run.config.campaign.horizon
     if holdout_periods is None:

@@ -100,10 +100,12 @@ class FixedDiscount(BaselinePolicy):
         )
 
     def describe(self, params: CampaignParams | None = None) -> str:
+        if self.discount_idx == 0:
+            return f"always the list price (never on sale), base stock S={self.base_stock:g}"
         if _no_sale(params, self.discount_idx):
             return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
-        return f"always {depth} off, base stock S={self.base_stock:g}"
+        return f"always {depth} off{_budget(params)}, base stock S={self.base_stock:g}"
 
 
 @dataclass
@@ -136,6 +138,8 @@ class PeriodicFlashSale(BaselinePolicy):
         return torch.where(sale, self.discount_idx, 0).long()
 
     def describe(self, params: CampaignParams | None = None) -> str:
+        if self.discount_idx == 0:
+            return f"always the list price (never on sale), base stock S={self.base_stock:g}"
         if _no_sale(params, self.discount_idx):
             return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
@@ -144,7 +148,7 @@ class PeriodicFlashSale(BaselinePolicy):
             when = "on " + "+".join(names[d] for d in self.weekdays)
         else:
             when = f"every {self.every} periods"
-        return f"{depth} off {when}, base stock S={self.base_stock:g}"
+        return f"{depth} off {when}{_budget(params)}, base stock S={self.base_stock:g}"
 
 
 class RandomPolicy(Policy):
@@ -177,6 +181,14 @@ class RandomPolicy(Policy):
 def _no_sale(params: CampaignParams | None, discount_idx: int) -> bool:
     """A sale rule that never applies: the campaign allows no sale period at all."""
     return params is not None and params.sale_budget == 0 and discount_idx > 0
+
+
+def _budget(params: CampaignParams | None) -> str:
+    """``", at most N sale periods"`` where the campaign's sale budget cuts a rule short."""
+    if params is None or params.sale_budget >= params.horizon:
+        return ""
+    n = params.sale_budget
+    return f", at most {n} sale period{'s' * (n != 1)} (then the list price)"
 
 
 def _depth(params: CampaignParams | None, discount_idx: int) -> str:

@@ -30,6 +30,7 @@ maps an infeasible choice to the nearest feasible one (no sale; the largest orde
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -209,7 +210,13 @@ def _economics(
             f"economics.{key} is unset and no {key} came from the data: set economics.{key} "
             "in the campaign TOML"
         )
-    return float(fallback), None
+    value = float(fallback)
+    if not math.isfinite(value) or value < 0 or (key == "list_price" and value == 0):
+        raise ConfigError(
+            f"{key} must be a finite number {'> 0' if key == 'list_price' else '>= 0'}, "
+            f"got {fallback!r}"
+        )
+    return value, None
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,21 @@ DP_LOT_MEMORY = 2**30
 """Bytes a coarser stock grid (lots of several units, :func:`dp_lot`) is chosen to fit in."""
 
 
+def share_of_optimum(profit: float, optimum: float) -> float:
+    """``profit / optimum``, NaN unless the optimum is positive: a share of a loss (or of
+    nothing) would rank a policy that loses more as better.
+
+    >>> share_of_optimum(90.0, 100.0), share_of_optimum(-700.0, -100.0)
+    (0.9, nan)
+    """
+    return profit / optimum if optimum > 0 else float("nan")
+
+
+def format_share(share: float, spec: str = ".1%") -> str:
+    """``share`` formatted with ``spec``, or ``n/a`` when it is NaN (:func:`share_of_optimum`)."""
+    return "n/a" if math.isnan(share) else format(share, spec)
+
+
 def dp_memory_bytes(params: CampaignParams, lot: int = 1) -> int:
     """Peak bytes :func:`solve_table` needs for ``params`` on a grid of ``lot``-unit stock
     levels, about (an upper estimate).
@@ -636,7 +651,7 @@ def optimum_report(
             baselines[name] = {
                 "mean": summary["mean_profit"],
                 "se": summary["se_profit"],
-                "ratio": summary["mean_profit"] / optimum if optimum else float("nan"),
+                "ratio": share_of_optimum(summary["mean_profit"], optimum),
                 "description": policy.describe(params) if hasattr(policy, "describe") else name,
             }
         best = max(baselines, key=lambda n: baselines[n]["mean"])
@@ -666,6 +681,7 @@ def format_optimum_report(report: dict[str, Any]) -> str:
     mc = report["monte_carlo"]
     lo, hi = mc["ci95"]
     verdict = "inside" if mc["within_ci"] else "OUTSIDE"
+    optimum = report["expected_profit"]
     lines = [
         f"item {report['item']} (market seed {report['market_seed']}), "
         f"campaign from {report['start_date']}",
@@ -682,7 +698,8 @@ def format_optimum_report(report: dict[str, Any]) -> str:
         "",
         f"{'policy':<22}{'profit':>10}{'+- 95%':>9}{'ratio':>8}  rule",
         f"{'dp-optimal':<22}{report['expected_profit']:10.2f}"
-        f"{'exact' if report.get('stock_lot', 1) == 1 else 'lots':>9}{1.0:8.3f}  "
+        f"{'exact' if report.get('stock_lot', 1) == 1 else 'lots':>9}"
+        f"{format_share(share_of_optimum(optimum, optimum), '.3f'):>8}  "
         + (
             "exact dynamic programming"
             if report.get("stock_lot", 1) == 1
@@ -691,11 +708,13 @@ def format_optimum_report(report: dict[str, Any]) -> str:
     ]
     for name, row in sorted(report["baselines"].items(), key=lambda kv: -kv[1]["mean"]):
         lines.append(
-            f"{name:<22}{row['mean']:10.2f}{1.96 * row['se']:9.2f}{row['ratio']:8.3f}  "
+            f"{name:<22}{row['mean']:10.2f}{1.96 * row['se']:9.2f}"
+            f"{format_share(row['ratio'], '.3f'):>8}  "
             f"{row['description']}"
         )
     lines.append("")
     lines.append(
-        f"best baseline: {report['best_baseline']} at {report['best_ratio']:.3f} of the optimum"
+        f"best baseline: {report['best_baseline']} at "
+        f"{format_share(report['best_ratio'], '.3f')} of the optimum"
     )
     return "\n".join(lines)

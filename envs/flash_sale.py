@@ -188,10 +188,15 @@ def _model_item_ids(demand_model: DemandModel) -> tuple[str, ...] | None:
     return tuple(ids) if ids is not None else None
 
 
-def _to_day(value: Any, key: str) -> int:
+def _to_day(value: Any, key: str, source: str = "reset options") -> int:
     if isinstance(value, bool):
-        raise PromogymInputError(f"reset options: {key} must be a date, got {value!r}")
+        raise PromogymInputError(f"{source}: {key} must be a date, got {value!r}")
     if isinstance(value, int | np.integer):
+        if not _FIRST_DAY <= value <= _LAST_DAY:
+            raise PromogymInputError(
+                f"{source}: {key} = {value} days since 1970-01-01 is not a date between "
+                "0001-01-01 and 9999-12-31"
+            )
         return int(value)
     if isinstance(value, dt.datetime):
         value = value.date()
@@ -203,9 +208,13 @@ def _to_day(value: Any, key: str) -> int:
         except ValueError:
             pass
     raise PromogymInputError(
-        f"reset options: {key} must be an ISO date like '2026-12-01' or days since "
+        f"{source}: {key} must be an ISO date like '2026-12-01' or days since "
         f"1970-01-01, got {value!r}"
     )
+
+
+_FIRST_DAY = day_number(dt.date.min)
+_LAST_DAY = day_number(dt.date.max)
 
 
 def _to_int(value: Any, key: str, low: int, high: int) -> int:
@@ -237,6 +246,13 @@ class CampaignBatch:
         period_days: calendar days per period (default: the history's, else the market's).
         min_context: periods of history a random start needs before it (default: the demand
             model's ``context_length``, at least ``MAX_STREAK``).
+        first_start: with a history, the earliest calendar day (int or ISO date) a random
+            start may fall on, e.g. the first day after a training cut-off for held-out
+            evaluation (default: any day with ``min_context`` periods before it).
+        typical: each item's typical demand per period (``item_ids`` order, > 0), which
+            scales the observation's sales features and the reward (default: the item's mean
+            in the history, else the demand model's); e.g. the training history's, to
+            evaluate a policy on the inputs it was trained with.
         recent_periods: lags of sales and discounts in the observation.
         expected_demand_obs: add the model's expected demand at each ladder discount.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
@@ -255,6 +271,8 @@ class CampaignBatch:
         start_days: tuple[int | str, int | str] | None = None,
         period_days: int | None = None,
         min_context: int | None = None,
+        first_start: int | str | None = None,
+        typical: Sequence[float] | np.ndarray | None = None,
         recent_periods: int = 7,
         expected_demand_obs: bool = False,
         device: str | torch.device = "auto",
@@ -288,6 +306,10 @@ class CampaignBatch:
             else:
                 freq = getattr(getattr(self.demand_model, "market", None), "freq", "D")
                 period_days = 7 if freq == "W" else 1
+        if period_days not in (1, 7) or isinstance(period_days, bool):
+            raise PromogymInputError(
+                f"FlashSale: period_days must be 1 (daily) or 7 (weekly), got {period_days!r}"
+            )
         self.period_days = int(period_days)
 
         self.windows: HistoryWindows | None = None
@@ -305,9 +327,9 @@ class CampaignBatch:
             period_days=self.period_days,
             device=self.device,
         )
-        self._init_starts(start_days, min_context)
+        self._init_starts(start_days, min_context, first_start)
         self.typical = torch.as_tensor(
-            self._typical_levels(), dtype=torch.float64, device=self.device
+            self._typical_levels(typical), dtype=torch.float64, device=self.device
         )
         self.layout = observation_layout(
             self.params.pipeline_slots, recent_periods, self.params.n_discounts, expected_demand_obs
@@ -326,7 +348,10 @@ class CampaignBatch:
 
     # ---- set-up ----------------------------------------------------------------------------
     def _init_starts(
-        self, start_days: tuple[int | str, int | str] | None, min_context: int | None
+        self,
+        start_days: tuple[int | str, int | str] | None,
+        min_context: int | None,
+        first_start: int | str | None,
     ) -> None:
         n_items = len(self.item_ids)
         if self.windows is not None:
@@ -334,18 +359,28 @@ class CampaignBatch:
                 min_context = int(getattr(self.demand_model, "context_length", 1))
             need = max(min_context, MAX_STREAK)
             lo, hi = self.windows.start_range(need)
+            after = ""
+            if first_start is not None:
+                day = _to_day(first_start, "first_start", "FlashSale")
+                w = self.windows
+                earliest = -(-(day - w.first_day) // w.period_days)  # ceil: first grid period
+                lo = np.where(lo >= 0, np.maximum(lo, earliest), -1)
+                ok = (lo >= 0) & (lo <= hi)
+                lo, hi = np.where(ok, lo, -1), np.where(ok, hi, -1)
+                after = f" on or after {day_date(day).isoformat()}"
             valid = np.flatnonzero(lo >= 0)
             if valid.size == 0:
                 raise PromogymInputError(
                     f"{self.windows.history.source}: no item has {need} periods of history "
-                    "before a start; use a longer history or a shorter context"
+                    f"before a start{after}; use a longer history or a shorter context"
                 )
             self._start_items = torch.as_tensor(valid, device=self.device)
             self._start_lo = torch.as_tensor(lo, device=self.device)
             self._start_hi = torch.as_tensor(hi, device=self.device)
         else:
             first, last = start_days if start_days is not None else DEFAULT_START_DAYS
-            first, last = _to_day(first, "start_days[0]"), _to_day(last, "start_days[1]")
+            first = _to_day(first, "start_days[0]", "FlashSale")
+            last = _to_day(last, "start_days[1]", "FlashSale")
             if last < first:
                 raise PromogymInputError(f"start_days must be (first, last), got {start_days}")
             self._start_items = torch.arange(n_items, device=self.device)
@@ -355,8 +390,17 @@ class CampaignBatch:
                 (n_items,), first + periods * self.period_days, device=self.device
             )
 
-    def _typical_levels(self) -> np.ndarray:
-        """Typical demand per item: the history's mean, else the model's over 4 weeks."""
+    def _typical_levels(self, given: Sequence[float] | np.ndarray | None) -> np.ndarray:
+        """Typical demand per item: ``given``, else the history's mean, else the model's
+        over 4 weeks."""
+        if given is not None:
+            level = np.asarray(given, dtype=np.float64).reshape(-1)
+            if level.shape != (len(self.item_ids),) or not np.all(np.isfinite(level) & (level > 0)):
+                raise PromogymInputError(
+                    f"FlashSale: typical must hold one positive number per item "
+                    f"({len(self.item_ids)}), got {np.asarray(given).tolist()}"
+                )
+            return level
         if self.windows is not None:
             return self.windows.typical_level
         n_items, span = len(self.item_ids), 28
@@ -759,8 +803,8 @@ class FlashSaleEnv(gymnasium.Env):
     truth, so ``gymnasium.make("promogym/FlashSale-v0")`` works with no files).
     ``config`` (default campaign), ``flatten_actions``, and the :class:`CampaignBatch`
     keywords ``history,
-    item_ids, list_price, start_days, period_days, min_context, recent_periods,
-    expected_demand_obs, device`` (``"auto"``: CUDA if available).
+    item_ids, list_price, unit_cost, start_days, period_days, min_context, first_start,
+    typical, recent_periods, expected_demand_obs, device`` (``"auto"``: CUDA if available).
 
     **Version history.** v0: first release.
 

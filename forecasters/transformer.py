@@ -95,6 +95,7 @@ from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPr
 
 from promogym.data import CANONICAL_COLUMNS, SalesHistory
 from promogym.errors import ConfigError, DataError
+from promogym.forecasters import TRANSFORMER_CONTEXT_LENGTH
 from promogym.forecasters.base import (
     DEFAULT_QUANTILES,
     DemandContext,
@@ -238,7 +239,7 @@ class TransformerConfig:
             CUDA when available, else the CPU).
     """
 
-    context_length: int = 42
+    context_length: int = TRANSFORMER_CONTEXT_LENGTH
     prediction_length: int = 4
     lags: tuple[int, ...] = (1, 2, 3, 7, 14)
     d_model: int = 32

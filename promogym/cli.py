@@ -86,6 +86,14 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Campaign TOML (default: the built-in campaign)."),
 ]
+RunConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Campaign TOML; must be the run's campaign (default: the run's config.toml).",
+    ),
+]
 RefitOption = Annotated[
     bool,
     typer.Option(
@@ -188,7 +196,9 @@ def check_data(
         fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
         categorical=names,
     )
-    typer.echo(history.describe())
+    from promogym.forecasters import TRANSFORMER_CONTEXT_LENGTH
+
+    typer.echo(history.describe(min_periods=TRANSFORMER_CONTEXT_LENGTH))
 
 
 @app.command("solve")
@@ -238,7 +248,15 @@ def evaluate_command(
             "baselines only)."
         ),
     ] = None,
-    config: ConfigOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Campaign TOML (default: the run's config.toml with --run, else the built-in "
+            "campaign).",
+        ),
+    ] = None,
     item: Annotated[str, typer.Option(help="Item whose campaign is evaluated.")] = "sku-0",
     policy: Annotated[
         str, typer.Option(help="Run's agent model: best, last, or PATH (RUN/agents/NAME).")
@@ -426,7 +444,8 @@ def fit_command(
     shown = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
     )
-    typer.echo(f"wrote {out}: forecaster validation {shown}")
+    which = f"the mean of its {seeds} seeds' validation" if seeds > 1 else "validation"
+    typer.echo(f"wrote {out}: forecaster {which} {shown}")
     bins = run.price_response()
     if bins:
         from promogym.response import format_response
@@ -519,7 +538,7 @@ def recommend_command(
             "(ppo, maskable-ppo, dqn)."
         ),
     ] = None,
-    config: ConfigOption = None,
+    config: RunConfigOption = None,
     columns: ColumnsOption = None,
     fill_gaps: FillGapsOption = None,
     episodes: Annotated[int, typer.Option(min=2, help="Simulated campaigns.")] = 500,

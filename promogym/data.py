@@ -198,8 +198,10 @@ class SalesHistory:
             "fingerprint": self.fingerprint(),
         }
 
-    def describe(self) -> str:
-        """A one-screen, human-readable version of :meth:`summary`."""
+    def describe(self, min_periods: int | None = None) -> str:
+        """A one-screen, human-readable version of :meth:`summary`; with ``min_periods`` (the
+        forecaster's context), a line naming the items shorter than that, which ``fit``
+        refuses."""
         s = self.summary()
         freq_name = "daily" if s["freq"] == "D" else "weekly"
         lines = [
@@ -226,6 +228,14 @@ class SalesHistory:
             lines.append(f"gap rows filled {s['filled_rows']} (fill_gaps=zero)")
         if s["dropped_rows"]:
             lines.append(f"rows dropped    {s['dropped_rows']} (fill_gaps=drop)")
+        if min_periods is not None and s["periods_per_item_min"] < min_periods:
+            per_item = self.frame.groupby("item_id", sort=True).size()
+            short = per_item[per_item < min_periods]
+            lines.append(
+                f"short items     {len(short)} with fewer than {min_periods} periods (shortest "
+                f"{short.idxmin()!r}, {int(short.min())}); fit needs {min_periods} per item (the "
+                "forecaster's context_length)"
+            )
         if s["ignored_columns"]:
             lines.append(
                 f"not used        {', '.join(s['ignored_columns'])} (not in the contract: map "

@@ -375,13 +375,6 @@ def run_inputs(
     vocab = run.item_vocabulary()
     if item not in vocab:
         raise PromogymInputError(f"--item: unknown item {item!r}; the run knows {list(vocab)}")
-    index = vocab.index(item)
-    if true_market is not None and market != "learned":
-        if item not in true_market.item_ids or true_market.item_index(item) != index:
-            raise PromogymInputError(
-                f"{path}: the forecaster's item order differs from market.json's; the "
-                "reference market cannot be evaluated (use --market learned)"
-            )
     params = run.params()
     start = run.next_campaign(item)
     day = int(start.day[0])
@@ -392,6 +385,12 @@ def run_inputs(
         markets["learned"] = run.demand_model()
     provenance = run.provenance(agent)
     provenance["data"] = {**provenance.get("data", {}), "item": item}
+    configured = run.config.campaign.start_date
+    if configured is not None and str(configured) != day_date(day).isoformat():
+        provenance["campaign_start"] = (
+            f"{day_date(day).isoformat()}, the period after the item's history (evaluate scores "
+            f"the next campaign; campaign.start_date {configured} is not used)"
+        )
     # The planner keeps every stock level, or lots of them; where no grid fits it is left out.
     lot = dp_lot(params)  # the grid depends on capacity and ladders, not on the item
     too_large = dp_too_large(params) if lot is None else None
@@ -504,7 +503,8 @@ def _evaluate(
         )
     policies = {**inputs.agents, **suite, **policies}
     provenance["baselines"] = {
-        name: pol.describe() if hasattr(pol, "describe") else name for name, pol in suite.items()
+        name: pol.describe(inputs.params) if hasattr(pol, "describe") else name
+        for name, pol in suite.items()
     }
     agent_seeds = provenance.pop("seeds", None)
     provenance["seeds"] = {

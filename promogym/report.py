@@ -23,7 +23,8 @@ Statistics (all per policy per demand model, over ``E`` episodes):
 - **lost-sales rate**: lost units / demand, pooled over episodes.
 - **average discount**: mean discount over all periods; **sale depth**: mean discount over
   the periods on sale.
-- **% of optimum**: mean profit / the exact DP optimum's expected profit (reference market).
+- **% of optimum**: mean profit / the exact DP optimum's expected profit (reference market);
+  left out when the optimum is not positive.
 
 Verdicts compare each policy with the best baseline of the same demand model (highest mean
 profit): "earns x% [lo, hi] more/less than" when the 95% CI of the paired difference excludes
@@ -181,8 +182,8 @@ def policy_stats(
         "orders_placed": float(episodes["orders_placed"].mean()),
         "units_ordered": float(episodes["units_ordered"].mean()),
     }
-    if optimum is not None:
-        stats["pct_of_optimum"] = 100.0 * _ratio(stats["mean_profit"], optimum)
+    if optimum is not None and optimum > 0:  # a share of a loss would rank bigger losses higher
+        stats["pct_of_optimum"] = 100.0 * stats["mean_profit"] / optimum
     return stats
 
 
@@ -859,7 +860,8 @@ class Table:
 
 def market_tables(report: EvaluationReport, market: MarketResult) -> list[Table]:
     """The profit table and the operations table of one market, best policy first."""
-    profit_cols = [c for c in PROFIT_COLUMNS if c[0] != "pct_of_optimum" or market.optimum]
+    shares = market.optimum is not None and market.optimum > 0
+    profit_cols = [c for c in PROFIT_COLUMNS if c[0] != "pct_of_optimum" or shares]
     order = _policy_order(report, market.name)
     tables = []
     for title, cols in (
@@ -870,7 +872,8 @@ def market_tables(report: EvaluationReport, market: MarketResult) -> list[Table]
         if market.optimum is not None and title == "Profit":
             cells = ["" for _ in cols]
             cells[0] = f"{market.optimum:,.1f}"
-            cells[[c[0] for c in cols].index("pct_of_optimum")] = "100.0%"
+            if shares:
+                cells[[c[0] for c in cols].index("pct_of_optimum")] = "100.0%"
             lot = _optimum_lot(report)
             label = "exact expectation" if lot == 1 else f"expectation on {lot}-unit stock lots"
             rows.append(("optimum", [f"DP optimum ({label})", *cells]))
@@ -937,6 +940,11 @@ def _dp_lines(report: EvaluationReport) -> list[str]:
         f"every unit; an approximation, so % of optimum is not an upper bound) (expected profit "
         f"per campaign): {ref.optimum:,.1f}."
     ]
+    if ref.optimum <= 0:
+        lines.append(
+            "The optimum is not a profit, so no policy is shown as a % of it (a share of a loss "
+            "would rank bigger losses higher): compare the mean profits."
+        )
     if report.optimum_policy and report.optimum_policy in ref.policies:
         s = ref.policies[report.optimum_policy].stats
         inside = s["ci_low"] <= ref.optimum <= s["ci_high"]

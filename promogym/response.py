@@ -78,7 +78,8 @@ LEVEL = 0.95
 TOLERANCE = 0.10
 TITLE = "Price response on the held-out periods (the simulator vs what sold)"
 NOTE = (
-    "Each item's last periods were held out of the forecaster's fit (before its refit). "
+    "Each item's last periods were held out of the forecaster's fit (before its refit on "
+    "all periods, where it has one). "
     "Simulated lift: the simulator's units at the periods' discounts over its units at no "
     "discount. Observed lift: the units that sold over the simulator's no-discount units, "
     "corrected by the level (actual / simulated units at regular price, or, with too few "

@@ -206,7 +206,7 @@ def fit_run(
     market_path = Path(market) if market is not None else _market_beside(Path(data))
     if market is not None and not market_path.is_file():
         raise PromogymInputError(f"--market {market_path}: file not found")
-    true_market = _read_market(market_path, history.freq)  # before the fit: fail early
+    true_market = _read_market(market_path, history.freq, history.item_ids)  # fail early
     fc_config = forecaster_config or TransformerConfig(seed=seed)
     _check_item_lengths(history, fc_config.context_length)
     if epochs is not None:
@@ -250,6 +250,7 @@ def fit_run(
                 "kind": forecaster.name,
                 "from_scratch": from_scratch,
                 "config": members[0].config.to_dict(),
+                # With several seeds: the members' mean (the ensemble has no validation run).
                 "validation_metrics": mean_metrics([m.validation_metrics for m in members]),
                 "training": {k: v for k, v in members[0].training.items() if k != "losses"},
                 **(
@@ -284,14 +285,18 @@ def price_response_check(
     if any(r is None for r in rows):
         return None
     average = average_rows(rows, [1.0] * len(rows))  # type: ignore[arg-type]
-    if market is not None and set(history.item_ids) <= set(market.item_ids):
+    if market is not None:
         average = with_true_means(average, market, history)
     bins = response_bins(average)
     return {
         "bins": [b.to_dict() for b in bins],
         "summary": response_summary(bins),
         "periods": "the last validation_periods of each item, predicted one step ahead by the "
-        "network before its refit (which then trains on them too)",
+        + (
+            "network before its refit (which then trains on them too)"
+            if members[0].config.refit
+            else "network, which never trained on them (no refit)"
+        ),
     }
 
 
@@ -323,19 +328,29 @@ def with_true_means(
     return dataclasses.replace(rows, true_mean=mean[0], true_mean_regular=mean[1])
 
 
-def _read_market(path: Path | None, freq: str) -> ReferenceMarket | None:
-    """The true market in ``path`` (a simulated history's ``market.json``), if any."""
+def _read_market(path: Path | None, freq: str, item_ids: Sequence[str]) -> ReferenceMarket | None:
+    """The true market in ``path`` (a simulated history's ``market.json``), if any, with its
+    items in ``item_ids`` order (the run's vocabulary, which sorts ids as text: ``sku-10``
+    before ``sku-2``), so an item index means the same item in the market and the run."""
     from promogym.envs.market import MarketParams, ReferenceMarket
 
     if path is None or not path.is_file():
         return None
     try:
-        return ReferenceMarket(MarketParams.from_json(path.read_text(encoding="utf-8")), freq)
+        params = MarketParams.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
         raise PromogymInputError(
             f"{path}: not a market file written by promogym simulate-history ({err}); remove it "
             "or pass the right one with --market"
         ) from err
+    missing = [i for i in item_ids if i not in params.item_ids]
+    if missing:
+        raise PromogymInputError(
+            f"{path}: no item {missing[0]!r} ({len(missing)} of the history's {len(item_ids)} "
+            "items are missing), so it is not this history's market; remove it or pass the "
+            "right one with --market"
+        )
+    return ReferenceMarket(params.subset([params.item_ids.index(i) for i in item_ids]), freq)
 
 
 def _check_item_lengths(history: SalesHistory, need: int) -> None:
@@ -537,8 +552,11 @@ class Run:
         return values
 
     def market(self) -> ReferenceMarket | None:
-        """The true market the history was simulated from, if the run has ``market.json``."""
-        return _read_market(self.path / "market.json", self.info.get("data", {}).get("freq", "D"))
+        """The true market the history was simulated from, if the run has ``market.json``,
+        its items in :meth:`item_vocabulary` order (a state's item index means the same item
+        in both)."""
+        freq = self.info.get("data", {}).get("freq", "D")
+        return _read_market(self.path / "market.json", freq, self.item_vocabulary())
 
     def demand_model(self, history: SalesHistory | None = None) -> ForecasterDemand:
         """The learned simulator: the forecaster rolled out from windows of ``history``."""
@@ -798,6 +816,14 @@ class Run:
             isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 0 for q in pipeline
         ):
             raise PromogymInputError(f"--pipeline {pipeline}: entries must be whole numbers >= 0")
+        if lead and len(pipeline) == lead and pipeline[-1] > 0:
+            # An order lands in lead_time periods, so at a decision that slot is still empty.
+            which = f"arrivals in 1..{lead - 1} periods" if lead > 1 else "no arrivals"
+            raise PromogymInputError(
+                f"--pipeline {','.join(map(str, pipeline))}: {pipeline[-1]} units arriving in "
+                f"{lead} periods (inventory.lead_time) would be an order placed this period, "
+                f"which is what recommend decides; give {which}"
+            )
         if inventory + sum(pipeline) > cfg.inventory.capacity:
             # The env never orders past capacity, so arrivals beyond it would be lost stock no
             # policy was trained on (and the agents' sales tracking assumes they fit).
@@ -883,8 +909,10 @@ class Run:
             item_id: the item.
             inventory: units on hand now (after this period's arrivals).
             pipeline: ``pipeline[k]`` = units arriving in ``k + 1`` periods (at most
-                ``lead_time`` entries; missing ones are 0). ``inventory + sum(pipeline)``
-                must not exceed ``inventory.capacity``, as in the campaign model.
+                ``lead_time`` entries; missing ones are 0). The last, arrivals in
+                ``lead_time`` periods, must be 0: only this period's order lands then.
+                ``inventory + sum(pipeline)`` must not exceed ``inventory.capacity``, as in
+                the campaign model.
             day: index of the next period within the campaign (default: from
                 ``campaign.start_date`` and the history's last date, else 0).
             agent: trained agent, or :data:`PLANNER` (the default): the exact DP over the

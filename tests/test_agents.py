@@ -21,10 +21,12 @@ from promogym.agents.hparams import (
 from promogym.agents.train import (
     EnvSpec,
     agent_name,
+    effective_hparams,
     make_vec_env,
     train_agent,
 )
 from promogym.config import CampaignConfig
+from promogym.envs.market import day_date
 from promogym.envs.rollout import simulate
 from promogym.errors import ConfigError, PromogymInputError
 from promogym.run import Run, fit_run, load_run
@@ -83,6 +85,21 @@ def test_hparams_table_and_overrides(tmp_path: Path) -> None:
         resolve_hparams("ppo", {"buffer_size": 10})
     with pytest.raises(ConfigError, match="must be an integer"):
         resolve_hparams("dqn", {"buffer_size": 1.5})
+    # Values SB3 would fail on, or train nonsense with, are one-line errors up front.
+    for algo, key, value, message in (
+        ("ppo", "n_steps", 0, "integer >= 1"),
+        ("ppo", "n_epochs", 0, "integer >= 1"),
+        ("dqn", "gradient_steps", 0, "integer >= 1"),
+        ("ppo", "gamma", 2.0, r"in \[0, 1\]"),
+        ("ppo", "gae_lambda", 7, r"in \[0, 1\]"),
+        ("dqn", "exploration_final_eps", 3.0, r"in \[0, 1\]"),
+        ("ppo", "learning_rate", 0.0, "> 0"),
+        ("ppo", "clip_range", float("nan"), "a number, got nan"),
+    ):
+        with pytest.raises(ConfigError, match=f"{algo} {key} must be .*{message}"):
+            resolve_hparams(algo, {key: value})
+    assert resolve_hparams("dqn", {"learning_starts": 0})["learning_starts"] == 0
+    assert effective_hparams("ppo", DEFAULT_HPARAMS["ppo"], 2)["batch_size"] == 56
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_set(["learning_rate"])
     with pytest.raises(ConfigError, match="unknown algorithm"):
@@ -172,6 +189,44 @@ def test_reference_demand_trains_on_the_true_market(run: Run) -> None:
     )
     assert result.name == agent_name("ppo", "reference") == "ppo-reference"
     assert load_run(run.path).agent_info("ppo-reference")["demand"] == "reference"
+
+
+def test_evaluation_starts_after_the_training_cutoff_for_every_item(
+    run: Run, tmp_path: Path
+) -> None:
+    """Items that start or stop on other dates: every item with context before the holdout
+    is evaluated there, after training's last start, on the training history's scale."""
+    frame = run.history.frame
+    dates = np.sort(frame["date"].unique())
+    late = (frame["item_id"] == "sku-1") & (frame["date"] < dates[15])  # a newer item
+    early = (frame["item_id"] == "sku-0") & (frame["date"] > dates[90])  # a delisted one
+    frame.loc[~(late | early)].to_csv(tmp_path / "h.csv", index=False)
+    staggered = fit_run(
+        tmp_path / "h.csv",
+        tmp_path / "run",
+        CONFIG,
+        forecaster_config=TINY_FORECASTER,
+        from_scratch=True,
+    )
+    spec = EnvSpec(holdout_periods=30, expected_demand_obs=False)
+    cutoff = dates[-30]
+    envs = {
+        kind: make_vec_env(staggered, spec, 64, flat=False, device="cpu", evaluation=kind)
+        for kind in (False, True)
+    }
+    starts = {}
+    for kind, env in envs.items():
+        env.seed(0)
+        env.reset()
+        state = env.core.state
+        starts[kind] = {
+            (staggered.item_vocabulary()[i], np.datetime64(day_date(d), "ns"))
+            for i, d in zip(state.item.tolist(), state.day.tolist(), strict=True)
+        }
+    assert max(day for _, day in starts[False]) <= cutoff
+    assert min(day for _, day in starts[True]) > cutoff
+    assert {item for item, _ in starts[True]} == {"sku-0", "sku-1"}
+    assert torch.equal(envs[True].core.typical, envs[False].core.typical)
 
 
 # ---- the policy adapter ------------------------------------------------------------------

@@ -113,6 +113,18 @@ def test_periodic_and_weekend_flash_sales_follow_the_calendar() -> None:
     no_sales = small_params(max_sale_periods=0)  # the rules never apply: say so
     for rule in (weekend, every3, FixedDiscount(base_stock=0, discount_idx=2)):
         assert rule.describe(no_sales).startswith("never on sale (no sale periods allowed)")
+    # A sale budget shorter than the campaign cuts the rules short: the description says so.
+    two = small_params(max_sale_periods=2)
+    assert ", at most 2 sale periods (then the list price)" in every3.describe(two)
+    assert (
+        FixedDiscount(discount_idx=1)
+        .describe(two)
+        .startswith("always 10% off, at most 2 sale periods")
+    )
+    assert "at most" not in every3.describe(params)
+    # The ladder's first step is no discount: a 0% "sale" is the list price.
+    for zero in (FixedDiscount(discount_idx=0), PeriodicFlashSale(discount_idx=0, every=2)):
+        assert zero.describe(params).startswith("always the list price (never on sale)")
 
 
 def test_random_policy_is_feasible_and_seeded() -> None:

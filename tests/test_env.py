@@ -431,6 +431,7 @@ def test_out_of_range_actions_raise_clear_errors() -> None:
         ({"item": "nope"}, "unknown item 'nope'"),
         ({"item": 8}, r"item must be an integer in \[0, 7\]"),
         ({"day": "2026-13-01"}, "ISO date"),
+        ({"day": 10**12}, "is not a date between"),
     ],
 )
 def test_invalid_reset_options_raise_clear_errors(options: dict, message: str) -> None:
@@ -489,6 +490,23 @@ def test_batch_rejects_bad_arguments() -> None:
         FlashSaleEnv(render_mode="human")
     with pytest.raises(PromogymInputError, match="call reset"):
         FlashSaleVecEnv(2, device="cpu").step(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(PromogymInputError, match="period_days must be 1 .daily. or 7"):
+        CampaignBatch(period_days=3, device="cpu")
+    with pytest.raises(PromogymInputError, match=r"^FlashSale: start_days\[0\] must be"):
+        CampaignBatch(start_days=("someday", "2026-01-01"), device="cpu")
+    priced = CampaignConfig().priced_from_data()  # prices from the arguments
+    for price, cost, message in (
+        (0.0, 10.0, "list_price must be a finite number > 0"),
+        (-5.0, 1.0, "list_price must be a finite number > 0"),
+        (float("nan"), 1.0, "list_price must be a finite number > 0"),
+        (20.0, float("inf"), "unit_cost must be a finite number >= 0"),
+    ):
+        with pytest.raises(PromogymInputError, match=message):
+            CampaignBatch(config=priced, list_price=price, unit_cost=cost, device="cpu")
+    typical = CampaignBatch(typical=np.full(8, 3.0), device="cpu").typical
+    assert typical.tolist() == [3.0] * 8
+    with pytest.raises(PromogymInputError, match="typical must hold one positive number"):
+        CampaignBatch(typical=[1.0, 0.0], device="cpu")
 
 
 def test_maskable_ppo_trains_on_the_vec_env() -> None:

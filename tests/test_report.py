@@ -144,6 +144,28 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def test_no_share_of_a_negative_optimum() -> None:
+    """With an optimum that is a loss, "% of optimum" would rank bigger losses higher: the
+    column is left out and the report says why."""
+    setup = tiny_setup()
+    report = evaluate_policies(
+        {"no-sale": OrderUpTo("no-sale", 0, 25), "random": RandomDiscount()},
+        {"reference": setup.demand_model},
+        setup.params,
+        setup.start,
+        episodes=EPISODES,
+        seed=SEED,
+        optimum=-500.0,
+        progress=False,
+        n_resamples=RESAMPLES,
+    )
+    stats = [r.stats for r in report.markets["reference"].policies.values()]
+    assert all("pct_of_optimum" not in s for s in stats)
+    text = report_mod.render_markdown(report, {})
+    assert "% of optimum" not in text and "The optimum is not a profit" in text
+    assert "DP optimum (exact expectation)" in text and "-500.0" in text
+
+
 def _try_dp():
     try:
         from promogym.envs import dp
@@ -480,6 +502,9 @@ def test_evaluate_accepts_the_runs_campaign_read_with_other_data_options(tiny_ru
     other_data = dataclasses.replace(config, data=DataSection(fill_gaps="zero"))
     inputs = run_inputs(tiny_run, other_data, "sku-0", "best", "learned")
     assert inputs.item == "sku-0"
+    # The run's campaign.start_date (2024-04-27) is not the campaign evaluate scores: it says so.
+    assert inputs.provenance["campaign_start"].startswith("2024-04-30, the period after")
+    assert "campaign.start_date 2024-04-27 is not used" in inputs.provenance["campaign_start"]
     other_campaign = config.replace(inventory={"initial": 10})
     with pytest.raises(PromogymInputError, match="--config differs"):
         run_inputs(tiny_run, other_campaign, "sku-0", "best", "learned")

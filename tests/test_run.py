@@ -225,6 +225,36 @@ def test_fit_refuses_an_item_shorter_than_the_context(shop: Path, tmp_path: Path
     assert not (tmp_path / "run").exists()
 
 
+def test_the_market_follows_the_runs_item_order(tmp_path: Path) -> None:
+    """With 11 items the run's vocabulary sorts ``sku-10`` before ``sku-2``, while
+    ``market.json`` keeps numeric order: the run's market is reordered by name, so an item
+    index means the same item in the simulator, the true market, training and scoring."""
+    from promogym.envs.market import MarketParams
+
+    write_simulated_history(tmp_path / "h.csv", n_items=11, periods=40, seed=3, config=CONFIG)
+    original = MarketParams.from_json((tmp_path / "h.csv.market.json").read_text())
+    run = fit_run(
+        tmp_path / "h.csv",
+        tmp_path / "run",
+        CONFIG,
+        forecaster_config=TINY_FORECASTER,
+        from_scratch=True,
+    )
+    vocab = run.item_vocabulary()
+    assert vocab[:3] == ("sku-0", "sku-1", "sku-10")
+    market = run.market()
+    assert market is not None and market.item_ids == vocab
+    for name in ("base_demand", "elasticity", "list_price"):
+        expected = [getattr(original, name)[original.item_ids.index(i)] for i in vocab]
+        assert getattr(market.params, name).tolist() == expected, name
+    # A market file without one of the history's items is not this history's market.
+    short = original.subset(list(range(10)))
+    (tmp_path / "h.csv.market.json").write_text(short.to_json())
+    with pytest.raises(PromogymInputError, match="no item 'sku-10' .1 of the history's 11"):
+        fit_run(tmp_path / "h.csv", tmp_path / "run2", CONFIG, forecaster_config=TINY_FORECASTER)
+    assert not (tmp_path / "run2").exists()
+
+
 def test_load_run_rejects_other_directories(tmp_path: Path) -> None:
     with pytest.raises(PromogymInputError, match="no such run directory"):
         load_run(tmp_path / "missing")
@@ -334,7 +364,8 @@ def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
         ({"item_id": "sku-9"}, "unknown item"),
         ({"pipeline": [10, 10, 10]}, "lead_time"),
         ({"inventory": 500}, "capacity"),
-        ({"inventory": 150, "pipeline": [10, 10]}, "plus --pipeline 20 units exceed"),
+        ({"inventory": 155, "pipeline": [10, 0]}, "plus --pipeline 10 units exceed"),
+        ({"pipeline": [0, 40]}, "40 units arriving in 2 periods .inventory.lead_time. would be"),
         ({"inventory": -1}, "must be in"),
         ({"day": 7}, "campaign has 7 periods"),
         ({"config": CampaignConfig()}, "another campaign config"),
