@@ -10,12 +10,11 @@
    report to ``OUT/report/``,
 5. print the planner's recommendation for the campaign's first period.
 
-Budget: under 10 minutes on 2 CPU cores with the defaults. Measured from a fresh clone
-(``make demo``, 1M PPO steps, quiet 2-core machine, 2026-11-23): 3 min 44 s in all including
-the set-up (fit 30 s, train 172 s, evaluate 11 s, recommend 7 s), PPO at 92.3% of the DP
-optimum on sku-0 (best rule 82.0%). With the planner (2026-11-30, the machine shared with a
-benchmark, so 11.5 min: fit 124 s, train 538 s, evaluate 14 s, recommend 9 s): planner 97.1%,
-PPO 92.2%, best rule 82.0%.
+Budget: about 10 minutes of stages on 2 idle CPU cores with the defaults, plus about 2.5
+minutes of set-up for ``make demo``. Measured from fresh clones on 2026-12-01 (1M PPO steps):
+9 min 44 s and 10 min 6 s of stages (fit 92-100 s, train 432-444 s, evaluate 34 s, recommend
+25-27 s); planner 96.5% of the DP optimum on sku-0, PPO 90.4%, best rule (periodic flash
+sale) 82.0%.
 """
 
 from __future__ import annotations

@@ -196,6 +196,8 @@ def _check_value(algo: str, key: str, value: Any, default: Any, source: str) -> 
         return value
     if isinstance(default, int) and not isinstance(default, bool):
         low = 1 if key in AT_LEAST_ONE else 0
+        if key == "batch_size" and algo != "dqn":
+            low = 2  # PPO normalises advantages over a minibatch
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{where} must be an integer >= {low}, got {value!r}")
         return value

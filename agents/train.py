@@ -46,7 +46,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from promogym.agents.hparams import check_algo, resolve_hparams
-from promogym.errors import PromogymInputError
+from promogym.errors import ConfigError, PromogymInputError
 from promogym.io import atomic_path, atomic_write_text, replace_directory
 
 if TYPE_CHECKING:
@@ -224,10 +224,10 @@ def algo_class(algo: str) -> Any:
 
 def effective_hparams(algo: str, hparams: Mapping[str, Any], n_envs: int) -> dict[str, Any]:
     """``hparams`` as training uses them: PPO's ``batch_size`` at most one rollout
-    (``n_steps * n_envs``) and at least 2, so ``train.json`` records what the model used."""
+    (``n_steps * n_envs``), so ``train.json`` records what the model used."""
     hp = dict(hparams)
     if algo in ("ppo", "maskable-ppo"):
-        hp["batch_size"] = max(2, min(hp["batch_size"], hp["n_steps"] * n_envs))
+        hp["batch_size"] = min(hp["batch_size"], hp["n_steps"] * n_envs)
     return hp
 
 
@@ -420,7 +420,12 @@ def train_agent(
     partial = run.path / "agents" / f".{name}.partial"
     started = time.perf_counter()
 
-    given = resolve_hparams(algo, hparams or {}, source="hyper-parameters (--hparams, --set)")
+    given = resolve_hparams(algo, hparams or {}, source="hyper-parameters")
+    if algo != "dqn" and given["n_steps"] * n_envs < 2:
+        raise ConfigError(
+            f"hyper-parameters: {algo} n_steps x n_envs = {given['n_steps'] * n_envs}; a "
+            "rollout needs at least 2 steps: raise n_steps or n_envs"
+        )
     hp = effective_hparams(algo, given, n_envs)
     if hp != given:
         say(

@@ -105,7 +105,8 @@ class FixedDiscount(BaselinePolicy):
         if _no_sale(params, self.discount_idx):
             return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
-        return f"always {depth} off{_budget(params)}, base stock S={self.base_stock:g}"
+        cap = _budget(params, params.horizon if params is not None else 0)
+        return f"always {depth} off{cap}, base stock S={self.base_stock:g}"
 
 
 @dataclass
@@ -143,12 +144,16 @@ class PeriodicFlashSale(BaselinePolicy):
         if _no_sale(params, self.discount_idx):
             return f"never on sale (no sale periods allowed), base stock S={self.base_stock:g}"
         depth = _depth(params, self.discount_idx)
+        horizon = params.horizon if params is not None else 0
         if self.weekdays is not None:
             names = "Mon Tue Wed Thu Fri Sat Sun".split()
             when = "on " + "+".join(names[d] for d in self.weekdays)
+            most = -(-horizon // 7) * len(set(self.weekdays))  # whatever the start day
         else:
             when = f"every {self.every} periods"
-        return f"{depth} off {when}{_budget(params)}, base stock S={self.base_stock:g}"
+            most = sum((t - self.phase) % self.every == 0 for t in range(horizon))
+        cap = _budget(params, most)
+        return f"{depth} off {when}{cap}, base stock S={self.base_stock:g}"
 
 
 class RandomPolicy(Policy):
@@ -183,9 +188,10 @@ def _no_sale(params: CampaignParams | None, discount_idx: int) -> bool:
     return params is not None and params.sale_budget == 0 and discount_idx > 0
 
 
-def _budget(params: CampaignParams | None) -> str:
-    """``", at most N sale periods"`` where the campaign's sale budget cuts a rule short."""
-    if params is None or params.sale_budget >= params.horizon:
+def _budget(params: CampaignParams | None, sale_periods: int) -> str:
+    """``", at most N sale periods"`` where the campaign's sale budget can cut short a rule
+    that would put up to ``sale_periods`` periods on sale."""
+    if params is None or params.sale_budget >= sale_periods:
         return ""
     n = params.sale_budget
     return f", at most {n} sale period{'s' * (n != 1)} (then the list price)"

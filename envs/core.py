@@ -202,7 +202,8 @@ def _economics(
             )
         if (values < 0).any() or (key == "list_price" and (values == 0).any()):
             raise ConfigError(
-                f"the history's {key} must be {'> 0' if key == 'list_price' else '>= 0'}"
+                f"each item's {key} (from the history, or the {key} argument) must be "
+                f"{'> 0' if key == 'list_price' else '>= 0'}"
             )
         return float(np.median(values)), torch.tensor(values, device=device)
     if fallback is None:

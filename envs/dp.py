@@ -714,7 +714,11 @@ def format_optimum_report(report: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(
-        f"best baseline: {report['best_baseline']} at "
-        f"{format_share(report['best_ratio'], '.3f')} of the optimum"
+        f"best baseline: {report['best_baseline']}"
+        + (
+            ""
+            if math.isnan(report["best_ratio"])
+            else f" at {report['best_ratio']:.3f} of the optimum"
+        )
     )
     return "\n".join(lines)

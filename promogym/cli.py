@@ -19,9 +19,14 @@ import typer
 from promogym.errors import PromogymInputError
 
 try:  # typer 0.29 vendors click
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer._click import exceptions as _click_errors
 except ImportError:  # pragma: no cover - typer on the click package
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from click import exceptions as _click_errors
+
+ClickException = _click_errors.ClickException
+UsageError = _click_errors.UsageError
+# click < 8.2 has no NoArgsIsHelpError (it printed the help and exited 0 itself).
+NoArgsIsHelpError: Any = getattr(_click_errors, "NoArgsIsHelpError", ())
 
 app = typer.Typer(
     name="promogym",
@@ -220,10 +225,9 @@ def solve_command(
 
     Example: promogym solve --item sku-0 --episodes 2000
     """
-    import json
-
     from promogym.config import load_config
     from promogym.envs.dp import format_optimum_report, optimum_report
+    from promogym.io import dumps
 
     typer.echo("solving the DP and tuning baselines by simulation ...", err=True)
     report = optimum_report(
@@ -234,7 +238,7 @@ def solve_command(
         tune_episodes=tune_episodes,
         seed=seed,
     )
-    typer.echo(json.dumps(report, indent=2) if as_json else format_optimum_report(report))
+    typer.echo(dumps(report) if as_json else format_optimum_report(report))
 
 
 @app.command("evaluate")
@@ -551,9 +555,8 @@ def recommend_command(
     Example: promogym recommend --run runs/shop --history latest.csv --item sku-1
     --inventory 60 --pipeline 40,0 --json
     """
-    import json
-
     from promogym.config import load_config
+    from promogym.io import dumps
     from promogym.run import load_run
 
     try:
@@ -576,7 +579,7 @@ def recommend_command(
         columns=parse_columns(columns) or None,
         fill_gaps=fill_gaps,
     )
-    typer.echo(json.dumps(rec.to_dict(), indent=2) if as_json else rec.format())
+    typer.echo(dumps(rec.to_dict()) if as_json else rec.format())
 
 
 @app.command("demo")
@@ -610,7 +613,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=args, prog_name="promogym", standalone_mode=False)
-    except NoArgsIsHelpError:  # the help is already printed
+    except NoArgsIsHelpError as exc:
+        # Its message is the help; typer's rich formatter prints it while building it instead.
+        if exc.format_message():
+            typer.echo(exc.format_message())
         return 2
     except UsageError as exc:
         if exc.ctx is not None:

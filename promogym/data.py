@@ -200,8 +200,8 @@ class SalesHistory:
 
     def describe(self, min_periods: int | None = None) -> str:
         """A one-screen, human-readable version of :meth:`summary`; with ``min_periods`` (the
-        forecaster's context), a line naming the items shorter than that, which ``fit``
-        refuses."""
+        forecaster's context), a line naming the items shorter than that, whose campaigns
+        cannot be planned yet."""
         s = self.summary()
         freq_name = "daily" if s["freq"] == "D" else "weekly"
         lines = [
@@ -233,8 +233,8 @@ class SalesHistory:
             short = per_item[per_item < min_periods]
             lines.append(
                 f"short items     {len(short)} with fewer than {min_periods} periods (shortest "
-                f"{short.idxmin()!r}, {int(short.min())}); fit needs {min_periods} per item (the "
-                "forecaster's context_length)"
+                f"{short.idxmin()!r}, {int(short.min())}); evaluate and recommend need "
+                f"{min_periods} of an item's periods (the forecaster's context) to plan it"
             )
         if s["ignored_columns"]:
             lines.append(

@@ -365,7 +365,7 @@ def run_inputs(
             "for the run's config: omit --config"
         )
     agent, which = _agent_choice(run, policy)
-    true_market = run.market()
+    true_market = run.market() if market != "learned" else None
     market = market or ("both" if true_market is not None else "learned")
     if market != "learned" and true_market is None:
         raise PromogymInputError(

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds.
+    On failure the temp file goes, and so do the (empty) parent directories this call made.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -70,18 +77,19 @@ def replace_directory(source: Path, target: Path) -> None:
     aside first, put back if the move fails, and removed once ``source`` is in its place."""
     import shutil
 
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    moved_aside = target.exists()
-    if moved_aside:
-        os.replace(target, old)
+    aside: Path | None = None
+    if target.exists():  # a fresh name, so no earlier leftover or concurrent writer is hit
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, aside / target.name)
     try:
         os.replace(source, target)
     except BaseException:
-        if moved_aside and not target.exists():
-            os.replace(old, target)
+        if aside is not None and not target.exists():  # put the previous one back
+            os.replace(aside / target.name, target)
+            aside.rmdir()
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -181,3 +189,32 @@ def read_toml(path: str | os.PathLike[str], source: str | None = None) -> dict[s
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML ({exc}); fix the syntax") from None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON values: NaN and inf become ``None`` (JSON has no NaN), numpy
+    scalars and arrays plain numbers and lists, dates and paths strings.
+
+    >>> jsonable({"ratio": float("nan"), "n": np.int64(3), "when": dt.date(2026, 12, 1)})
+    {'ratio': None, 'n': 3, 'when': '2026-12-01'}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.date | Path):
+        return str(value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def dumps(value: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of :func:`jsonable` ``value`` (never a bare ``NaN``)."""
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False)

@@ -34,7 +34,6 @@ zero, "is not distinguishable from" when it straddles zero.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import io
 import json
@@ -49,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from promogym.errors import PromogymInputError
-from promogym.io import atomic_directory
+from promogym.io import atomic_directory, jsonable
 from promogym.response import NOTE as RESPONSE_NOTE
 from promogym.response import TITLE as RESPONSE_TITLE
 from promogym.response import ResponseBin, response_summary, response_table
@@ -978,9 +977,9 @@ def _provenance_items(value: Any, prefix: str = "") -> list[tuple[str, str]]:
             rows.extend(_provenance_items(sub, f"{prefix}.{key}" if prefix else str(key)))
         return rows
     if isinstance(value, list | tuple) and len(value) > 12:
-        text = json.dumps(_jsonable(list(value[:12])))[:-1] + f", ... ({len(value)} items)]"
+        text = json.dumps(jsonable(list(value[:12])))[:-1] + f", ... ({len(value)} items)]"
         return [(prefix, text)]
-    text = value if isinstance(value, str) else json.dumps(_jsonable(value))
+    text = value if isinstance(value, str) else json.dumps(jsonable(value))
     return [(prefix, text)]
 
 
@@ -1121,25 +1120,6 @@ def render_html(report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]]
     return "\n".join(out)
 
 
-def _jsonable(value: Any) -> Any:
-    """Replace NaN/inf by None and numpy/dates/paths by plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dt.date | Path):
-        return str(value)
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)
-
-
 def report_json(
     report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]], trajectory_policy: str
 ) -> str:
@@ -1159,7 +1139,7 @@ def report_json(
             for p, r in report.markets[m].policies.items()
         },
     }
-    return json.dumps(_jsonable(data), indent=1, allow_nan=False)
+    return json.dumps(jsonable(data), indent=1, allow_nan=False)
 
 
 def check_report_dir(out_dir: str | os.PathLike[str]) -> Path:

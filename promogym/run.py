@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from promogym.config import CampaignConfig, load_config
-from promogym.errors import DataError, PromogymInputError
+from promogym.errors import PromogymInputError
 from promogym.response import (
     ResponseBin,
     ResponseRows,
@@ -208,7 +208,6 @@ def fit_run(
         raise PromogymInputError(f"--market {market_path}: file not found")
     true_market = _read_market(market_path, history.freq, history.item_ids)  # fail early
     fc_config = forecaster_config or TransformerConfig(seed=seed)
-    _check_item_lengths(history, fc_config.context_length)
     if epochs is not None:
         fc_config = dataclasses.replace(fc_config, epochs=epochs)
     if forecaster_seeds < 1:
@@ -224,6 +223,9 @@ def fit_run(
             fit_forecaster(history, member_config, from_scratch=from_scratch, progress=say)
         )
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
+    short = _short_items(history, members[0].context_length)  # fine-tuned: the base's context
+    if short:
+        say(f"warning: {short}")
     response = price_response_check(members, history, true_market)
 
     with atomic_directory(out) as tmp:  # replaces a previous run only once this one is whole
@@ -353,21 +355,22 @@ def _read_market(path: Path | None, freq: str, item_ids: Sequence[str]) -> Refer
     return ReferenceMarket(params.subset([params.item_ids.index(i) for i in item_ids]), freq)
 
 
-def _check_item_lengths(history: SalesHistory, need: int) -> None:
-    """:class:`DataError` naming the shortest item if one has fewer than ``need`` periods: a
-    campaign starts from the item's last ``need`` periods (``evaluate``, ``recommend``)."""
+def _short_items(history: SalesHistory, need: int) -> str | None:
+    """A warning naming the items with fewer than ``need`` periods (the forecaster's
+    context), if any: the forecaster learns from them, but a campaign starts from an item's
+    last ``need`` periods, so ``evaluate`` and ``recommend`` cannot plan them yet."""
     lengths = history.frame.groupby("item_id", sort=True).size()
     short = lengths[lengths < need]
-    if len(short):
-        item, n = short.idxmin(), int(short.min())
-        dropped = " after fill_gaps=drop" if history.dropped_rows else ""
-        others = f" ({len(short) - 1} more items too)" if len(short) > 1 else ""
-        raise DataError(
-            f"{history.source}: item {item!r} has {n} period{'s' * (n != 1)}{dropped}{others}; "
-            f"every item needs at least {need} (the forecaster's context_length) to start its "
-            "campaigns: leave the short items out"
-            + (" or fill the gaps with --fill-gaps zero" if history.dropped_rows else "")
-        )
+    if not len(short):
+        return None
+    names = ", ".join(f"{item!r} ({n})" for item, n in short.head(5).items())
+    more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+    dropped = " after fill_gaps=drop" if history.dropped_rows else ""
+    return (
+        f"{len(short)} item{'s' * (len(short) != 1)} with fewer than {need} periods{dropped}: "
+        f"{names}{more}; the forecaster learns from them, but evaluate and recommend need "
+        f"{need} periods of an item's history to start its campaign"
+    )
 
 
 def _market_beside(data: Path) -> Path | None:
@@ -794,9 +797,14 @@ class Run:
         rows = history.frame[history.frame["item_id"] == item_id]
         need = self.forecaster.context_length
         if len(rows) < need:
+            where = (
+                f"--history {history.source}"
+                if history is not self.history
+                else str(history.source)
+            )
             raise PromogymInputError(
-                f"--history {history.source}: item {item_id!r} has {len(rows)} periods, the "
-                f"forecaster needs the last {need}; give a longer history"
+                f"{where}: item {item_id!r} has {len(rows)} periods, the forecaster needs the "
+                f"last {need} to start a campaign; give a longer history"
             )
         if isinstance(inventory, bool) or not isinstance(inventory, int | np.integer):
             raise PromogymInputError(f"--inventory must be a whole number, got {inventory!r}")
@@ -818,19 +826,25 @@ class Run:
             raise PromogymInputError(f"--pipeline {pipeline}: entries must be whole numbers >= 0")
         if lead and len(pipeline) == lead and pipeline[-1] > 0:
             # An order lands in lead_time periods, so at a decision that slot is still empty.
-            which = f"arrivals in 1..{lead - 1} periods" if lead > 1 else "no arrivals"
+            which = (
+                f"at most {lead - 1} entr{'ies' if lead > 2 else 'y'} (arrivals in 1.."
+                f"{lead - 1} period{'s' if lead > 2 else ''})"
+                if lead > 1
+                else "no pipeline (orders arrive the next period)"
+            )
             raise PromogymInputError(
                 f"--pipeline {','.join(map(str, pipeline))}: {pipeline[-1]} units arriving in "
                 f"{lead} periods (inventory.lead_time) would be an order placed this period, "
                 f"which is what recommend decides; give {which}"
             )
         if inventory + sum(pipeline) > cfg.inventory.capacity:
-            # The env never orders past capacity, so arrivals beyond it would be lost stock no
-            # policy was trained on (and the agents' sales tracking assumes they fit).
+            # Orders keep the inventory position (on hand + pipeline) within capacity: the
+            # env's masks, the DP and the agents' sales tracking all assume it.
             raise PromogymInputError(
                 f"--inventory {inventory} plus --pipeline {sum(pipeline)} units exceed "
-                f"inventory.capacity {cfg.inventory.capacity}; the campaign model loses arrivals "
-                "beyond capacity, so raise inventory.capacity in the config and fit again"
+                f"inventory.capacity {cfg.inventory.capacity}; the campaign model keeps on-hand "
+                "plus ordered stock within capacity: raise inventory.capacity in the config and "
+                "fit again"
             )
         last = pd.Timestamp(rows["date"].max())
         period = pd.Timedelta(days=history.period_days)

@@ -94,6 +94,7 @@ def test_hparams_table_and_overrides(tmp_path: Path) -> None:
         ("ppo", "gae_lambda", 7, r"in \[0, 1\]"),
         ("dqn", "exploration_final_eps", 3.0, r"in \[0, 1\]"),
         ("ppo", "learning_rate", 0.0, "> 0"),
+        ("ppo", "batch_size", 1, "integer >= 2"),
         ("ppo", "clip_range", float("nan"), "a number, got nan"),
     ):
         with pytest.raises(ConfigError, match=f"{algo} {key} must be .*{message}"):
@@ -170,6 +171,12 @@ def test_resume_after_kill_reaches_the_same_total(run: Run, algo: str) -> None:
     assert resumed.timesteps == full.timesteps
     assert load_run(run.path).agent_info(algo)["resumed"] is True
     assert not partial.exists() and (full.directory / "best_model.zip").is_file()
+
+
+def test_a_one_step_rollout_is_refused_before_any_work(run: Run) -> None:
+    with pytest.raises(ConfigError, match="n_steps x n_envs = 1; a rollout needs at least 2"):
+        train_agent(run, "ppo", timesteps=28, hparams={**TINY["ppo"], "n_steps": 1}, n_envs=1)
+    assert not (run.path / "agents" / ".ppo.partial").exists()
 
 
 def test_resume_needs_a_checkpoint_and_same_settings(run: Run) -> None:

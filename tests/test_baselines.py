@@ -122,6 +122,8 @@ def test_periodic_and_weekend_flash_sales_follow_the_calendar() -> None:
         .startswith("always 10% off, at most 2 sale periods")
     )
     assert "at most" not in every3.describe(params)
+    assert "at most" not in every3.describe(small_params(max_sale_periods=4))  # 4 sales in 10
+    assert "at most 3" in every3.describe(small_params(max_sale_periods=3))
     # The ladder's first step is no discount: a 0% "sale" is the list price.
     for zero in (FixedDiscount(discount_idx=0), PeriodicFlashSale(discount_idx=0, every=2)):
         assert zero.describe(params).startswith("always the list price (never on sale)")

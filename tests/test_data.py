@@ -489,7 +489,7 @@ def test_fill_gaps_drop_keeps_last_gap_free_run(tmp_path: Path) -> None:
     history = load_history(write(tmp_path, "d.csv", text), fill_gaps="drop")
     assert history.item("a")["units_sold"].tolist() == [6, 7, 8]
     assert len(history.item("b")) == 2 and history.dropped_rows == 3
-    # check-data names the items too short for the forecaster's context, which fit refuses.
+    # check-data names the items too short for the forecaster's context (not plannable yet).
     assert "short items     2 with fewer than 4 periods (shortest 'b', 2)" in history.describe(4)
     assert "short items" not in history.describe(2) and "short items" not in history.describe()
 

@@ -207,22 +207,29 @@ def test_fit_refuses_a_bad_market_file_before_fitting(
     assert not (tmp_path / "run").exists()
 
 
-def test_fit_refuses_an_item_shorter_than_the_context(shop: Path, tmp_path: Path) -> None:
-    """An item whose last gap-free run is shorter than the forecaster's context could be fitted
-    but never evaluated or recommended; ``fit`` says so before any fitting."""
+def test_fit_warns_of_an_item_shorter_than_the_context(shop: Path, tmp_path: Path) -> None:
+    """An item whose last gap-free run is shorter than the forecaster's context is fitted (the
+    forecaster learns it), with a warning: no campaign of it can start yet."""
     frame = pd.read_csv(shop / "history.csv")
     last = frame["date"].max()
     gap = (frame["item_id"] == "sku-1") & (frame["date"] >= "2024-04-20") & (frame["date"] < last)
     frame.loc[~gap].to_csv(tmp_path / "h.csv", index=False)
-    with pytest.raises(PromogymInputError, match=r"item 'sku-1' has 1 period after fill_gaps=drop"):
-        fit_run(
-            tmp_path / "h.csv",
-            tmp_path / "run",
-            CONFIG,
-            forecaster_config=TINY_FORECASTER,
-            fill_gaps="drop",
-        )
-    assert not (tmp_path / "run").exists()
+    said: list[str] = []
+    run = fit_run(
+        tmp_path / "h.csv",
+        tmp_path / "run",
+        CONFIG,
+        forecaster_config=TINY_FORECASTER,
+        fill_gaps="drop",
+        progress=said.append,
+    )
+    # fine-tuned from the shipped base, whose context is 42 periods
+    warning = "warning: 1 item with fewer than 42 periods after fill_gaps=drop: 'sku-1' (1)"
+    assert any(line.startswith(warning) for line in said), said
+    assert run.item_vocabulary() == ("sku-0", "sku-1")
+    with pytest.raises(PromogymInputError, match=r"history.parquet: item 'sku-1' has 1 periods"):
+        run.next_campaign("sku-1")
+    run.next_campaign("sku-0")
 
 
 def test_the_market_follows_the_runs_item_order(tmp_path: Path) -> None:
