@@ -82,3 +82,30 @@ def test_outputs_under_a_file_or_into_a_full_directory_fail_before_any_work(tmp_
         assert fragment in result.output and result.output.count("\n") == 1, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "h.csv"]
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
+
+
+def test_no_arguments_prints_the_help(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run([]) == 2
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_solve_json_is_strict_json_when_the_optimum_is_a_loss(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Shares of a negative optimum are not numbers: JSON gets null, never a bare NaN."""
+    import json
+
+    config = tmp_path / "loss.toml"
+    config.write_text(
+        "[campaign]\nhorizon = 4\n[inventory]\ninitial = 160\n"
+        "[economics]\nlist_price = 1.0\nunit_cost = 30.0\nholding_cost = 3.0\n"
+        "salvage_value = 0.0\n"
+    )
+    args = ["solve", "--config", str(config), "--json", "--episodes", "20"]
+    assert run([*args, "--tune-episodes", "4"]) == 0
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"not JSON: {name}")
+
+    data = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+    assert data["expected_profit"] < 0
+    assert data["best_ratio"] is None
+    assert all(row["ratio"] is None for row in data["baselines"].values())
