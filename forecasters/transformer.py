@@ -870,7 +870,8 @@ class TransformerForecaster(Forecaster):
                 f"{history.source}: history too short: the transformer needs at least {need} "
                 f"periods for one item (context_length {cfg.context_length} + prediction_length "
                 f"{cfg.prediction_length} + validation_periods {cfg.validation_periods}), the "
-                f"longest item has {int(data.length.max())}; lower those settings or add history"
+                f"longest item has {int(data.length.max())}; give a longer history (or, from Python, "
+                "smaller TransformerConfig settings)"
             )
         torch.manual_seed(cfg.seed)
         self.model = build_network(cfg, len(self.item_ids), len(self.extra_columns))

@@ -152,6 +152,9 @@ def simulate_history_command(
         "2024-01-01"
     ),
     config: ConfigOption = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing OUT and its market file.")
+    ] = False,
 ) -> None:
     """Simulate a shop's sales history on the reference market; write the market beside it.
 
@@ -160,6 +163,14 @@ def simulate_history_command(
     """
     from promogym.config import load_config
     from promogym.simulate import write_simulated_history
+
+    market = out.with_name(out.name + ".market.json")
+    existing = [p for p in (out, market) if p.exists() and not p.is_dir()]
+    if existing and not overwrite:
+        raise PromogymInputError(
+            f"--out {out}: {existing[0]} exists; pass --overwrite to replace it, or pick "
+            "another name"
+        )
 
     summary = write_simulated_history(
         out,

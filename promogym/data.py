@@ -708,7 +708,8 @@ def _apply_column_map(
         if original not in present:
             raise DataError(
                 f"{source}: column map: source column {original!r} (for {contract}) is not in "
-                f"the file; the file has {', '.join(map(repr, present))}; fix --columns"
+                f"the file; the file has {', '.join(map(repr, present))}; fix the column map "
+                "(--columns, or [data] columns in the config)"
             )
         if original in renames:
             raise DataError(

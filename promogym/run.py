@@ -194,6 +194,11 @@ def fit_run(
     section = config.data.merged(columns, fill_gaps, categorical)
     config = dataclasses.replace(config, data=section)
     history = load_history_with_config(data, config)
+    if history.ignored_columns:  # as check-data says
+        say(
+            f"not used: {', '.join(history.ignored_columns)} (not in the contract: map them "
+            "with --columns / [data] columns, or keep text ones with [data] categorical)"
+        )
     from promogym.envs.core import CampaignParams
 
     # Before any fitting: every item needs a list price and a unit cost (config or data).

@@ -213,7 +213,7 @@ def test_fit_warns_of_an_item_shorter_than_the_context(shop: Path, tmp_path: Pat
     frame = pd.read_csv(shop / "history.csv")
     last = frame["date"].max()
     gap = (frame["item_id"] == "sku-1") & (frame["date"] >= "2024-04-20") & (frame["date"] < last)
-    frame.loc[~gap].to_csv(tmp_path / "h.csv", index=False)
+    frame.loc[~gap].assign(feat=0).to_csv(tmp_path / "h.csv", index=False)
     said: list[str] = []
     run = fit_run(
         tmp_path / "h.csv",
@@ -226,6 +226,7 @@ def test_fit_warns_of_an_item_shorter_than_the_context(shop: Path, tmp_path: Pat
     # fine-tuned from the shipped base, whose context is 42 periods
     warning = "warning: 1 item with fewer than 42 periods after fill_gaps=drop: 'sku-1' (1)"
     assert any(line.startswith(warning) for line in said), said
+    assert any(line.startswith("not used: feat (not in the contract") for line in said), said
     assert run.item_vocabulary() == ("sku-0", "sku-1")
     with pytest.raises(PromogymInputError, match=r"history.parquet: item 'sku-1' has 1 periods"):
         run.next_campaign("sku-1")

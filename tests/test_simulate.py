@@ -142,6 +142,17 @@ def test_cli_simulate_history_writes_data_and_market(tmp_path: Path) -> None:
     assert load_history(pq_out).fingerprint() == history.fingerprint()
     checked = CliRunner().invoke(app, ["check-data", "--data", str(out)])
     assert checked.exit_code == 0 and "items           3" in checked.stdout
+    # An existing history (or its market file) is replaced only with --overwrite.
+    before = out.read_bytes()
+    other = [*args[:-1], "3", "--out", str(out)]
+    refused = CliRunner().invoke(app, other)
+    assert refused.exit_code == 2 and "exists; pass --overwrite" in refused.stderr
+    assert out.read_bytes() == before
+    (tmp_path / "data.parquet").unlink()
+    refused = CliRunner().invoke(app, [*args, "--out", str(pq_out)])  # its market file is there
+    assert refused.exit_code == 2 and "data.parquet.market.json exists" in refused.stderr
+    replaced = CliRunner().invoke(app, [*other, "--overwrite"])
+    assert replaced.exit_code == 0 and out.read_bytes() != before
 
 
 def test_cli_simulate_history_bad_output_writes_nothing(tmp_path: Path) -> None:
