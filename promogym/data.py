@@ -93,8 +93,12 @@ CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _PERIOD_DAYS = {"D": 1, "W": 7}
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-# Relative slack when comparing price with list_price: prices are stored rounded to cents.
-_PRICE_TOLERANCE = 1e-9
+# Relative slack when comparing price with list_price: prices are stored rounded to cents, but
+# a float32 column (Spark, database FLOAT) carries relative errors near 1e-7.
+_PRICE_TOLERANCE = 1e-6
+_UTC_OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# Cells that mean "unknown" in exports from R, SQL, Excel and pandas: blank in optional columns.
+_MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "#n/a", "-", "--"})
 
 
 PROMO_AGREEMENT_MIN = 0.9
@@ -385,7 +389,7 @@ def _check_options(source: str, fill_gaps: object, categorical: Sequence[str]) -
 def _check_duplicate_names(names: list[str], source: str) -> None:
     seen: set[str] = set()
     for name in names:
-        if name in seen:
+        if name in seen and name:  # empty names (trailing commas) become "Unnamed: k"
             raise DataError(
                 f"{source}: header, column {name!r}: appears {names.count(name)} times; "
                 "keep one column of each name"
@@ -398,8 +402,16 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
     if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark (Excel's "CSV UTF-8")
         data = data[3:]
     try:
-        text = data.decode("utf-8")
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 ("Unicode text" exports)
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(
+                f"{source}: not valid UTF-16 text after its byte-order mark; re-save the file "
+                "as UTF-8"
+            ) from None
         raise DataError(_encoding_message(data, exc.start, source)) from None
     text = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text)  # blank lines before the header
     lines = text.splitlines()
@@ -487,8 +499,7 @@ def _read_parquet(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
             f"{source}: not a readable Parquet file ({type(exc).__name__}); "
             "re-export it as Parquet or CSV"
         ) from None
-    names = [str(name).strip() for name in schema.names]
-    _check_duplicate_names(names, source)
+    _check_duplicate_names([str(name).strip() for name in schema.names], source)
     try:
         raw = pq.read_table(path).to_pandas()
     except Exception as exc:
@@ -498,7 +509,12 @@ def _read_parquet(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
         ) from None
     if raw.shape[0] == 0:
         raise DataError(f"{source}: file is empty (no data rows); add one row per item per period")
-    raw = raw.reset_index(drop=True)
+    if not (isinstance(raw.index, pd.RangeIndex) and raw.index.name is None):
+        raw = raw.reset_index()  # a frame saved with its index (e.g. a groupby's item_id, date)
+    else:
+        raw = raw.reset_index(drop=True)
+    names = [str(name).strip() for name in raw.columns]
+    _check_duplicate_names(names, source)
     raw.columns = names
     return raw, np.arange(1, raw.shape[0] + 1, dtype=np.int64)
 
@@ -527,11 +543,13 @@ class _Checker:
         return int(where[0]) if where.size else None
 
 
-def _blank(values: pd.Series) -> np.ndarray:
+def _blank(values: pd.Series, missing_tokens: bool = False) -> np.ndarray:
     blank = values.isna().to_numpy(dtype=bool, copy=True)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         text = values.astype(object).where(~blank, "").astype(str).str.strip()
         blank |= (text == "").to_numpy()
+        if missing_tokens:
+            blank |= text.str.lower().isin(_MISSING_TOKENS).to_numpy()
     return blank
 
 
@@ -562,6 +580,19 @@ def _build(
     present = set(raw.columns)
     for name in REQUIRED_COLUMNS:
         if name not in present:
+            same = [c for c in raw.columns if str(c).lower() == name]
+            if same:
+                raise DataError(
+                    f"{source}: header: missing required column {name!r}; the file has "
+                    f"{same[0]!r} (names are case-sensitive): rename it to {name!r}, or map "
+                    "every such column, e.g. --columns "
+                    + ",".join(
+                        f"{n}={c}"
+                        for n in REQUIRED_COLUMNS
+                        for c in raw.columns
+                        if str(c).lower() == n and c != n
+                    )
+                )
             raise DataError(
                 f"{source}: header: missing required column {name!r}; the file has "
                 f"{', '.join(map(repr, raw.columns))}; rename a column to {name!r} or map it "
@@ -738,6 +769,9 @@ def _parse_dates(values: pd.Series, check: _Checker) -> np.ndarray:
             dates = dates.dt.tz_localize(None)
     else:
         text = values.astype(object).astype(str).str.strip()
+        # A UTC offset after a time of day: keep the local date and time (the row's own
+        # offset; pandas refuses a column with more than one, e.g. across a DST change).
+        text = text.str.replace(_UTC_OFFSET, r"\1", regex=True)
         dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
         pos = check.first(dates.isna().to_numpy())
         if pos is not None:
@@ -779,8 +813,9 @@ def _parse_number(
     strict_minimum: bool = False,
     integer: bool = False,
 ) -> np.ndarray:
-    """Numbers of one column; blanks become NaN (or an error when not allowed)."""
-    blank = _blank(values)
+    """Numbers of one column; blanks become NaN (or an error when not allowed). In an optional
+    column (``allow_blank``) the usual "unknown" tokens (NA, NULL, n/a, -, ...) are blanks."""
+    blank = _blank(values, missing_tokens=allow_blank)
     numbers = _numeric(values)
     if not allow_blank:
         pos = check.first(blank)
@@ -793,7 +828,8 @@ def _parse_number(
             pos,
             name,
             f"{_shown(values.iat[pos])} is not a finite number",
-            f"write {name} as a plain number like 12 or 12.5 (dot as decimal mark)",
+            f"write {name} as a plain number like 12 or 12.5 (dot as decimal mark)"
+            + (", or leave the cell empty if unknown" if allow_blank else ""),
         )
     known = ~blank
     low = numbers <= minimum if strict_minimum else numbers < minimum
@@ -823,7 +859,7 @@ def _parse_number(
 
 
 def _parse_promo(values: pd.Series, check: _Checker) -> np.ndarray:
-    blank = _blank(values)
+    blank = _blank(values, missing_tokens=True)
     text = values.astype(object).where(~blank, "").astype(str).str.strip().str.lower()
     mapping = {"1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0, "true": 1.0, "false": 0.0}
     flags = text.map(mapping).to_numpy(dtype=np.float64, na_value=np.nan)

@@ -603,3 +603,50 @@ def test_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("\n \n" + GOOD)
     assert load_history(path).frame["units_sold"].tolist() == [3, 4, 0]
+
+
+def test_messy_exports_are_read(tmp_path: Path) -> None:
+    """Files as BI tools, R, SQL, Spark and pandas write them (a review's findings)."""
+    rows = ["2024-03-30T00:00:00+01:00,a,3,10", "2024-03-31T00:00:00+02:00,a,4,8"]  # DST change
+    rows += ["2024-03-30,b,1,5", "2024-03-31T00:00:00Z,b,2,5"]  # naive beside aware
+    mixed = load_history(
+        write(tmp_path, "tz.csv", "date,item_id,units_sold,price\n" + "\n".join(rows))
+    )
+    assert mixed.frame["date"].dt.day.tolist() == [30, 31, 30, 31]
+    # UTF-16 with its byte-order mark ("Unicode text").
+    text = "date,item_id,units_sold,price\r\n2024-01-01,a,3,10\r\n2024-01-02,a,4,8\r\n"
+    utf16 = load_history(write(tmp_path, "u16.csv", text.encode("utf-16")))
+    assert utf16.frame["units_sold"].tolist() == [3, 4]
+    # "Unknown" tokens in optional columns are blanks; in required ones they stay errors.
+    na = "date,item_id,units_sold,price,stock,promo\n2024-01-01,a,3,10,NA,NULL\n2024-01-02,a,4,8,7,1\n"
+    history = load_history(write(tmp_path, "na.csv", na))
+    assert history.frame["stock"].isna().tolist() == [True, False]
+    with pytest.raises(DataError, match="or leave the cell empty if unknown"):
+        load_history(write(tmp_path, "bad.csv", na.replace("NA", "many")))
+    with pytest.raises(DataError, match="column 'price'"):
+        load_history(write(tmp_path, "req.csv", na.replace(",10,", ",NA,")))
+    # Two empty header cells (Excel's trailing commas) are unnamed, unused columns.
+    trailing = "date,item_id,units_sold,price,,\n2024-01-01,a,3,10,,\n2024-01-02,a,4,8,,\n"
+    assert len(load_history(write(tmp_path, "tr.csv", trailing)).frame) == 2
+    # Mixed-case headers: the error names the case and the full column map.
+    with pytest.raises(DataError, match="'Date' .names are case-sensitive.*units_sold=Units_Sold"):
+        load_history(
+            write(tmp_path, "case.csv", "Date,Item_ID,Units_Sold,Price\n2024-01-01,a,3,10\n")
+        )
+
+
+def test_parquet_with_an_index_and_float32_prices(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=4).repeat(2),
+            "item_id": ["a", "b"] * 4,
+            "units_sold": [3, 1, 4, 2, 5, 1, 6, 2],
+            "price": np.array([19.99, 9.99, 15.99, 9.99, 19.99, 9.99, 19.99, 9.99], np.float32),
+            "list_price": [19.99, 9.99] * 4,
+        }
+    )
+    frame.groupby(["item_id", "date"]).sum().to_parquet(tmp_path / "grouped.parquet")
+    history = load_history(tmp_path / "grouped.parquet")
+    assert history.item_ids == ["a", "b"] and len(history.frame) == 8
+    # float32 19.99 is not below float64 19.99: only the 15.99 week is a promotion.
+    assert history.frame["promo"].sum() == 1
