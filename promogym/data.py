@@ -97,6 +97,8 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 # a float32 column (Spark, database FLOAT) carries relative errors near 1e-7.
 _PRICE_TOLERANCE = 1e-6
 _UTC_OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# item_id values of a report's total rows (pivot tables, BI exports), not items.
+_SUMMARY_IDS = frozenset({"total", "totals", "grand total", "subtotal", "sub-total", "sum"})
 # Cells that mean "unknown" in exports from R, SQL, Excel and pandas: blank in optional columns.
 _MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "#n/a", "-", "--"})
 
@@ -800,7 +802,16 @@ def _parse_item_ids(values: pd.Series, check: _Checker) -> np.ndarray:
     pos = check.first(blank)
     if pos is not None:
         raise check.fail(pos, "item_id", "empty item_id", "give every row an item identifier")
-    return values.astype(object).astype(str).str.strip().to_numpy(dtype=object)
+    ids = values.astype(object).astype(str).str.strip()
+    pos = check.first(ids.str.lower().isin(_SUMMARY_IDS).to_numpy())
+    if pos is not None:  # a report's total row would become an item with huge sales
+        raise check.fail(
+            pos,
+            "item_id",
+            f"{ids.iat[pos]!r} looks like a summary row of a report",
+            "delete the total rows (an item really named so: rename it)",
+        )
+    return ids.to_numpy(dtype=object)
 
 
 def _parse_number(

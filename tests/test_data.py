@@ -628,6 +628,10 @@ def test_messy_exports_are_read(tmp_path: Path) -> None:
     # Two empty header cells (Excel's trailing commas) are unnamed, unused columns.
     trailing = "date,item_id,units_sold,price,,\n2024-01-01,a,3,10,,\n2024-01-02,a,4,8,,\n"
     assert len(load_history(write(tmp_path, "tr.csv", trailing)).frame) == 2
+    # A report's total rows are not an item.
+    totals = "date,item_id,units_sold,price\n2024-01-01,a,3,10\n2024-01-01,Grand Total,3,10\n"
+    with pytest.raises(DataError, match="data row 2, column 'item_id': 'Grand Total' looks like"):
+        load_history(write(tmp_path, "totals.csv", totals))
     # Mixed-case headers: the error names the case and the full column map.
     with pytest.raises(DataError, match="'Date' .names are case-sensitive.*units_sold=Units_Sold"):
         load_history(
