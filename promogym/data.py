@@ -446,8 +446,9 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
         if match:
             want, line, got = (int(g) for g in match.groups())
             raise DataError(
-                f"{source}: data row {line - 1}: has {got} fields but the header has {want}; "
-                "quote values that contain commas and check the delimiter"
+                f"{source}: data row {line - 1}: has {got} fields but the header has {want}"
+                f"{_title_hint(lines[0], want)}; quote values that contain commas and check the "
+                "delimiter"
             ) from None
         raise DataError(f"{source}: not a readable CSV ({exc}); fix the file's quoting") from None
     if not isinstance(raw.index, pd.RangeIndex):
@@ -457,8 +458,8 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
             if number and len(fields) > len(header):
                 raise DataError(
                     f"{source}: data row {number}: has {len(fields)} fields but the header has "
-                    f"{len(header)}; remove the trailing commas or quote values that contain "
-                    "commas"
+                    f"{len(header)}{_title_hint(lines[0], len(header))}; remove the trailing "
+                    "commas or quote values that contain commas"
                 )
     raw.columns = [str(c).strip() for c in raw.columns]
     rows = np.arange(1, raw.shape[0] + 1, dtype=np.int64)
@@ -469,6 +470,17 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray]:
             f"{source}: the file has a header but no data rows; add one row per item per period"
         )
     return raw, rows
+
+
+def _title_hint(header_line: str, fields: int) -> str:
+    """With fewer header fields than the four required columns: name the line taken as the
+    header, since a report's title above the column names is the usual cause."""
+    if fields >= len(REQUIRED_COLUMNS):
+        return ""
+    return (
+        f" (the header line is {header_line.strip()[:40]!r}: delete any title lines above the "
+        "column names)"
+    )
 
 
 def _encoding_message(data: bytes, offset: int, source: str) -> str:
@@ -802,6 +814,8 @@ def _parse_item_ids(values: pd.Series, check: _Checker) -> np.ndarray:
     pos = check.first(blank)
     if pos is not None:
         raise check.fail(pos, "item_id", "empty item_id", "give every row an item identifier")
+    if pd.api.types.is_float_dtype(values.dtype) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)  # ids 1.0, 2.0 (a float column) are 1, 2 as in a CSV
     ids = values.astype(object).astype(str).str.strip()
     pos = check.first(ids.str.lower().isin(_SUMMARY_IDS).to_numpy())
     if pos is not None:  # a report's total row would become an item with huge sales

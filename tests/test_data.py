@@ -654,3 +654,12 @@ def test_parquet_with_an_index_and_float32_prices(tmp_path: Path) -> None:
     assert history.item_ids == ["a", "b"] and len(history.frame) == 8
     # float32 19.99 is not below float64 19.99: only the 15.99 week is a promotion.
     assert history.frame["promo"].sum() == 1
+    # Whole-number float ids (a pandas column that once held NaN) read as in a CSV.
+    frame.assign(item_id=[1.0, 2.0] * 4).to_parquet(tmp_path / "ids.parquet")
+    assert load_history(tmp_path / "ids.parquet").item_ids == ["1", "2"]
+
+
+def test_a_title_line_above_the_header_is_named(tmp_path: Path) -> None:
+    text = "Sales report Jan 2024\ndate,item_id,units_sold,price\n2024-01-01,a,3,10\n"
+    with pytest.raises(DataError, match="header line is 'Sales report Jan 2024': delete any"):
+        load_history(write(tmp_path, "title.csv", text))
