@@ -152,6 +152,12 @@ class SalesHistory:
         digest.update(pd.util.hash_pandas_object(self.frame, index=False).values.tobytes())
         return digest.hexdigest()
 
+    def short_items(self, need: int) -> pd.Series:
+        """Periods per item of the items with fewer than ``need`` (e.g. the forecaster's
+        context, which a campaign starts from), in item order."""
+        per_item = self.frame.groupby("item_id", sort=True).size()
+        return per_item[per_item < need]
+
     def item(self, item_id: str) -> pd.DataFrame:
         """Rows of one item, in date order."""
         rows = self.frame[self.frame["item_id"] == item_id]
@@ -235,8 +241,7 @@ class SalesHistory:
         if s["dropped_rows"]:
             lines.append(f"rows dropped    {s['dropped_rows']} (fill_gaps=drop)")
         if min_periods is not None and s["periods_per_item_min"] < min_periods:
-            per_item = self.frame.groupby("item_id", sort=True).size()
-            short = per_item[per_item < min_periods]
+            short = self.short_items(min_periods)
             lines.append(
                 f"short items     {len(short)} with fewer than {min_periods} periods (shortest "
                 f"{short.idxmin()!r}, {int(short.min())}); evaluate and recommend need "

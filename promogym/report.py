@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from promogym.errors import PromogymInputError
-from promogym.io import atomic_directory, jsonable
+from promogym.io import atomic_directory, dumps, jsonable
 from promogym.response import NOTE as RESPONSE_NOTE
 from promogym.response import TITLE as RESPONSE_TITLE
 from promogym.response import ResponseBin, response_summary, response_table
@@ -1139,7 +1139,7 @@ def report_json(
             for p, r in report.markets[m].policies.items()
         },
     }
-    return json.dumps(jsonable(data), indent=1, allow_nan=False)
+    return dumps(data, indent=1)
 
 
 def check_report_dir(out_dir: str | os.PathLike[str]) -> Path:

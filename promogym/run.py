@@ -364,8 +364,7 @@ def _short_items(history: SalesHistory, need: int) -> str | None:
     """A warning naming the items with fewer than ``need`` periods (the forecaster's
     context), if any: the forecaster learns from them, but a campaign starts from an item's
     last ``need`` periods, so ``evaluate`` and ``recommend`` cannot plan them yet."""
-    lengths = history.frame.groupby("item_id", sort=True).size()
-    short = lengths[lengths < need]
+    short = history.short_items(need)
     if not len(short):
         return None
     names = ", ".join(f"{item!r} ({n})" for item, n in short.head(5).items())
