@@ -3,7 +3,8 @@
 Every rule except :class:`RandomPolicy` orders by **base stock**: each period, order the
 smallest ladder quantity that lifts the inventory position (on hand + pipeline) to at least
 the level ``S`` (nothing when the position is already there; the largest quantity when none
-suffices). Orders that would break the capacity rule are cut by the simulator's
+suffices), and nothing in the last ``lead_time`` periods, whose orders would land after the
+campaign (the campaign model neither delivers nor salvages stock still on its way). Orders that would break the capacity rule are cut by the simulator's
 :func:`~promogym.envs.core.repair_actions`. ``S`` is not a guess: :func:`tune_base_stock`
 picks it by simulation in the same demand model, with common random numbers, on a coarse grid
 over ``0..capacity`` (about 11 levels) refined around the best level (step ``coarse / 5``).
@@ -43,14 +44,18 @@ WEEKEND = (5, 6)
 def base_stock_order(state: CampaignState, params: CampaignParams, level: float) -> torch.Tensor:
     """Order index of the smallest ladder quantity lifting the position to ``level``, ``(B,)``.
 
-    The position is ``on_hand + sum(pipeline)``; when no quantity suffices, the largest.
+    The position is ``on_hand + sum(pipeline)``; when no quantity suffices, the largest. No
+    order (index 0, quantity 0) where it would arrive after the campaign's last period
+    (``t + lead_time >= horizon``).
     """
     position = state.on_hand + state.pipeline.sum(dim=1)
     need = float(level) - position
     enough = params.order_quantities.unsqueeze(0) >= need.unsqueeze(1)  # (B, A_o)
     first = enough.long().argmax(dim=1)
     largest = torch.full_like(first, params.n_orders - 1)
-    return torch.where(enough.any(dim=1), first, largest)
+    order = torch.where(enough.any(dim=1), first, largest)
+    too_late = state.t + params.lead_time >= params.horizon
+    return torch.where(too_late, torch.zeros_like(order), order)
 
 
 @dataclass
@@ -262,9 +267,12 @@ def tune_base_stock(
 ) -> BaselinePolicy:
     """Pick the base-stock level of ``make_policy(S)`` with the best simulated mean profit.
 
-    Scores every level in ``levels`` (default :func:`base_stock_grid`), then, if ``refine``,
-    the levels within one coarse step of the best at a fifth of that step. All candidates see
-    the same random numbers (``seed``). Returns the winner with ``tuned_profit`` set.
+    Scores every level in ``levels`` (default :func:`base_stock_grid`), then zooms in: it
+    scores the levels within one step of the best at a fifth of that step, and again, until
+    the step is below a tenth of the best level (``refine``; at least one round) or below the
+    best level itself (no ``refine``: only where the grid is too coarse for the item, e.g. a
+    capacity far above its demand), or one unit. All candidates see the same random numbers
+    (``seed``). Returns the winner with ``tuned_profit`` set.
     """
     coarse = list(levels) if levels is not None else base_stock_grid(params.capacity)
     scores: dict[int, float] = {}
@@ -276,15 +284,21 @@ def tune_base_stock(
                 policy, demand_model, params, start, n_episodes=n_episodes, seed=seed
             )
 
+    resolution = 0.1 if refine else 1.0  # wanted: step < resolution * best level
     with torch_threads(1):
         for level in coarse:
             score(level)
-        if refine and len(coarse) > 1:
+        step = max((abs(b - a) for a, b in zip(coarse, coarse[1:], strict=False)), default=0)
+        first = refine
+        while step > 1:
             best = max(scores, key=scores.__getitem__)
-            step = max(abs(b - a) for a, b in zip(coarse, coarse[1:], strict=False))
+            if not first and step < resolution * best:
+                break
+            first = False
             fine = max(1, step // 5)
             for level in range(max(0, best - step), min(params.capacity, best + step) + 1, fine):
                 score(level)
+            step = fine
     best = max(scores, key=scores.__getitem__)
     policy = make_policy(best)
     policy.tuned_profit = scores[best]

@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -126,6 +127,17 @@ def dp_too_large(params: CampaignParams) -> str | None:
     if dp_lot(params) is not None:
         return None
     need = dp_memory_bytes(params)
+    if params.lead_time > 1 and dp_lot(dataclasses.replace(params, lead_time=1)) is not None:
+        # not the stock grid: the orders on their way (there are none with lead time 1)
+        n_o, lead = params.n_orders, params.lead_time
+        coarsest = min(dp_memory_bytes(params, d) for d in lot_sizes(params))
+        return (
+            f"the planner would need at least {coarsest / 2**30:,.1f} GiB (limit "
+            f"{DP_MEMORY_LIMIT / 2**30:.0f} GiB): lead_time {lead} with {n_o} order quantities "
+            f"makes {n_o}^{lead - 1} = {n_o ** (lead - 1):,} combinations of orders on their "
+            "way for every stock level, streak and period; use fewer [inventory] "
+            "order_quantities or a shorter lead_time"
+        )
     return (
         f"the planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
         f"{params.capacity:,} (it keeps every stock level; limit "
@@ -424,7 +436,8 @@ def solve_table(
         if lot is None:
             too_large = dp_too_large(params)
             raise PromogymInputError(
-                f"{too_large}, or use a trained agent (promogym recommend --agent ppo)"
+                f"{too_large}. Without it there is no exact optimum and no planner for this "
+                "campaign; trained agents still work (promogym train, recommend --agent ppo)"
             )
     elif lot not in lot_sizes(params):
         raise ValueError(

@@ -39,26 +39,44 @@ def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     >>> check_quantiles([0.1, 0.9])
     (0.1, 0.9)
     """
-    qs = tuple(float(q) for q in quantiles)
+    try:
+        if isinstance(quantiles, str | bytes):
+            raise TypeError("a string")
+        qs = tuple(float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        qs = ()
     if not qs or any(not 0.0 < q < 1.0 for q in qs):  # NaN fails too
         raise PromogymInputError(
-            f"quantiles must be numbers in (0, 1), got {list(quantiles)}; pass e.g. (0.1, 0.5, 0.9)"
+            f"quantiles must be a sequence of numbers in (0, 1), got {quantiles!r}; pass e.g. "
+            "(0.1, 0.5, 0.9)"
         )
     return qs
 
 
+def _whole(value: object, name: str, minimum: int) -> int:
+    """``value`` as an int; :class:`PromogymInputError` unless a whole number >= ``minimum``."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= minimum  # type: ignore[call-overload, operator]
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise PromogymInputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
 def check_horizon(horizon: int) -> int:
     """``horizon`` as an int; :class:`PromogymInputError` unless a whole number >= 1."""
-    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
-        raise PromogymInputError(f"horizon must be a whole number >= 1, got {horizon!r}")
-    return int(horizon)
+    return _whole(horizon, "horizon", 1)
 
 
 def check_n_samples(n_samples: int) -> int:
     """``n_samples`` as an int; :class:`PromogymInputError` unless a whole number >= 1."""
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise PromogymInputError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
-    return int(n_samples)
+    return _whole(n_samples, "n_samples", 1)
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` as an int; :class:`PromogymInputError` unless a whole number >= 0."""
+    return _whole(seed, "seed", 0)
 
 
 def check_history_columns(history: SalesHistory, columns: Sequence[str], name: str) -> None:

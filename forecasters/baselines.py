@@ -42,6 +42,7 @@ from promogym.forecasters.base import (
     check_n_samples,
     check_one_row_per_period,
     check_quantiles,
+    check_seed,
 )
 from promogym.io import atomic_write_text
 
@@ -429,7 +430,7 @@ class SeasonalNaive(Forecaster):
         seed: int = 0,
     ) -> np.ndarray:
         self._check_fitted()
-        n_samples = check_n_samples(n_samples)
+        n_samples, seed = check_n_samples(n_samples), check_seed(seed)
         fut = future_covariates(
             history, future, horizon, self.items_, name=self.name, freq=self.freq_
         )
@@ -912,7 +913,7 @@ class LightGBMForecaster(Forecaster):
         n_samples: int,
         seed: int = 0,
     ) -> np.ndarray:
-        n_samples = check_n_samples(n_samples)
+        n_samples, seed = check_n_samples(n_samples), check_seed(seed)
         _, pred, index = self._log_predictions(history, future, horizon)
         rng = np.random.default_rng(int(seed))
         out = np.empty((pred.shape[0], int(n_samples), pred.shape[1]))

@@ -107,6 +107,7 @@ from promogym.forecasters.base import (
     check_n_samples,
     check_one_row_per_period,
     check_quantiles,
+    check_seed,
 )
 from promogym.forecasters.features import (
     NUM_TIME_FEATURES,
@@ -998,19 +999,20 @@ class TransformerForecaster(Forecaster):
         return w if bool(w.observed[:, c].any()) else None
 
     def _held_out_response(self, data: SeriesData, val_end: torch.Tensor) -> ResponseRows | None:
-        """The simulator's one-step mean at each observed validation period's own discount and
-        at no discount, beside what sold (:mod:`promogym.response`), from the simulator's
-        inputs (:meth:`_simulator_nb`; not the period's recorded promo flag). ``None`` if no
-        validation period is observed."""
+        """The simulator's one-step mean at each validation period's own discount and at no
+        discount, and its dispersion at the period's discount, beside what sold
+        (:mod:`promogym.response`), from the simulator's inputs (:meth:`_simulator_nb`; not the
+        period's recorded promo flag). Periods that sold out are kept (``actual`` = the stock);
+        missing periods are not. ``None`` if no validation period is observed."""
         c = self.config.context_length
         w = self._validation_windows(data, val_end, range(data.length.shape[0]))
         if w is None:
             return None
-        ok = w.observed[:, c]
+        ok = w.observed[:, c] | w.censored[:, c]
         discount = w.discount[:, c]
         candidates = torch.stack((discount, torch.zeros_like(discount)), dim=1)
         with torch.inference_mode():
-            mean, _ = self._simulator_nb(
+            mean, disp = self._simulator_nb(
                 w.select(slice(None), slice(0, c)), w.day[:, c], candidates, w.extra[:, c]
             )
         names = np.asarray(self.item_ids, dtype=object)[w.item[ok].cpu().numpy() - 1]
@@ -1021,6 +1023,7 @@ class TransformerForecaster(Forecaster):
             mean=mean[ok, 0].double().cpu().numpy(),
             mean_regular=mean[ok, 1].double().cpu().numpy(),
             day=w.day[ok, c].cpu().numpy(),
+            dispersion=disp[ok, 0].double().cpu().numpy(),
         )
 
     def _dispersed(self, second: torch.Tensor) -> torch.Tensor:
@@ -1305,16 +1308,27 @@ class TransformerForecaster(Forecaster):
         data, _ = series_from_frame(
             frame, history.freq, None, extra=self.extra_columns, end_day=end_day
         )
-        short = data.length < c
+        gap = torch.from_numpy((end_day - to_days(last_date)) // step)  # periods without rows
+        short = data.length - gap < c
         if bool(short.any()):
             i = int(torch.nonzero(short)[0])
             raise DataError(
-                f"{history.source}: item {items[i]!r} has {int(data.length[i])} periods of "
-                f"history, the transformer needs at least context_length = {c}"
+                f"{history.source}: item {items[i]!r} has {int(data.length[i] - gap[i])} periods "
+                f"of history, the transformer needs at least context_length = {c}"
             )
         rows = torch.tensor([vocab[i] + 1 if i in vocab else 0 for i in items], dtype=torch.long)
         index = torch.stack((torch.arange(len(items)), data.length - c), dim=1)
         past = dataclasses.replace(data.windows(index, c), item=rows)
+        blind = ~(past.observed | past.censored).any(dim=1)
+        if bool(blind.any()):
+            i = int(torch.nonzero(blind)[0])
+            raise DataError(
+                f"future covariates: item {items[i]!r}: the forecast starts "
+                f"{pd.Timestamp(int(fut_days[i, 0]), unit='D').date()}, {int(gap[i])} periods "
+                f"after its history ends ({last_date[items[i]].date()}), so none of the "
+                f"{c} periods the forecaster reads before it has a sale recorded; forecast from "
+                "the period after the history (a longer horizon reaches later dates)"
+            )
         list_price = (
             fut["list_price"].to_numpy(np.float64)
             if "list_price" in fut
@@ -1331,6 +1345,15 @@ class TransformerForecaster(Forecaster):
                     f"{fut['date'].iloc[i].date()}: column {column!r} is {values[i]!r}; give a "
                     "finite number > 0"
                 )
+        above = price > list_price * (1.0 + 1e-6)
+        if above.any():
+            i = int(np.argmax(above))
+            raise DataError(
+                f"future covariates: item {fut['item_id'].iloc[i]!r}, "
+                f"{fut['date'].iloc[i].date()}: price {price[i]:g} is above list_price "
+                f"{list_price[i]:g}; the forecaster models discounts from the list price, not "
+                "increases: give a price at most the list price (or a higher list_price)"
+            )
         promo = (
             fut["promo"].to_numpy(np.float64)
             if "promo" in fut
@@ -1543,6 +1566,7 @@ class TransformerForecaster(Forecaster):
     ) -> np.ndarray:
         """Sample paths ``(n_items, n_samples, horizon)`` in ``sorted(item_ids)`` order."""
         horizon, n_samples = check_horizon(horizon), check_n_samples(n_samples)
+        seed = check_seed(seed)
         _, past, fut, _ = self._prepare(history, future, horizon)
         samples, _, _ = self._paths(past, fut, horizon, n_samples, seed)
         return samples.cpu().numpy()

@@ -327,22 +327,36 @@ def pretrain_command(
 ) -> None:
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
-    Writes OUT/config.json and OUT/model.safetensors. Example: promogym pretrain --out
-    forecasters/weights/base --seed 0
+    Writes OUT/config.json and OUT/model.safetensors, replacing a previous base there once
+    the new one is whole. Example: promogym pretrain --out forecasters/weights/base --seed 0
     """
     import torch
 
     from promogym.forecasters.corpus import pretrain
+    from promogym.forecasters.transformer import CONFIG_FILE, WEIGHTS_FILE
+    from promogym.io import atomic_directory, check_output_path
 
+    check_output_path(out, directory=True)
+    others = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    others = [name for name in others if name not in (CONFIG_FILE, WEIGHTS_FILE)]
+    if others:
+        raise PromogymInputError(
+            f"--out {out}: holds {others[0]!r}"
+            + (f" and {len(others) - 1} more files" if len(others) > 1 else "")
+            + f", not only a base's {CONFIG_FILE} and {WEIGHTS_FILE}, and the new base replaces "
+            "the directory; pick a new or empty one"
+        )
     torch.set_num_threads(threads)
     base = pretrain(
-        out,
+        None,
         seed=seed,
         n_series=series,
         epochs=epochs,
         likelihood=likelihood,
         progress=lambda m: typer.echo(m, err=True),
     )
+    with atomic_directory(out) as tmp:
+        base.save(tmp)
     nll = base.training["best_val_nll"]
     typer.echo(
         f"wrote {out}: best validation NLL {'n/a' if nll is None else f'{nll:.4f}'} after "
@@ -375,6 +389,7 @@ def fit_forecaster_command(
     from promogym.data import load_history
     from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
     from promogym.io import atomic_directory, check_output_path
+    from promogym.run import held_out_rows
 
     check_output_path(out, directory=True)
     if out.is_dir() and any(out.iterdir()):
@@ -385,6 +400,8 @@ def fit_forecaster_command(
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     history = load_history(data, columns=parse_columns(columns), fill_gaps=fill_gaps)  # type: ignore[arg-type]
+    if unused := history.unused_note():
+        typer.echo(unused, err=True)
     model = fit_forecaster(
         history, config, from_scratch=from_scratch, progress=lambda m: typer.echo(m, err=True)
     )
@@ -395,10 +412,11 @@ def fit_forecaster_command(
         for k, v in model.validation_metrics.items()
     )
     typer.echo(f"wrote {out}: validation {metrics}")
-    if model.held_out_response is not None:
+    rows = held_out_rows([model], history)
+    if rows is not None:
         from promogym.response import format_response, response_bins
 
-        typer.echo(format_response(response_bins(model.held_out_response)))
+        typer.echo(format_response(response_bins(rows)))
 
 
 @app.command("fit")

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
+import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,6 +40,12 @@ from promogym.errors import ConfigError
 # Longest campaign accepted (periods): the DP and the rollouts hold tensors over the horizon,
 # and a campaign of more than 1,000 periods (nearly three years of days) is a typo, not a plan.
 MAX_HORIZON = 1000
+MIN_DISCOUNT = 0.01
+MAX_DISCOUNT = 0.9
+"""A sale discount's range: 1% to 90% off (the reference market lifts any discount above 0
+by its full promotion effect, and its demand at 99% off runs to millions a day)."""
+MAX_MONEY = 1e9
+"""The largest price or cost a config takes (larger ones overflow profits to inf / NaN)."""
 
 
 @dataclass(frozen=True)
@@ -217,8 +224,14 @@ class CampaignConfig:
             raise bad("campaign.horizon", f"an integer in [1, {MAX_HORIZON}]", c.horizon)
         if not c.discounts:
             raise bad("campaign.discounts", "a non-empty list", list(c.discounts))
-        if any(not 0.0 <= d < 1.0 for d in c.discounts):
-            raise bad("campaign.discounts", "fractions in [0, 1)", list(c.discounts))
+        if any(not (d == 0.0 or MIN_DISCOUNT <= d <= MAX_DISCOUNT) for d in c.discounts):
+            raise bad(
+                "campaign.discounts",
+                f"0.0 or fractions in [{MIN_DISCOUNT}, {MAX_DISCOUNT}] (1% to 90% off; demand "
+                "at deeper discounts is beyond any history, and at 99% off the reference "
+                "market's is millions a day)",
+                list(c.discounts),
+            )
         if list(c.discounts) != sorted(set(c.discounts)) or c.discounts[0] != 0.0:
             raise bad(
                 "campaign.discounts",
@@ -240,10 +253,10 @@ class CampaignConfig:
             raise bad("inventory.order_quantities", f"<= capacity ({inv.capacity})", q)
         if not 0 <= inv.lead_time <= 8:
             raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
-        if eco.list_price is not None and not 0 < eco.list_price < math.inf:
-            raise bad("economics.list_price", "a finite number > 0", eco.list_price)
-        if eco.unit_cost is not None and not 0 <= eco.unit_cost < math.inf:
-            raise bad("economics.unit_cost", "a finite number >= 0", eco.unit_cost)
+        if eco.list_price is not None and not 0 < eco.list_price <= MAX_MONEY:
+            raise bad("economics.list_price", f"a number > 0 and <= {MAX_MONEY:g}", eco.list_price)
+        if eco.unit_cost is not None and not 0 <= eco.unit_cost <= MAX_MONEY:
+            raise bad("economics.unit_cost", f"a number >= 0 and <= {MAX_MONEY:g}", eco.unit_cost)
         for key in (
             "holding_cost",
             "order_fixed_cost",
@@ -251,8 +264,8 @@ class CampaignConfig:
             "salvage_value",
         ):
             value = getattr(eco, key)
-            if not 0 <= value < math.inf:
-                raise bad(f"economics.{key}", "a finite number >= 0", value)
+            if not 0 <= value <= MAX_MONEY:
+                raise bad(f"economics.{key}", f"a number >= 0 and <= {MAX_MONEY:g}", value)
         if eco.unit_cost is not None and eco.salvage_value > eco.unit_cost:
             raise bad(
                 "economics.salvage_value",
@@ -349,15 +362,31 @@ def _coerce_section(name: str, values: dict[str, Any], source: str) -> dict[str,
     return out
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, but for DEL, which TOML escapes too."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_key(key: str) -> str:
+    """A bare key where TOML allows one, else a quoted key (spaces, accents, dots...)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
 def _toml_value(value: Any) -> str:
+    """``value`` as TOML (:func:`read_toml` reads it back equal).
+
+    >>> print(_toml_value({"region name": 'say "hi"', "units_sold": "move"}))
+    { "region name" = "say \\"hi\\"", units_sold = "move" }
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")

@@ -152,6 +152,15 @@ class SalesHistory:
         digest.update(pd.util.hash_pandas_object(self.frame, index=False).values.tobytes())
         return digest.hexdigest()
 
+    def unused_note(self) -> str | None:
+        """A line naming :attr:`ignored_columns` and how to use them, if there are any."""
+        if not self.ignored_columns:
+            return None
+        return (
+            f"not used: {', '.join(self.ignored_columns)} (not in the contract: map them with "
+            "--columns / [data] columns, or keep text ones with [data] categorical)"
+        )
+
     def short_items(self, need: int) -> pd.Series:
         """Periods per item of the items with fewer than ``need`` (e.g. the forecaster's
         context, which a campaign starts from), in item order."""

@@ -5,25 +5,30 @@ The check runs on the periods the forecaster held out while it was fitted (the l
 takes the simulator's one-step mean at the period's own discount (``mean``) and at no discount
 (``mean_regular``), with the simulator's own inputs (the promo flag is not the recorded one
 but the simulator's: ``discount > 0``, or the history's promotion rate at that depth), and
-compares them with what sold (``actual``).
+compares them with what sold (``actual``). Periods that sold out count too: leaving them out
+would keep the low-demand draws of deep discounts, where stock runs out most, and make a
+right simulator look as if it promised too much. What sold is compared with what the
+simulator expects to *sell* there, ``sold = E[min(demand, stock)]`` under its distribution at
+the period's discount and stock (its mean where the stock is unknown).
 
 Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%, 15%, ...,
 45%). For a bin ``k``:
 
 - **simulated lift** ``sum(mean) / sum(mean_regular)``: how many times the no-discount units
-  the simulator expects at the bin's discounts;
-- **level** ``r0 = sum(actual) / sum(mean)`` over the regular-price bin (0%): how far the
+  the simulator expects at the bin's discounts (demand, before any stock-out);
+- **level** ``r0 = sum(actual) / sum(sold)`` over the regular-price bin (0%): how far the
   simulator's units are off where there was no discount (a shock common to the held-out
   weeks, a level the network has not caught up with). Without 5 regular-price periods that
   sold, the shallowest bin that has them sets the level instead (OJ, whose discounts are
   measured against a running maximum price, has almost no regular-price weeks): the lift
   ratios are then relative to the simulator's accuracy at that depth;
-- **observed lift** ``sum(actual) / (r0 * sum(mean_regular))``: the units that sold at the
-  bin's discounts over the simulator's no-discount units corrected for that level, i.e. the
-  lift the data shows if the simulator's regular-price units are right up to ``r0``;
-- **lift ratio** observed / simulated, ``= (sum(actual) / sum(mean)) / r0``: 1 when the
+- **lift ratio** observed / simulated ``= (sum(actual) / sum(sold)) / r0``: 1 when the
   simulator's response to the discount is the market's; 0.9 when it promises 11% more lift
-  than the market gave.
+  than the market gave;
+- **observed lift** = lift ratio x simulated lift: the lift the data shows if the
+  simulator's regular-price units are right up to ``r0``. Without stock-outs it is
+  ``sum(actual) / (r0 * sum(mean_regular))``, the units that sold at the bin's discounts over
+  the simulator's no-discount units corrected for the level.
 
 95% intervals are percentile Poisson bootstraps of the held-out periods (each period weighted
 by an independent Poisson(1) count; ``R = 1000`` resamples by default): inference on this
@@ -83,13 +88,15 @@ NOTE = (
     "Simulated lift: the simulator's units at the periods' discounts over its units at no "
     "discount. Observed lift: the units that sold over the simulator's no-discount units, "
     "corrected by the level (actual / simulated units at regular price, or, with too few "
-    "regular-price periods, in the shallowest bin that has enough). A ratio of 1 means the simulator responds to the discount as the market did; "
-    "intervals resample the held-out periods."
+    "regular-price periods, in the shallowest bin that has enough). Periods that sold out count, "
+    "against the units the simulator expects to sell with their stock. A ratio of 1 means the "
+    "simulator responds to the discount as the market did; intervals resample the held-out "
+    "periods."
 )
 """A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
 
 
-OPTIONAL_FIELDS = ("day", "true_mean", "true_mean_regular")
+OPTIONAL_FIELDS = ("day", "dispersion", "sold", "true_mean", "true_mean_regular")
 
 
 @dataclass(frozen=True)
@@ -99,10 +106,13 @@ class ResponseRows:
     Attributes:
         item: the period's item id.
         discount: the period's recorded discount, ``1 - price / list_price``.
-        actual: units sold.
-        mean: the simulator's one-step mean at ``discount``.
-        mean_regular: the simulator's one-step mean at discount 0 (same context).
+        actual: units sold (the stock, where it sold out).
+        mean: the simulator's one-step mean demand at ``discount``.
+        mean_regular: the simulator's one-step mean demand at discount 0 (same context).
         day: the period's calendar day (days since 1970-01-01), if known.
+        dispersion: the simulator's negative-binomial dispersion at ``discount``, if known.
+        sold: the units the simulator expects to sell at ``discount`` with the period's
+            stock (:func:`with_stock`); ``None``: ``mean`` (no stock-outs).
         true_mean, true_mean_regular: where the market is known (a simulated history), its
             expected units at ``discount`` and at none, in the same period after the same
             sales; they add a **true lift** to each bin.
@@ -114,6 +124,8 @@ class ResponseRows:
     mean: np.ndarray
     mean_regular: np.ndarray
     day: np.ndarray | None = None
+    dispersion: np.ndarray | None = None
+    sold: np.ndarray | None = None
     true_mean: np.ndarray | None = None
     true_mean_regular: np.ndarray | None = None
 
@@ -127,6 +139,26 @@ class ResponseRows:
 
     def __len__(self) -> int:
         return len(self.item)
+
+    @property
+    def expected_sold(self) -> np.ndarray:
+        """:attr:`sold`, or :attr:`mean` where the stock is unknown."""
+        return self.mean if self.sold is None else self.sold
+
+
+def with_stock(rows: ResponseRows, stock: np.ndarray) -> ResponseRows:
+    """``rows`` with :attr:`ResponseRows.sold` for each period's ``stock`` (NaN: unknown):
+    ``E[min(demand, stock)]`` under the simulator's negative binomial (``rows.dispersion``)."""
+    import torch
+
+    from promogym.distributions import expected_sales
+
+    if rows.dispersion is None:
+        raise ValueError("ResponseRows.dispersion is needed to account for the stock")
+    sold = expected_sales(
+        *(torch.tensor(np.asarray(x, np.float64)) for x in (rows.mean, rows.dispersion, stock))
+    )
+    return dataclasses.replace(rows, sold=sold.numpy())
 
 
 def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> ResponseRows:
@@ -143,10 +175,16 @@ def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> R
         if not same:
             raise ValueError("the members' held-out periods differ; fit them on one history")
     w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+
+    def average(name: str) -> np.ndarray:
+        return sum(wk * getattr(m, name) for wk, m in zip(w, members, strict=True))  # type: ignore[return-value]
+
     return dataclasses.replace(
         first,
-        mean=sum(wk * m.mean for wk, m in zip(w, members, strict=True)),
-        mean_regular=sum(wk * m.mean_regular for wk, m in zip(w, members, strict=True)),
+        mean=average("mean"),
+        mean_regular=average("mean_regular"),
+        dispersion=None,  # the mixture is not one negative binomial
+        sold=average("expected_sold") if any(m.sold is not None for m in members) else None,
     )
 
 
@@ -165,7 +203,7 @@ class ResponseBin:
     observed_lift: float | None
     lift_ratio: float | None
     lift_ratio_ci: tuple[float, float] | None
-    actual_over_mean: float | None  # sum(actual) / sum(mean), before the level correction
+    actual_over_mean: float | None  # sum(actual) / sum(sold), before the level correction
     sets_level: bool = False  # the bin whose actual / simulated units is the level r0
     true_lift: float | None = None  # the known market's, on the same periods (simulated data)
 
@@ -235,18 +273,18 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
     """
     k = _bin_index(rows.discount)
     known = rows.true_mean is not None and rows.true_mean_regular is not None
-    columns = [rows.actual, rows.mean, rows.mean_regular, np.ones(len(rows))]
+    columns = [rows.actual, rows.expected_sold, rows.mean, rows.mean_regular, np.ones(len(rows))]
     if known:
         columns += [rows.true_mean, rows.true_mean_regular]
     values = np.stack(columns)  # (J, N)
     total = np.zeros((len(columns), len(BINS)))
     np.add.at(total, (slice(None), k), values)
-    boot = _bootstrap_sums(values[:4], k, len(BINS), n_resamples, seed)  # (4, R, K)
+    boot = _bootstrap_sums(values[:2], k, len(BINS), n_resamples, seed)  # (2, R, K)
 
-    usable = (total[3] >= MIN_PERIODS_FOR_INTERVAL) & (total[0] > 0) & (total[1] > 0)
+    usable = (total[4] >= MIN_PERIODS_FOR_INTERVAL) & (total[0] > 0) & (total[1] > 0)
     ref = int(np.argmax(usable)) if usable.any() else None  # the bin that sets the level
 
-    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (4+, ..., K)
+    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (2+, ..., K): actual, sold
         if ref is None:
             return np.full(s[0].shape, np.nan)
         return _ratio(
@@ -254,7 +292,6 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
         )
 
     point = lift_ratio(total)
-    r0 = _ratio(total[0, ref], total[1, ref]) if ref is not None else np.nan
     boot_ratio = lift_ratio(boot)
     tail = (1.0 - LEVEL) / 2.0
     out = []
@@ -281,12 +318,12 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
                 periods=periods,
                 items=len(np.unique(rows.item[in_bin])),
                 mean_discount=float(rows.discount[in_bin].mean()),
-                simulated_lift=_finite(_ratio(total[1, b], total[2, b])),
-                observed_lift=_finite(_ratio(total[0, b], r0 * total[2, b])),
+                simulated_lift=_finite(_ratio(total[2, b], total[3, b])),
+                observed_lift=_finite(point[b] * _ratio(total[2, b], total[3, b])),
                 lift_ratio=ratio,
                 lift_ratio_ci=ci,
                 actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),
-                true_lift=_finite(_ratio(total[4, b], total[5, b])) if known else None,
+                true_lift=_finite(_ratio(total[5, b], total[6, b])) if known else None,
                 sets_level=b == ref,
             )
         )

@@ -58,6 +58,7 @@ from promogym.response import (
     evidence,
     response_bins,
     response_summary,
+    with_stock,
 )
 
 if TYPE_CHECKING:
@@ -194,11 +195,8 @@ def fit_run(
     section = config.data.merged(columns, fill_gaps, categorical)
     config = dataclasses.replace(config, data=section)
     history = load_history_with_config(data, config)
-    if history.ignored_columns:  # as check-data says
-        say(
-            f"not used: {', '.join(history.ignored_columns)} (not in the contract: map them "
-            "with --columns / [data] columns, or keep text ones with [data] categorical)"
-        )
+    if unused := history.unused_note():  # as check-data says
+        say(unused)
     from promogym.envs.core import CampaignParams
 
     # Before any fitting: every item needs a list price and a unit cost (config or data).
@@ -208,6 +206,8 @@ def fit_run(
         item_unit_cost=history.latest("unit_cost"),
         item_ids=history.item_ids,
     )
+    if note := _check_config_prices(config, history):
+        say(f"warning: {note}")
     market_path = Path(market) if market is not None else _market_beside(Path(data))
     if market is not None and not market_path.is_file():
         raise PromogymInputError(f"--market {market_path}: file not found")
@@ -228,7 +228,7 @@ def fit_run(
             fit_forecaster(history, member_config, from_scratch=from_scratch, progress=say)
         )
     forecaster = members[0] if forecaster_seeds == 1 else EnsembleForecaster(members)
-    short = _short_items(history, members[0].context_length)  # fine-tuned: the base's context
+    short = _short_items(history, members[0])
     if short:
         say(f"warning: {short}")
     response = price_response_check(members, history, true_market)
@@ -279,21 +279,44 @@ def fit_run(
     return load_run(out)
 
 
+def held_out_rows(
+    members: Sequence[TransformerForecaster],
+    history: SalesHistory,
+    market: ReferenceMarket | None = None,
+) -> ResponseRows | None:
+    """The members' held-out periods (:attr:`TransformerForecaster.held_out_response`) as
+    their equal-weight ensemble simulates them, each period's units expected to sell with its
+    stock in ``history`` (:func:`promogym.response.with_stock`); with the true ``market`` of a
+    simulated ``history``, its means too. ``None`` if a member held out no observed period."""
+    from promogym.envs.market import day_numbers
+
+    rows = [m.held_out_response for m in members]
+    if any(r is None for r in rows):
+        return None
+    first: ResponseRows = rows[0]  # type: ignore[assignment]
+    frame = history.frame
+    stocks = pd.Series(
+        frame["stock"].to_numpy(np.float64),
+        index=pd.MultiIndex.from_arrays([frame["item_id"], day_numbers(frame["date"])]),
+    )
+    stock = stocks.reindex(pd.MultiIndex.from_arrays([first.item, first.day])).to_numpy()
+    average = average_rows([with_stock(r, stock) for r in rows], [1.0] * len(rows))  # type: ignore[arg-type]
+    if market is not None:
+        average = with_true_means(average, market, history)
+    return average
+
+
 def price_response_check(
     members: Sequence[TransformerForecaster],
     history: SalesHistory,
     market: ReferenceMarket | None = None,
 ) -> dict[str, Any] | None:
-    """The simulator's price response on the held-out periods of the fit (the members'
-    average, as their equal-weight ensemble simulates): :mod:`promogym.response`'s bins and
-    summary, JSON-ready; with the true ``market`` of a simulated ``history``, its lifts on the
-    same periods too. ``None`` if a member held out no observed period."""
-    rows = [m.held_out_response for m in members]
-    if any(r is None for r in rows):
+    """The simulator's price response on the held-out periods of the fit
+    (:func:`held_out_rows`): :mod:`promogym.response`'s bins and summary, JSON-ready.
+    ``None`` if a member held out no observed period."""
+    average = held_out_rows(members, history, market)
+    if average is None:
         return None
-    average = average_rows(rows, [1.0] * len(rows))  # type: ignore[arg-type]
-    if market is not None:
-        average = with_true_means(average, market, history)
     bins = response_bins(average)
     return {
         "bins": [b.to_dict() for b in bins],
@@ -360,21 +383,77 @@ def _read_market(path: Path | None, freq: str, item_ids: Sequence[str]) -> Refer
     return ReferenceMarket(params.subset([params.item_ids.index(i) for i in item_ids]), freq)
 
 
-def _short_items(history: SalesHistory, need: int) -> str | None:
-    """A warning naming the items with fewer than ``need`` periods (the forecaster's
-    context), if any: the forecaster learns from them, but a campaign starts from an item's
-    last ``need`` periods, so ``evaluate`` and ``recommend`` cannot plan them yet."""
-    short = history.short_items(need)
+PRICE_MISMATCH = 0.10
+"""How far (relative) a config's ``[economics]`` price may be from an item's own before
+:func:`fit_run` refuses it (list price) or warns (unit cost)."""
+
+
+def _check_config_prices(config: CampaignConfig, history: SalesHistory) -> str | None:
+    """Refuse a config ``list_price`` more than :data:`PRICE_MISMATCH` away from an item's
+    latest list price in ``history``: the simulator learned demand at the history's prices,
+    so its units at the config's price would be wrong (the config's price is every item's).
+    Returns a warning for a ``unit_cost`` that far from the history's, if the history has
+    one (a cost may have changed since; the config's wins)."""
+    eco = config.economics
+
+    def far(value: float | None, column: str) -> tuple[list[str], np.ndarray]:
+        data = history.latest(column)
+        if value is None:
+            return [], data
+        off = np.isfinite(data) & (np.abs(data - value) > PRICE_MISMATCH * np.abs(data))
+        return [i for i, o in zip(history.item_ids, off, strict=True) if o], data
+
+    def listing(items: list[str], data: np.ndarray) -> str:
+        index = {item: k for k, item in enumerate(history.item_ids)}
+        shown = ", ".join(f"{i} {data[index[i]]:g}" for i in items[:3])
+        return (
+            f"{len(items)} of {len(history.item_ids)} items ({shown}{', ...' * (len(items) > 3)})"
+        )
+
+    items, data = far(eco.list_price, "list_price")
+    if items:
+        raise PromogymInputError(
+            f"[economics] list_price {eco.list_price:g} is more than {PRICE_MISMATCH:.0%} off "
+            f"the latest list price in {history.source} of {listing(items, data)}; the "
+            "simulator learned demand at the history's prices, so leave list_price out of "
+            "[economics] to price each item from its own data"
+        )
+    items, data = far(eco.unit_cost, "unit_cost")
+    if items:
+        return (
+            f"[economics] unit_cost {eco.unit_cost:g} replaces the history's unit cost of "
+            f"{listing(items, data)}; leave unit_cost out of [economics] to use each item's own"
+        )
+    return None
+
+
+def _short_items(history: SalesHistory, forecaster: TransformerForecaster) -> str | None:
+    """A warning naming the items too short for the forecaster to train on, if any: fewer
+    periods than one training window (context plus forecast periods, plus the held-out
+    periods without a refit). It forecasts them as a new item, from their own recent sales;
+    those with fewer periods than its context cannot start a campaign in ``evaluate`` and
+    ``recommend`` yet."""
+    cfg = forecaster.config
+    context = forecaster.context_length  # fine-tuned: the base's
+    window = context + cfg.prediction_length + (0 if cfg.refit else cfg.validation_periods or 0)
+    short = history.short_items(window)
     if not len(short):
         return None
     names = ", ".join(f"{item!r} ({n})" for item, n in short.head(5).items())
     more = f" and {len(short) - 5} more" if len(short) > 5 else ""
     dropped = " after fill_gaps=drop" if history.dropped_rows else ""
-    return (
-        f"{len(short)} item{'s' * (len(short) != 1)} with fewer than {need} periods{dropped}: "
-        f"{names}{more}; the forecaster learns from them, but evaluate and recommend need "
-        f"{need} periods of an item's history to start its campaign"
+    unplannable = int((short < context).sum())
+    text = (
+        f"{len(short)} item{'s' * (len(short) != 1)} with fewer than {window} periods{dropped}: "
+        f"{names}{more}; the forecaster trains on windows of {window} periods, so it did not "
+        "learn these items and forecasts them as new ones from their recent sales"
     )
+    if unplannable:
+        text += (
+            f"; {unplannable} of them {'has' if unplannable == 1 else 'have'} fewer than "
+            f"{context}, which evaluate and recommend need to start an item's campaign"
+        )
+    return text
 
 
 def _market_beside(data: Path) -> Path | None:
@@ -1059,8 +1138,10 @@ def quick_baselines(
 ) -> dict[str, Any]:
     """The baseline rules of :mod:`promogym.envs.baselines`, tuned on a coarse grid.
 
-    Base-stock levels on a 5-point grid without refinement (about 60 short simulations in
-    all, against about 300 for :func:`~promogym.envs.baselines.baseline_suite`), so a
+    Base-stock levels on a 5-point grid, zoomed in only where the grid is too coarse for the
+    item (its best level under one step, as with a capacity far above its demand; see
+    :func:`~promogym.envs.baselines.tune_base_stock`), about 60 short simulations in all
+    against about 300 for :func:`~promogym.envs.baselines.baseline_suite`, so a
     recommendation stays interactive: ``no-promotion``; ``best-fixed-discount`` (best sale
     depth and level); ``periodic-flash-sale`` (every 2, 3, 4 or 7 periods at the best depth,
     scored at the no-promotion level, then its own level); ``random``.

@@ -80,6 +80,24 @@ def test_base_stock_orders_smallest_quantity_reaching_level() -> None:
     assert params.order_quantities[order].tolist() == [0.0, 10.0, 10.0, 20.0, 20.0]
 
 
+def test_base_stock_orders_nothing_that_would_land_after_the_campaign() -> None:
+    """An order placed in the last ``lead_time`` periods would arrive after the campaign, which
+    neither delivers nor salvages it: the rules order nothing then, whatever the level."""
+    params = small_params()
+    t = torch.arange(params.horizon)
+    state = initial_state(params, torch.zeros_like(t), torch.full_like(t, START_DAY)).replace(t=t)
+    order = base_stock_order(state, params, 1000)
+    useful = t + params.lead_time < params.horizon
+    assert (order[useful] == params.n_orders - 1).all() and (order[~useful] == 0).all()
+    assert int((~useful).sum()) == params.lead_time > 0
+    demand = MarketDemand(default_market(8, 0))
+    run = simulate(
+        NoPromotion(base_stock=40), demand, params, start_of(params), n_episodes=20, seed=0
+    )
+    late = run.periods["order_quantity"][:, params.horizon - params.lead_time :]
+    assert (late == 0).all()
+
+
 def test_no_promotion_never_discounts_and_fixed_discount_respects_budget() -> None:
     params = small_params(max_sale_periods=4)
     demand = MarketDemand(default_market(8, 0))
@@ -248,3 +266,28 @@ def test_baseline_suite_names_and_weekly_data() -> None:
 def test_base_stock_grid_covers_capacity() -> None:
     assert base_stock_grid(7) == [0, 1, 2, 3, 4, 5, 6, 7]
     assert base_stock_grid(45)[-1] == 45
+
+
+@pytest.mark.parametrize("refine", [True, False])
+def test_room_to_spare_does_not_make_a_rule_worse(refine: bool) -> None:
+    """A capacity far above the item's demand (room used as "unlimited") leaves the tuned
+    base-stock rule as good as a tight one: the grid zooms in where it is too coarse."""
+    market = MarketDemand(default_market(8, 0))
+    found = {}
+    for capacity in (160, 10_000):
+        params = CampaignParams.from_config(
+            CampaignConfig().replace(inventory={"capacity": capacity})
+        )
+        start = initial_state(params, torch.tensor([0]), torch.tensor([START_DAY]))
+        policy = tune_base_stock(
+            lambda s: NoPromotion(base_stock=s),
+            market,
+            params,
+            start,
+            n_episodes=100,
+            levels=base_stock_grid(capacity, 11 if refine else 5),
+            refine=refine,
+        )
+        found[capacity] = policy
+    assert found[10_000].base_stock <= 2 * found[160].base_stock
+    assert found[10_000].tuned_profit >= 0.99 * found[160].tuned_profit

@@ -76,12 +76,27 @@ def test_outputs_under_a_file_or_into_a_full_directory_fail_before_any_work(tmp_
         (["fit-forecaster", "--data", str(data), "--out", f"{data}/model"], "is a file"),
         (["fit-forecaster", "--data", str(data), "--out", str(full)], "not empty"),
         (["evaluate", "--episodes", "2", "--out", f"{data}/report"], "is a file"),
+        (["pretrain", "--series", "8", "--epochs", "1", "--out", str(data)], "not a directory"),
+        (["pretrain", "--series", "8", "--epochs", "1", "--out", str(full)], "'keep.txt'"),
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert fragment in result.output and result.output.count("\n") == 1, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "h.csv"]
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
+
+
+def test_pretrain_replaces_a_previous_base_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The shipped base's own directory is a valid ``--out``: the new base replaces it."""
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    args = ["pretrain", "--series", "8", "--epochs", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "config.json").read_text() != "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["base"]  # no temp directory left
 
 
 def test_no_arguments_prints_the_help(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -47,6 +47,16 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     )
     cfg.save(tmp_path / "c.toml")
     assert load_config(tmp_path / "c.toml") == cfg
+    # Names TOML cannot leave bare (spaces, accents, quotes) are quoted, so a run's saved
+    # config reads back.
+    odd = CampaignConfig().replace(
+        data={
+            "categorical": ["region name", "catégorie"],
+            "columns": {"region name": 'Store "Region"', "catégorie": "cat\\x", "date": "d\tay"},
+        }
+    )
+    odd.save(tmp_path / "odd.toml")
+    assert load_config(tmp_path / "odd.toml") == odd
 
 
 @pytest.mark.parametrize(
@@ -57,6 +67,10 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[campaign]\ndiscounts = [0.1, 0.2]", "campaign.discounts"),
         ("[campaign]\ndiscounts = [0.0, 1.2]", "campaign.discounts"),
         ("[campaign]\ndiscounts = [0.0, 0.3, 0.2]", "campaign.discounts"),
+        ("[campaign]\ndiscounts = [0.0, 1e-12]", "campaign.discounts"),
+        ("[campaign]\ndiscounts = [0.0, 0.5, 0.99]", "campaign.discounts"),
+        ("[economics]\nlist_price = 1e308", "economics.list_price"),
+        ("[economics]\nholding_cost = 1e300", "economics.holding_cost"),
         ("[campaign]\nstart_date = 'tomorrow'", "campaign.start_date"),
         ("[campaign]\nhorizn = 3", "campaign.horizn"),
         ("[inventory]\norder_quantities = [40, 80]", "inventory.order_quantities"),

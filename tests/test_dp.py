@@ -367,6 +367,19 @@ def test_large_capacities_get_a_grid_of_lots_or_a_clear_error_before_any_allocat
     with pytest.raises(PromogymInputError, match="capacity 60,001.*case size") as err:
         solve(default_market(), "sku-0", odd, start_day=START_DAY)
     assert "\n" not in str(err.value)
+    # Long lead times with many order quantities: the orders on their way are the cause, which
+    # no lot size helps; the error says so.
+    slow = CampaignParams.from_config(
+        CampaignConfig().replace(
+            inventory={
+                "capacity": 160,
+                "lead_time": 8,
+                "order_quantities": [0, 20, 40, 60, 80, 100],
+            }
+        )
+    )
+    with pytest.raises(PromogymInputError, match="lead_time 8 with 6 order quantities.*279,936"):
+        solve(default_market(), "sku-0", slow, start_day=START_DAY)
     with pytest.raises(ValueError, match="lot 3 must divide"):
         solve(default_market(), "sku-0", small, START_DAY, lot=3)
 

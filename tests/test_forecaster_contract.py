@@ -219,11 +219,12 @@ def test_unknown_item_is_a_data_error(fitted: Forecaster, history: SalesHistory)
 def test_bad_predict_arguments_are_clear_errors(fitted: Forecaster, history: SalesHistory):
     """Every forecaster checks the contract's arguments the same way, before any work."""
     future = future_frame(history)
-    for quantiles in ((0.1, 1.5), (-0.2,), (0.0,), (float("nan"),), ()):
-        with pytest.raises(PromogymInputError, match="quantiles must be numbers in"):
+    for quantiles in ((0.1, 1.5), (-0.2,), (0.0,), (float("nan"),), (), "0.5", (None,)):
+        with pytest.raises(PromogymInputError, match="quantiles must be a sequence of numbers"):
             fitted.predict(history, future, HORIZON, quantiles)
-    with pytest.raises(PromogymInputError, match="horizon must be a whole number"):
-        fitted.predict(history, future, 0, QUANTILES)
+    for horizon in (0, 1.5, None, "2"):
+        with pytest.raises(PromogymInputError, match="horizon must be a whole number"):
+            fitted.predict(history, future, horizon, QUANTILES)  # type: ignore[arg-type]
     doubled = pd.concat([future, future.iloc[[2]].assign(price=5.0)], ignore_index=True)
     with pytest.raises(DataError, match="has two rows for"):
         fitted.predict(history, doubled, HORIZON, QUANTILES)
@@ -239,6 +240,9 @@ def test_bad_predict_arguments_are_clear_errors(fitted: Forecaster, history: Sal
     if fitted.probabilistic:
         with pytest.raises(PromogymInputError, match="n_samples must be a whole number"):
             fitted.sample(history, future, HORIZON, 0)
+        for seed in (None, -1, 0.5):
+            with pytest.raises(PromogymInputError, match="seed must be a whole number >= 0"):
+                fitted.sample(history, future, HORIZON, 4, seed=seed)  # type: ignore[arg-type]
 
 
 # ---- baseline specifics ----------------------------------------------------------------------

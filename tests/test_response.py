@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_transformer import TINY, context_of, make_history
@@ -22,6 +23,7 @@ from promogym.response import (
     format_response,
     response_bins,
     response_summary,
+    with_stock,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -160,7 +162,11 @@ def test_transformer_rows_are_the_simulators_one_step() -> None:
     model.fit(history)
     rows = model.held_out_response
     assert rows is not None
-    assert len(rows) == model.validation_metrics["n_periods"]
+    vp = model.config.validation_periods
+    held = pd.concat([history.item(i).iloc[-vp:] for i in history.item_ids])
+    assert held["censored"].any()  # periods that sold out are kept, at the units sold
+    assert len(rows) == len(held) == model.validation_metrics["n_periods"] + held["censored"].sum()
+    np.testing.assert_array_equal(rows.actual, held["units_sold"].to_numpy(np.float64))
     c = model.context_length
     for i, item in enumerate(history.item_ids):
         frame = history.item(item)
@@ -299,3 +305,56 @@ def test_float32_discounts_land_in_the_ladder_values_bin() -> None:
     bins = response_bins(rows)
     assert [b.label for b in bins] == ["0%", "40%"]
     assert evidence(bins, 0.35).startswith("near 35% off observed / simulated lift 0.80")
+
+
+def test_a_right_simulator_passes_when_stock_runs_out() -> None:
+    """A simulator that is the market itself (its means and dispersion) on a shop whose stock
+    often runs out at deep discounts: counting the sold-out periods against the units the
+    simulator expects to sell with their stock, the lift ratios are about 1. Without the stock
+    (the sold-out periods left out, as the check once did) they read as if the simulator
+    promised too much."""
+    from promogym.config import CampaignConfig
+    from promogym.envs.market import ReferenceMarket, day_numbers, random_market_params
+    from promogym.run import with_true_means
+    from promogym.simulate import simulate_history
+
+    config = CampaignConfig.from_dict(
+        {"inventory": {"initial": 30, "order_quantities": [0, 30], "lead_time": 0, "capacity": 30}}
+    )
+    params = random_market_params(8, np.random.default_rng(1))
+    market = ReferenceMarket(params, "D")
+    history = history_from_frame(simulate_history(market, 400, "2024-01-01", 1, config), "toy")
+    f = history.frame
+    rows = ResponseRows(
+        item=f["item_id"].to_numpy(object),
+        discount=f["discount"].to_numpy(np.float64),
+        actual=f["units_sold"].to_numpy(np.float64),
+        mean=np.ones(len(f)),
+        mean_regular=np.ones(len(f)),
+        day=day_numbers(f["date"]),
+    )
+    true = with_true_means(rows, market, history)
+    index = torch.tensor([market.item_index(i) for i in rows.item])
+    right = dataclasses.replace(
+        true,
+        mean=true.true_mean,
+        mean_regular=true.true_mean_regular,
+        dispersion=market.dispersion(index).numpy(),
+    )
+    deep = f["discount"] >= 0.25
+    assert f.loc[deep, "censored"].mean() > 0.2  # stock runs out often on deep discounts
+    bins = response_bins(with_stock(right, f["stock"].to_numpy(np.float64)))
+    sale = [b for b in bins if b.label != "0%" and b.periods >= 100]
+    assert len(sale) >= 3
+    assert all(abs(b.lift_ratio - 1.0) < 0.05 for b in sale), [
+        (b.label, b.lift_ratio) for b in sale
+    ]
+    for b in sale:  # observed lift = ratio x simulated lift; simulated = the market's own
+        assert b.observed_lift == pytest.approx(b.lift_ratio * b.simulated_lift)
+        assert b.simulated_lift == pytest.approx(b.true_lift)
+    sold = ~f["censored"].to_numpy()
+    kept = ResponseRows(
+        **{k: v[sold] for k, v in dataclasses.asdict(right).items() if v is not None}
+    )
+    biased = [b for b in response_bins(kept) if b.label in ("30%", "40%")]
+    assert all(b.lift_ratio < 0.9 for b in biased), [(b.label, b.lift_ratio) for b in biased]

@@ -188,6 +188,32 @@ def test_fit_needs_each_items_unit_cost_before_fitting(shop: Path) -> None:
     assert not (shop / "no-cost-run").exists()
 
 
+def test_a_config_price_far_from_the_items_own_is_refused_before_fitting(
+    shop: Path, tmp_path: Path
+) -> None:
+    """A config's list_price prices every item; the simulator learned demand at the history's
+    prices, so one far from an item's own is an error, a unit cost a warning."""
+    frame = pd.read_csv(shop / "history.csv")
+    cheap = frame.assign(
+        price=frame["price"] * 0.25, list_price=frame["list_price"] * 0.25, unit_cost=2.0
+    )
+    cheap.to_csv(tmp_path / "cheap.csv", index=False)
+    with pytest.raises(PromogymInputError, match=r"list_price 20 is more than 10% off .* 2 of 2"):
+        fit_run(tmp_path / "cheap.csv", tmp_path / "run", CONFIG)
+    assert not (tmp_path / "run").exists()
+    said: list[str] = []
+
+    def stop(message: str) -> None:
+        said.append(message)
+        if message.startswith("fitting"):
+            raise PromogymInputError("stop before fitting")
+
+    priced = CONFIG.replace(economics={"list_price": 5.0})  # right; unit_cost 9 is not
+    with pytest.raises(PromogymInputError, match="stop before fitting"):
+        fit_run(tmp_path / "cheap.csv", tmp_path / "run", priced, progress=stop)
+    assert any("unit_cost 9 replaces the history's unit cost of 2 of 2 items" in m for m in said)
+
+
 def test_fit_refuses_a_bad_market_file_before_fitting(
     shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,8 +234,9 @@ def test_fit_refuses_a_bad_market_file_before_fitting(
 
 
 def test_fit_warns_of_an_item_shorter_than_the_context(shop: Path, tmp_path: Path) -> None:
-    """An item whose last gap-free run is shorter than the forecaster's context is fitted (the
-    forecaster learns it), with a warning: no campaign of it can start yet."""
+    """An item whose last gap-free run is shorter than a training window is fitted, with a
+    warning: the forecaster did not learn it, and (shorter than its context) no campaign of it
+    can start yet."""
     frame = pd.read_csv(shop / "history.csv")
     last = frame["date"].max()
     gap = (frame["item_id"] == "sku-1") & (frame["date"] >= "2024-04-20") & (frame["date"] < last)
@@ -223,9 +250,9 @@ def test_fit_warns_of_an_item_shorter_than_the_context(shop: Path, tmp_path: Pat
         fill_gaps="drop",
         progress=said.append,
     )
-    # fine-tuned from the shipped base, whose context is 42 periods
-    warning = "warning: 1 item with fewer than 42 periods after fill_gaps=drop: 'sku-1' (1)"
-    assert any(line.startswith(warning) for line in said), said
+    # fine-tuned from the shipped base, whose context is 42 periods: a window is 42 + 4
+    warning = "warning: 1 item with fewer than 46 periods after fill_gaps=drop: 'sku-1' (1)"
+    assert any(line.startswith(warning) and "1 of them has fewer than 42" in line for line in said)
     assert any(line.startswith("not used: feat (not in the contract") for line in said), said
     assert run.item_vocabulary() == ("sku-0", "sku-1")
     with pytest.raises(PromogymInputError, match=r"history.parquet: item 'sku-1' has 1 periods"):
@@ -453,10 +480,13 @@ def test_fit_with_several_seeds_simulates_with_their_ensemble(shop: Path, tmp_pa
     assert [m.config.seed for m in forecaster.members] == [0, 1]
     assert run.info["forecaster"]["kind"] == "ensemble"
     assert run.info["forecaster"]["seeds"] == [0, 1]
-    # the held-out check is on the members' average, which the ensemble simulates
+    # the held-out check is on the members' average, which the ensemble simulates: the
+    # validation periods, and those that sold out (not in the validation metrics)
     periods = run.info["forecaster"]["members_validation_metrics"][0]["n_periods"]
-    assert sum(b["periods"] for b in run.info["price_response"]["bins"]) == periods
     history = load_history(shop / "history.csv")
+    vp = forecaster.members[0].config.validation_periods
+    sold_out = sum(history.item(i)["censored"].iloc[-vp:].sum() for i in history.item_ids)
+    assert sum(b["periods"] for b in run.info["price_response"]["bins"]) == periods + sold_out
     assert isinstance(run.demand_model(history).forecaster, EnsembleForecaster)
     rec = run.recommend(history, "sku-0", 30, [0, 0], episodes=8, baselines=False)
     assert rec.agent == "planner" and rec.discount in CONFIG.campaign.discounts
@@ -504,8 +534,11 @@ def test_cli_fit_prints_the_price_response_on_held_out_periods(
     assert "forecaster validation nll" in result.output and f"{TITLE}:" in result.output
     info = json.loads((out / "run.json").read_text())
     check = info["price_response"]
-    periods = info["forecaster"]["validation_metrics"]["n_periods"]
-    assert sum(b["periods"] for b in check["bins"]) == periods
+    periods = info["forecaster"]["validation_metrics"]["n_periods"]  # those that did not sell out
+    history = load_history(shop / "history.csv")
+    vp = info["forecaster"]["config"]["validation_periods"]
+    sold_out = sum(history.item(i)["censored"].iloc[-vp:].sum() for i in history.item_ids)
+    assert sum(b["periods"] for b in check["bins"]) == periods + sold_out
     assert check["bins"][0]["label"] == "0%" and check["summary"] in result.output
     # a simulated history's market is known: its lifts on the same periods are shown too
     assert all(b["true_lift"] is not None for b in check["bins"])
@@ -546,3 +579,21 @@ def test_cli_forecaster_flags_reach_the_forecaster_config(
         assert result.exit_code != 0 and "stop after the config" in result.output
         assert not out.exists()
     assert [getattr(c, field) for c in seen] == [expected, expected]
+
+
+def test_both_fit_commands_name_the_columns_they_do_not_use(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    def stop(history, config, **kwargs):  # type: ignore[no-untyped-def]
+        raise PromogymInputError("stop before fitting")
+
+    monkeypatch.setattr(module, "fit_forecaster", stop)
+    data = tmp_path / "h.csv"
+    pd.read_csv(shop / "history.csv").assign(feat=1).to_csv(data, index=False)
+    for command in ("fit-forecaster", "fit"):
+        args = [command, "--data", str(data), "--out", str(tmp_path / command)]
+        result = CliRunner().invoke(app, args)
+        assert "stop before fitting" in result.output
+        assert "not used: feat (not in the contract" in result.output, command

@@ -566,6 +566,19 @@ def test_bad_inputs(fitted: TransformerForecaster, history: SalesHistory) -> Non
         fitted.predict(SalesHistory(frame, "D"), future_frame(history, 1), 1)
     with pytest.raises(DataError, match="not enough|after the history"):
         fitted.predict(history, future_frame(history, 1), 3)
+    # A forecast that starts past the context: nothing recorded to forecast from.
+    c = fitted.context_length
+    later = future_frame(history, 1).assign(date=lambda f: f["date"] + pd.Timedelta(days=c))
+    with pytest.raises(DataError, match=f"{c} periods after its history ends.*none of the"):
+        fitted.predict(history, later, 1)
+    # The gap does not count as history: a short item stays too short.
+    with pytest.raises(DataError, match="has 10 periods of history"):
+        fitted.predict(
+            tiny, future_frame(tiny, 1).assign(date=lambda f: f["date"] + pd.Timedelta(days=40)), 1
+        )
+    dearer = future_frame(history, 1).assign(price=lambda f: f["price"] * 1.5)
+    with pytest.raises(DataError, match="above list_price.*not increases"):
+        fitted.predict(history, dearer, 1)
     bad_item = dataclasses.replace(context_of(history, 14, [0, 1]), item=torch.tensor([0, 7]))
     with pytest.raises(DataError, match="out of range"):
         fitted.one_step(bad_item, torch.tensor([0.0]))
