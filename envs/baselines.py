@@ -7,7 +7,8 @@ suffices), and nothing in the last ``lead_time`` periods, whose orders would lan
 campaign (the campaign model neither delivers nor salvages stock still on its way). Orders that would break the capacity rule are cut by the simulator's
 :func:`~promogym.envs.core.repair_actions`. ``S`` is not a guess: :func:`tune_base_stock`
 picks it by simulation in the same demand model, with common random numbers, on a coarse grid
-over ``0..capacity`` (about 11 levels) refined around the best level (step ``coarse / 5``).
+over ``0..capacity`` (about 11 levels) refined around the best level at a fifth of the step,
+again while the step is coarse for that level (a capacity far above the item's demand).
 
 Tuning functions (:func:`best_no_promotion`, :func:`best_fixed_discount`,
 :func:`best_flash_sale`, :func:`baseline_suite`) accept any
@@ -54,7 +55,7 @@ def base_stock_order(state: CampaignState, params: CampaignParams, level: float)
     first = enough.long().argmax(dim=1)
     largest = torch.full_like(first, params.n_orders - 1)
     order = torch.where(enough.any(dim=1), first, largest)
-    too_late = state.t + params.lead_time >= params.horizon
+    too_late = state.t + params.lead_time >= params.horizon  # as action_masks forbids
     return torch.where(too_late, torch.zeros_like(order), order)
 
 

@@ -288,13 +288,20 @@ def initial_state(
 
 
 def action_masks(state: CampaignState, params: CampaignParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks ``(B, n_discounts)`` and ``(B, n_orders)`` of feasible choices."""
+    """Boolean masks ``(B, n_discounts)`` and ``(B, n_orders)`` of feasible choices.
+
+    No sale once the sale budget is spent; no order that would lift the inventory position
+    above capacity, nor one placed in the last ``lead_time`` periods (``t + lead_time >=
+    horizon``), which would land after the campaign, unsold and unsalvaged. Ordering nothing
+    is always feasible.
+    """
     b = state.batch_size
     sale_ok = state.sale_used < params.sale_budget
     discount_mask = torch.ones(b, params.n_discounts, dtype=torch.bool, device=params.device)
     discount_mask[:, 1:] = sale_ok.unsqueeze(1)
     position = state.on_hand + state.pipeline.sum(dim=1)
     order_mask = position.unsqueeze(1) + params.order_quantities.unsqueeze(0) <= params.capacity
+    order_mask &= (state.t + params.lead_time < params.horizon).unsqueeze(1)
     order_mask[:, 0] = True
     return discount_mask, order_mask
 

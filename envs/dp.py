@@ -493,7 +493,8 @@ def solve_table(
     next_u = torch.stack([u_range, (u_range + 1).clamp(max=n_u - 1)], 1)
     sale_of_d = (torch.arange(n_d) > 0).long()
 
-    # Feasibility (as action_masks): order only if position + q <= capacity; sale in budget.
+    # Feasibility (as action_masks): order only if position + q <= capacity (and, below, not
+    # in the last lead_time periods); sale in budget.
     x_col = j.view(n_x, 1, 1)
     order_ok = (x_col + pipe_sum.view(1, n_k, 1) + ladder_int.view(1, 1, n_o)) <= cap
     order_ok[..., 0] = True  # (X, K, O)
@@ -573,7 +574,11 @@ def solve_table(
             q_x = q_y[y_of_x, 0, o_range.view(1, -1)].unsqueeze(1)  # (X, 1, O, S, U, D)
         else:
             q_x = q_y
-        q_x = torch.where(feasible, q_x, torch.full((), -torch.inf, dtype=f64))
+        if t + params.lead_time >= params.horizon:  # as action_masks: no order lands in time
+            ok = feasible & (torch.arange(n_o) == 0).view(1, 1, n_o, 1, 1, 1)
+        else:
+            ok = feasible
+        q_x = torch.where(ok, q_x, torch.full((), -torch.inf, dtype=f64))
         # flat action = d * n_orders + o
         q_flat = q_x.permute(0, 1, 3, 4, 5, 2).reshape(n_x, n_k, n_s, n_u, n_d * n_o)
         best, arg = q_flat.max(dim=-1)

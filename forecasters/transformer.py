@@ -1324,8 +1324,9 @@ class TransformerForecaster(Forecaster):
             i = int(torch.nonzero(blind)[0])
             raise DataError(
                 f"future covariates: item {items[i]!r}: the forecast starts "
-                f"{pd.Timestamp(int(fut_days[i, 0]), unit='D').date()}, {int(gap[i])} periods "
-                f"after its history ends ({last_date[items[i]].date()}), so none of the "
+                f"{pd.Timestamp(int(fut_days[i, 0]), unit='D').date()}, after {int(gap[i])} "
+                f"periods without rows since its history ends ({last_date[items[i]].date()}), "
+                "so none of the "
                 f"{c} periods the forecaster reads before it has a sale recorded; forecast from "
                 "the period after the history (a longer horizon reaches later dates)"
             )

@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -125,8 +126,12 @@ class CampaignConfig:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> CampaignConfig:
-        """Validate a parsed TOML mapping; unknown sections or keys are errors (typos)."""
+    def from_dict(
+        cls, raw: dict[str, Any], source: str = "<dict>", *, saved: bool = False
+    ) -> CampaignConfig:
+        """Validate a parsed TOML mapping; unknown sections or keys are errors (typos).
+        ``saved``: a run's own config, which may predate the limits on discounts and money
+        (:meth:`validate`)."""
         sections = {f.name: f.type for f in fields(cls)}
         for name in raw:
             if name not in sections:
@@ -155,7 +160,7 @@ class CampaignConfig:
                     )
             kwargs[name] = section_cls(**_coerce_section(name, values, source))
         config = cls(**kwargs)
-        config.validate(source)
+        config.validate(source, saved=saved)
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,8 +218,10 @@ class CampaignConfig:
         return dataclasses.replace(self, economics=economics)
 
     # ---- validation ---------------------------------------------------------------------
-    def validate(self, source: str = "<config>") -> None:
-        """Raise :class:`ConfigError` naming the first bad key."""
+    def validate(self, source: str = "<config>", *, saved: bool = False) -> None:
+        """Raise :class:`ConfigError` naming the first bad key. ``saved`` (a run's own
+        config): discounts in (0, 1) and any finite money pass, as runs fitted before the
+        limits :data:`MIN_DISCOUNT`, :data:`MAX_DISCOUNT` and :data:`MAX_MONEY` keep loading."""
         c, inv, eco = self.campaign, self.inventory, self.economics
 
         def bad(key: str, want: str, got: Any) -> ConfigError:
@@ -224,7 +231,12 @@ class CampaignConfig:
             raise bad("campaign.horizon", f"an integer in [1, {MAX_HORIZON}]", c.horizon)
         if not c.discounts:
             raise bad("campaign.discounts", "a non-empty list", list(c.discounts))
-        if any(not (d == 0.0 or MIN_DISCOUNT <= d <= MAX_DISCOUNT) for d in c.discounts):
+        low, high, money = (
+            (0.0, 1.0 - 1e-12, sys.float_info.max)
+            if saved
+            else (MIN_DISCOUNT, MAX_DISCOUNT, MAX_MONEY)
+        )
+        if any(not (d == 0.0 or low <= d <= high) for d in c.discounts):
             raise bad(
                 "campaign.discounts",
                 f"0.0 or fractions in [{MIN_DISCOUNT}, {MAX_DISCOUNT}] (1% to 90% off; demand "
@@ -253,10 +265,10 @@ class CampaignConfig:
             raise bad("inventory.order_quantities", f"<= capacity ({inv.capacity})", q)
         if not 0 <= inv.lead_time <= 8:
             raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
-        if eco.list_price is not None and not 0 < eco.list_price <= MAX_MONEY:
-            raise bad("economics.list_price", f"a number > 0 and <= {MAX_MONEY:g}", eco.list_price)
-        if eco.unit_cost is not None and not 0 <= eco.unit_cost <= MAX_MONEY:
-            raise bad("economics.unit_cost", f"a number >= 0 and <= {MAX_MONEY:g}", eco.unit_cost)
+        if eco.list_price is not None and not 0 < eco.list_price <= money:
+            raise bad("economics.list_price", f"a number > 0 and <= {money:g}", eco.list_price)
+        if eco.unit_cost is not None and not 0 <= eco.unit_cost <= money:
+            raise bad("economics.unit_cost", f"a number >= 0 and <= {money:g}", eco.unit_cost)
         for key in (
             "holding_cost",
             "order_fixed_cost",
@@ -264,8 +276,8 @@ class CampaignConfig:
             "salvage_value",
         ):
             value = getattr(eco, key)
-            if not 0 <= value <= MAX_MONEY:
-                raise bad(f"economics.{key}", f"a number >= 0 and <= {MAX_MONEY:g}", value)
+            if not 0 <= value <= money:
+                raise bad(f"economics.{key}", f"a number >= 0 and <= {money:g}", value)
         if eco.unit_cost is not None and eco.salvage_value > eco.unit_cost:
             raise bad(
                 "economics.salvage_value",
@@ -285,13 +297,16 @@ class CampaignConfig:
                 )
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> CampaignConfig:
-    """Load and validate a campaign TOML file; ``None`` gives the default campaign."""
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, saved: bool = False
+) -> CampaignConfig:
+    """Load and validate a campaign TOML file; ``None`` gives the default campaign.
+    ``saved``: a run's own ``config.toml`` (:meth:`CampaignConfig.validate`)."""
     if path is None:
         return CampaignConfig()
     from promogym.io import read_toml
 
-    return CampaignConfig.from_dict(read_toml(path), source=str(path))
+    return CampaignConfig.from_dict(read_toml(path), source=str(path), saved=saved)
 
 
 # ---- helpers -------------------------------------------------------------------------------

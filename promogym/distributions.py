@@ -8,6 +8,7 @@ demand on any batch size split the same way, on CPU or GPU.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -138,16 +139,18 @@ def negative_binomial_icdf(
 
 
 def expected_sales(
-    mean: torch.Tensor, dispersion: torch.Tensor, stock: torch.Tensor, chunk: int = 256
+    mean: torch.Tensor, dispersion: torch.Tensor, stock: torch.Tensor, budget: int = 2**22
 ) -> torch.Tensor:
-    """``E[min(D, stock)]`` for ``D ~ NB(mean, dispersion)``, elementwise (float64): the units
-    a period sells when its stock caps demand. A ``stock`` of NaN (unknown) or inf gives the
-    mean.
+    """``E[min(D, stock)]`` for ``D ~ NB(mean, dispersion)``, elementwise over any shape
+    (float64): the units a period sells when its stock caps demand. A ``stock`` of NaN
+    (unknown) or inf gives the mean; a fractional stock counts its whole units (sales are
+    counts).
 
-    Exact: ``stock - sum_{k < stock} (stock - k) P(D = k)``, from the pmf, for the elements
-    whose stock can bind (below ``mean + 12 sd + 16``, the bound
+    Exact: ``s - sum_{k < s} (s - k) P(D = k)`` with ``s = floor(stock)``, from the pmf, for
+    the elements whose stock can bind (below ``mean + 12 sd + 16``, the bound
     :func:`negative_binomial_icdf` walks to); beyond it the mean (the tail past it is
-    negligible). ``chunk`` elements at a time bound the memory.
+    negligible). Elements go in chunks of at most ``budget`` pmf values, so the memory
+    stays bounded for large stocks.
 
     >>> s = expected_sales(torch.tensor([4.0, 4.0, 4.0]), torch.tensor(3.0),
     ...                    torch.tensor([0.0, 1.0, float("nan")]))
@@ -155,26 +158,27 @@ def expected_sales(
     [0.0, 0.9213, 4.0]
     """
     mean = mean.to(torch.float64).clamp_min(0.0)
-    r = torch.broadcast_to(
-        torch.as_tensor(dispersion, dtype=torch.float64, device=mean.device), mean.shape
-    )
-    stock = torch.broadcast_to(
-        torch.as_tensor(stock, dtype=torch.float64, device=mean.device), mean.shape
-    )
+    r = torch.as_tensor(dispersion, dtype=torch.float64, device=mean.device)
+    stock = torch.as_tensor(stock, dtype=torch.float64, device=mean.device)
+    shape = torch.broadcast_shapes(mean.shape, r.shape, stock.shape)
+    mean, r, stock = (x.broadcast_to(shape).reshape(-1) for x in (mean, r, stock))
     out = mean.clone()
     cap = torch.ceil(mean + 12.0 * torch.sqrt(mean + mean * mean / r)) + 16.0
     binds = torch.nonzero(torch.isfinite(stock) & (stock < cap)).squeeze(1)
-    flat_mean, flat_r, flat_stock = mean.reshape(-1), r.reshape(-1), stock.reshape(-1)
-    flat_out = out.view(-1)
-    for start in range(0, binds.numel(), chunk):
-        idx = binds[start : start + chunk]
-        s = flat_stock[idx].clamp_min(0.0).floor()
-        support = int(s.max()) if idx.numel() else 0
-        if support == 0:
-            flat_out[idx] = 0.0
-            continue
-        pmf = negative_binomial_pmf(flat_mean[idx], flat_r[idx], support)
+    whole = stock[binds].clamp_min(0.0).floor()
+    order = torch.argsort(whole)  # similar stocks share a chunk's pmf length
+    binds, whole = binds[order], whole[order]
+    support_of = np.maximum(whole.cpu().numpy().astype(np.int64), 1)  # ascending
+    start = 0
+    while start < len(support_of):
+        # the longest run from start whose rows x its largest stock fit the budget
+        count = np.arange(1, len(support_of) - start + 1)
+        end = start + max(1, int(np.searchsorted(count * support_of[start:] > budget, True)))
+        support = int(support_of[end - 1])
+        idx, s = binds[start:end], whole[start:end]
+        pmf = negative_binomial_pmf(mean[idx], r[idx], support)
         k = torch.arange(support, dtype=torch.float64, device=mean.device)
         short = (s.unsqueeze(1) - k).clamp_min(0.0)  # (stock - k) where k < stock, else 0
-        flat_out[idx] = s - (short * pmf).sum(dim=1)
-    return out
+        out[idx] = s - (short * pmf).sum(dim=1)
+        start = end
+    return out.reshape(shape)

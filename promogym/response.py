@@ -5,28 +5,35 @@ The check runs on the periods the forecaster held out while it was fitted (the l
 takes the simulator's one-step mean at the period's own discount (``mean``) and at no discount
 (``mean_regular``), with the simulator's own inputs (the promo flag is not the recorded one
 but the simulator's: ``discount > 0``, or the history's promotion rate at that depth), and
-compares them with what sold (``actual``). Periods that sold out count too: leaving them out
+compares them with what sold (``actual``).
+
+Periods that sold out count too, as demand of *at least* their stock: leaving them out
 would keep the low-demand draws of deep discounts, where stock runs out most, and make a
-right simulator look as if it promised too much. What sold is compared with what the
-simulator expects to *sell* there, ``sold = E[min(demand, stock)]`` under its distribution at
-the period's discount and stock (its mean where the stock is unknown).
+right simulator look as if it promised too much (0.77-0.81 at 30-40% off on a stock-tight
+shop); comparing what sold with what the simulator expects to sell would make the check
+blind where stock binds (both sides are the stock). So each bin's **demand scale**
+``theta`` is the factor on the simulator's demand that would sell what sold:
+``sum E[min(NB(theta * mean, dispersion), stock)] = sum(actual)`` over the bin's periods
+(the simulator's negative binomial at each period's discount and stock; periods of unknown
+stock contribute ``theta * mean``), so without stock-outs ``theta = sum(actual) /
+sum(mean)``. Where every period of a bin sold out, demand has no upper bound and the bin has
+no ratio.
 
 Periods are grouped by discount into bins centred on 0%, 10%, ..., 50% (edges 5%, 15%, ...,
 45%). For a bin ``k``:
 
 - **simulated lift** ``sum(mean) / sum(mean_regular)``: how many times the no-discount units
   the simulator expects at the bin's discounts (demand, before any stock-out);
-- **level** ``r0 = sum(actual) / sum(sold)`` over the regular-price bin (0%): how far the
-  simulator's units are off where there was no discount (a shock common to the held-out
-  weeks, a level the network has not caught up with). Without 5 regular-price periods that
-  sold, the shallowest bin that has them sets the level instead (OJ, whose discounts are
-  measured against a running maximum price, has almost no regular-price weeks): the lift
-  ratios are then relative to the simulator's accuracy at that depth;
-- **lift ratio** observed / simulated ``= (sum(actual) / sum(sold)) / r0``: 1 when the
-  simulator's response to the discount is the market's; 0.9 when it promises 11% more lift
-  than the market gave;
-- **observed lift** = lift ratio x simulated lift: the lift the data shows if the
-  simulator's regular-price units are right up to ``r0``. Without stock-outs it is
+- **level** ``r0 = theta`` of the regular-price bin (0%): how far the simulator's demand is
+  off where there was no discount (a shock common to the held-out weeks, a level the network
+  has not caught up with). Without 5 regular-price periods that sold, the shallowest bin
+  that has them sets the level instead (OJ, whose discounts are measured against a running
+  maximum price, has almost no regular-price weeks): the lift ratios are then relative to
+  the simulator's accuracy at that depth;
+- **lift ratio** observed / simulated ``= theta / r0``: 1 when the simulator's response to
+  the discount is the market's; 0.9 when it promises 11% more lift than the market gave;
+- **observed lift** = lift ratio x simulated lift: the demand lift the data shows if the
+  simulator's regular-price demand is right up to ``r0``. Without stock-outs it is
   ``sum(actual) / (r0 * sum(mean_regular))``, the units that sold at the bin's discounts over
   the simulator's no-discount units corrected for the level.
 
@@ -57,7 +64,7 @@ expects 2.5x and 2x sold:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,15 +95,14 @@ NOTE = (
     "Simulated lift: the simulator's units at the periods' discounts over its units at no "
     "discount. Observed lift: the units that sold over the simulator's no-discount units, "
     "corrected by the level (actual / simulated units at regular price, or, with too few "
-    "regular-price periods, in the shallowest bin that has enough). Periods that sold out count, "
-    "against the units the simulator expects to sell with their stock. A ratio of 1 means the "
-    "simulator responds to the discount as the market did; intervals resample the held-out "
-    "periods."
+    "regular-price periods, in the shallowest bin that has enough). Periods that sold out count "
+    "as demand of at least their stock. A ratio of 1 means the simulator responds to the "
+    "discount as the market did; intervals resample the held-out periods."
 )
 """A bin's lift is "within tolerance" when the lift ratio is within 1 +- this."""
 
 
-OPTIONAL_FIELDS = ("day", "dispersion", "sold", "true_mean", "true_mean_regular")
+OPTIONAL_FIELDS = ("day", "dispersion", "stock", "true_mean", "true_mean_regular")
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,8 @@ class ResponseRows:
         mean_regular: the simulator's one-step mean demand at discount 0 (same context).
         day: the period's calendar day (days since 1970-01-01), if known.
         dispersion: the simulator's negative-binomial dispersion at ``discount``, if known.
-        sold: the units the simulator expects to sell at ``discount`` with the period's
-            stock (:func:`with_stock`); ``None``: ``mean`` (no stock-outs).
+        stock: the period's stock (NaN: unknown), which caps what sold (:func:`with_stock`);
+            ``None``: no period's stock is known.
         true_mean, true_mean_regular: where the market is known (a simulated history), its
             expected units at ``discount`` and at none, in the same period after the same
             sales; they add a **true lift** to each bin.
@@ -125,7 +131,7 @@ class ResponseRows:
     mean_regular: np.ndarray
     day: np.ndarray | None = None
     dispersion: np.ndarray | None = None
-    sold: np.ndarray | None = None
+    stock: np.ndarray | None = None
     true_mean: np.ndarray | None = None
     true_mean_regular: np.ndarray | None = None
 
@@ -140,25 +146,13 @@ class ResponseRows:
     def __len__(self) -> int:
         return len(self.item)
 
-    @property
-    def expected_sold(self) -> np.ndarray:
-        """:attr:`sold`, or :attr:`mean` where the stock is unknown."""
-        return self.mean if self.sold is None else self.sold
-
 
 def with_stock(rows: ResponseRows, stock: np.ndarray) -> ResponseRows:
-    """``rows`` with :attr:`ResponseRows.sold` for each period's ``stock`` (NaN: unknown):
-    ``E[min(demand, stock)]`` under the simulator's negative binomial (``rows.dispersion``)."""
-    import torch
-
-    from promogym.distributions import expected_sales
-
+    """``rows`` with each period's ``stock`` (NaN: unknown), so that :func:`response_bins`
+    counts a period that sold out as demand of at least its stock."""
     if rows.dispersion is None:
         raise ValueError("ResponseRows.dispersion is needed to account for the stock")
-    sold = expected_sales(
-        *(torch.tensor(np.asarray(x, np.float64)) for x in (rows.mean, rows.dispersion, stock))
-    )
-    return dataclasses.replace(rows, sold=sold.numpy())
+    return dataclasses.replace(rows, stock=np.asarray(stock, dtype=np.float64))
 
 
 def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> ResponseRows:
@@ -179,12 +173,17 @@ def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> R
     def average(name: str) -> np.ndarray:
         return sum(wk * getattr(m, name) for wk, m in zip(w, members, strict=True))  # type: ignore[return-value]
 
+    dispersion = None
+    if all(m.dispersion is not None for m in members):
+        # the NB with the mixture's mean and variance, as the ensemble simulates (nb_mixture)
+        mean = average("mean")
+        excess = sum(
+            wk * (m.mean**2 / m.dispersion + (m.mean - mean) ** 2)  # type: ignore[operator]
+            for wk, m in zip(w, members, strict=True)
+        )
+        dispersion = np.clip(mean**2 / np.maximum(excess, 1e-12), 1e-6, 1e12)
     return dataclasses.replace(
-        first,
-        mean=average("mean"),
-        mean_regular=average("mean_regular"),
-        dispersion=None,  # the mixture is not one negative binomial
-        sold=average("expected_sold") if any(m.sold is not None for m in members) else None,
+        first, mean=average("mean"), mean_regular=average("mean_regular"), dispersion=dispersion
     )
 
 
@@ -203,7 +202,7 @@ class ResponseBin:
     observed_lift: float | None
     lift_ratio: float | None
     lift_ratio_ci: tuple[float, float] | None
-    actual_over_mean: float | None  # sum(actual) / sum(sold), before the level correction
+    actual_over_mean: float | None  # the demand scale theta (module docstring), before the level
     sets_level: bool = False  # the bin whose actual / simulated units is the level r0
     true_lift: float | None = None  # the known market's, on the same periods (simulated data)
 
@@ -238,22 +237,98 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _bootstrap_sums(
-    values: np.ndarray, cell: np.ndarray, n_cells: int, n_resamples: int, seed: int
-) -> np.ndarray:
-    """``(J, R, C)`` sums of ``values`` ``(J, N)`` per cell (``cell`` ``(N,)`` in
-    ``[0, C)``) over ``R`` Poisson bootstraps of the periods: each period weighted by an
-    independent Poisson(1) count, in blocks of 64 resamples."""
+def _poisson_blocks(n: int, n_resamples: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, weights (r, n))`` blocks of 64 Poisson(1) bootstrap weights of ``n``
+    periods, ``n_resamples`` in all, the same for the same ``seed``."""
     rng = np.random.default_rng(seed)
-    out = np.zeros((values.shape[0], n_resamples, n_cells))
     for start in range(0, n_resamples, 64):
         r = min(64, n_resamples - start)
-        weights = rng.poisson(1.0, (r, len(cell))).astype(np.float64)
+        yield start, rng.poisson(1.0, (r, n)).astype(np.float64)
+
+
+def _bootstrap_sums(
+    values: np.ndarray,
+    cell: np.ndarray,
+    n_cells: int,
+    n_resamples: int,
+    seed: int,
+    curves: np.ndarray | None = None,
+    curve_rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(J, R, C)`` sums of ``values`` ``(J, N)`` per cell (``cell`` ``(N,)`` in
+    ``[0, C)``) over ``R`` Poisson bootstraps of the periods: each period weighted by an
+    independent Poisson(1) count, in blocks of 64 resamples. With ``curves`` ``(M, G)`` of
+    the periods ``curve_rows`` ``(M,)``, also their ``(R, C, G)`` sums under the same
+    weights."""
+    out = np.zeros((values.shape[0], n_resamples, n_cells))
+    curve_sums = None
+    if curves is not None and curve_rows is not None:
+        curve_sums = np.zeros((n_resamples, n_cells, curves.shape[1]))
+    for start, weights in _poisson_blocks(len(cell), n_resamples, seed):
+        r = weights.shape[0]
         for j in range(values.shape[0]):
             per_cell = np.zeros((r, n_cells))
             np.add.at(per_cell, (slice(None), cell), weights * values[j])
             out[j, start : start + r] = per_cell
-    return out
+        if curve_sums is not None:
+            for c in np.unique(cell[curve_rows]):
+                mine = cell[curve_rows] == c
+                curve_sums[start : start + r, c] = weights[:, curve_rows[mine]] @ curves[mine]
+    return out, curve_sums
+
+
+THETA_GRID = np.exp(np.linspace(np.log(1.0 / 32.0), np.log(32.0), 161))
+"""Demand scales ``theta`` on which :func:`response_bins` solves for a bin whose stock can
+cap sales (about 4.4% apart; between them, linear in ``log theta``)."""
+
+
+def _sales_curves(rows: ResponseRows) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows_with_stock (M,), curves (M, G))``: each period's expected sales
+    ``E[min(NB(theta * mean, dispersion), stock)]`` at every ``theta`` of
+    :data:`THETA_GRID`, for the periods whose stock is known; ``None`` if none is."""
+    if rows.stock is None or rows.dispersion is None:
+        return None
+    with_stock_known = np.flatnonzero(np.isfinite(rows.stock))
+    if not len(with_stock_known):
+        return None
+    import torch
+
+    from promogym.distributions import expected_sales
+
+    mean = torch.tensor(rows.mean[with_stock_known], dtype=torch.float64).unsqueeze(1)
+    curves = expected_sales(
+        mean * torch.tensor(THETA_GRID).unsqueeze(0),
+        torch.tensor(rows.dispersion[with_stock_known], dtype=torch.float64).unsqueeze(1),
+        torch.tensor(rows.stock[with_stock_known], dtype=torch.float64).unsqueeze(1),
+    )
+    return with_stock_known, curves.numpy()
+
+
+def _demand_scale(
+    actual: np.ndarray, linear: np.ndarray, curve: np.ndarray | None, clamp: bool
+) -> np.ndarray:
+    """``theta`` ``(...)`` with ``theta * linear + curve(theta) = actual``: the simulator's
+    demand scaled by ``theta`` sells what sold. ``linear`` ``(...)`` sums the means of the
+    periods without a known stock, ``curve`` ``(..., G)`` the others' expected sales on
+    :data:`THETA_GRID` (``None``: no such period, ``theta = actual / linear``). Beyond the
+    grid: its edge with ``clamp`` (bootstrap resamples), else NaN."""
+    if curve is None:
+        return _ratio(actual, linear)
+    total = THETA_GRID * linear[..., None] + curve  # (..., G), increasing in theta
+    below = (total < actual[..., None]).sum(axis=-1)
+    g = np.clip(below, 1, len(THETA_GRID) - 1)
+    lo = np.take_along_axis(total, (g - 1)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(total, g[..., None], -1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip((actual - lo) / (hi - lo), 0.0, 1.0)
+    log_grid = np.log(THETA_GRID)
+    theta = np.exp(log_grid[g - 1] + t * (log_grid[g] - log_grid[g - 1]))
+    outside = (below == 0) | (below == len(THETA_GRID))
+    if clamp:
+        return np.where(
+            below == 0, THETA_GRID[0], np.where(below == len(THETA_GRID), THETA_GRID[-1], theta)
+        )
+    return np.where(outside, np.nan, theta)
 
 
 def _bin_index(discount: np.ndarray) -> np.ndarray:
@@ -273,26 +348,42 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
     """
     k = _bin_index(rows.discount)
     known = rows.true_mean is not None and rows.true_mean_regular is not None
-    columns = [rows.actual, rows.expected_sold, rows.mean, rows.mean_regular, np.ones(len(rows))]
+    curves = _sales_curves(rows)
+    linear = rows.mean.copy()  # the means of the periods whose stock is not known
+    if curves is not None:
+        linear[curves[0]] = 0.0
+    columns = [rows.actual, linear, rows.mean, rows.mean_regular, np.ones(len(rows))]
     if known:
         columns += [rows.true_mean, rows.true_mean_regular]
     values = np.stack(columns)  # (J, N)
     total = np.zeros((len(columns), len(BINS)))
     np.add.at(total, (slice(None), k), values)
-    boot = _bootstrap_sums(values[:2], k, len(BINS), n_resamples, seed)  # (2, R, K)
+    boot, boot_curves = _bootstrap_sums(
+        values[:2],
+        k,
+        len(BINS),
+        n_resamples,
+        seed,
+        *((curves[1], curves[0]) if curves is not None else ()),
+    )  # (2, R, K), (R, K, G)
+    curve_total = None
+    if curves is not None:
+        curve_total = np.zeros((len(BINS), len(THETA_GRID)))
+        np.add.at(curve_total, k[curves[0]], curves[1])
+    theta = _demand_scale(total[0], total[1], curve_total, clamp=False)  # (K,)
+    boot_theta = _demand_scale(boot[0], boot[1], boot_curves, clamp=True)  # (R, K)
 
-    usable = (total[4] >= MIN_PERIODS_FOR_INTERVAL) & (total[0] > 0) & (total[1] > 0)
+    usable = (total[4] >= MIN_PERIODS_FOR_INTERVAL) & (total[0] > 0) & np.isfinite(theta)
+    usable &= theta > 0
     ref = int(np.argmax(usable)) if usable.any() else None  # the bin that sets the level
 
-    def lift_ratio(s: np.ndarray) -> np.ndarray:  # s: (2+, ..., K): actual, sold
+    def lift_ratio(scale: np.ndarray) -> np.ndarray:  # (..., K)
         if ref is None:
-            return np.full(s[0].shape, np.nan)
-        return _ratio(
-            _ratio(s[0], s[1]), _ratio(s[0][..., ref : ref + 1], s[1][..., ref : ref + 1])
-        )
+            return np.full(scale.shape, np.nan)
+        return _ratio(scale, scale[..., ref : ref + 1])
 
-    point = lift_ratio(total)
-    boot_ratio = lift_ratio(boot)
+    point = lift_ratio(theta)
+    boot_ratio = lift_ratio(boot_theta)
     tail = (1.0 - LEVEL) / 2.0
     out = []
     for b, (label, lo, hi) in enumerate(BINS):
@@ -322,7 +413,7 @@ def response_bins(rows: ResponseRows, n_resamples: int = 1000, seed: int = 0) ->
                 observed_lift=_finite(point[b] * _ratio(total[2, b], total[3, b])),
                 lift_ratio=ratio,
                 lift_ratio_ci=ci,
-                actual_over_mean=_finite(_ratio(total[0, b], total[1, b])),
+                actual_over_mean=_finite(theta[b]),
                 true_lift=_finite(_ratio(total[5, b], total[6, b])) if known else None,
                 sets_level=b == ref,
             )

@@ -285,9 +285,10 @@ def held_out_rows(
     market: ReferenceMarket | None = None,
 ) -> ResponseRows | None:
     """The members' held-out periods (:attr:`TransformerForecaster.held_out_response`) as
-    their equal-weight ensemble simulates them, each period's units expected to sell with its
-    stock in ``history`` (:func:`promogym.response.with_stock`); with the true ``market`` of a
-    simulated ``history``, its means too. ``None`` if a member held out no observed period."""
+    their equal-weight ensemble simulates them (:func:`promogym.response.average_rows`), with
+    each period's stock in ``history`` (:func:`promogym.response.with_stock`); with the true
+    ``market`` of a simulated ``history``, its means too. ``None`` if a member held out no
+    observed period."""
     from promogym.envs.market import day_numbers
 
     rows = [m.held_out_response for m in members]
@@ -491,7 +492,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             f"{path / 'run.json'}: format {found!r} is not {RUN_FORMAT!r}; "
             "re-create the run with promogym fit"
         )
-    return Run(path=path, config=load_config(path / "config.toml"), info=info)
+    return Run(path=path, config=load_config(path / "config.toml", saved=True), info=info)
 
 
 @dataclass
@@ -1140,8 +1141,9 @@ def quick_baselines(
 
     Base-stock levels on a 5-point grid, zoomed in only where the grid is too coarse for the
     item (its best level under one step, as with a capacity far above its demand; see
-    :func:`~promogym.envs.baselines.tune_base_stock`), about 60 short simulations in all
-    against about 300 for :func:`~promogym.envs.baselines.baseline_suite`, so a
+    :func:`~promogym.envs.baselines.tune_base_stock`): about 60 short simulations in all (up
+    to about 190 for a capacity 60 times the demand) against about 300 for
+    :func:`~promogym.envs.baselines.baseline_suite`, so a
     recommendation stays interactive: ``no-promotion``; ``best-fixed-discount`` (best sale
     depth and level); ``periodic-flash-sale`` (every 2, 3, 4 or 7 periods at the best depth,
     scored at the no-promotion level, then its own level); ``random``.

@@ -170,3 +170,17 @@ def test_config_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf[campaign]\nhorizon = 7\n")
     assert load_config(path).campaign.horizon == 7
+
+
+def test_a_runs_own_config_may_predate_the_limits(tmp_path: Path) -> None:
+    """Runs fitted before the 1%-90% discount and 1e9 money limits keep loading (their
+    config is ``saved``); new configs get the limits."""
+    path = tmp_path / "old.toml"
+    path.write_text("[campaign]\ndiscounts = [0.0, 0.5, 0.95]\n[economics]\nlist_price = 2e9\n")
+    with pytest.raises(ConfigError, match="campaign.discounts"):
+        load_config(path)
+    old = load_config(path, saved=True)
+    assert old.campaign.discounts[-1] == 0.95 and old.economics.list_price == 2e9
+    path.write_text("[economics]\nlist_price = inf\n")
+    with pytest.raises(ConfigError, match="economics.list_price"):
+        load_config(path, saved=True)

@@ -375,6 +375,10 @@ def test_inverse_cdf_of_large_means_matches_the_pmf_table() -> None:
         ({"on_hand": 100, "sale_used": 2}, [True] + [False] * 5, [True, True, False]),
         ({"on_hand": 90, "pipeline": [40, 20], "sale_used": 1}, [True] * 6, [True, False, False]),
         ({"on_hand": 0, "sale_used": 0}, [True] * 6, [True, True, True]),
+        # the last lead_time (2) periods of 28: an order would land after the campaign
+        ({"on_hand": 0, "t": 25}, [True] * 6, [True, True, True]),
+        ({"on_hand": 0, "t": 26}, [True] * 6, [True, False, False]),
+        ({"on_hand": 0, "t": 27}, [True] * 6, [True, False, False]),
     ],
 )
 def test_masks_forbid_exactly_the_infeasible_actions(

@@ -569,7 +569,7 @@ def test_bad_inputs(fitted: TransformerForecaster, history: SalesHistory) -> Non
     # A forecast that starts past the context: nothing recorded to forecast from.
     c = fitted.context_length
     later = future_frame(history, 1).assign(date=lambda f: f["date"] + pd.Timedelta(days=c))
-    with pytest.raises(DataError, match=f"{c} periods after its history ends.*none of the"):
+    with pytest.raises(DataError, match=f"after {c} periods without rows.*none of the {c} periods"):
         fitted.predict(history, later, 1)
     # The gap does not count as history: a short item stays too short.
     with pytest.raises(DataError, match="has 10 periods of history"):
