@@ -134,7 +134,8 @@ def ppo_fps(demand: DemandModel, history: SalesHistory, n: int, timesteps: int, 
     model = PPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4, seed=seed, device="cpu")
     started = time.perf_counter()
     model.learn(timesteps)
-    return timesteps / (time.perf_counter() - started)
+    # SB3 collects whole rollouts (n_steps x n envs), so it may run more steps than asked
+    return model.num_timesteps / (time.perf_counter() - started)
 
 
 def rss_mib(field: str = "VmRSS") -> float:
@@ -195,6 +196,7 @@ def obs_ablation(history: SalesHistory, timesteps: int, seeds: int) -> dict[str,
             venv.seed(100 + seed)
             model = PPO("MlpPolicy", venv, n_steps=64, batch_size=256, seed=seed, device="cpu")
             model.learn(timesteps)
+            out["timesteps"] = model.num_timesteps  # whole rollouts: at least one of 64 x 64
             evaluation = FlashSaleVecEnv(1024, demand, CampaignConfig(), **kwargs)
             profits.append(float(campaign_profit(model, evaluation, seed=10_000).mean()))
         out["runs"]["with_expected_demand" if flag else "without"] = profits

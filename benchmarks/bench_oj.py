@@ -527,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(payload, indent=1))
     print(f"\nwrote {out}")
+    failed = [name for name, r in results.items() if "error" in r]
+    if failed:
+        print(f"failed: {', '.join(failed)} (see above); README not updated", file=sys.stderr)
+        return 1
     if args.update_readme:
         update_readme(markdown)
         print(f"updated {README}")

@@ -8,7 +8,9 @@ Two faces:
   paths (probabilistic models only); ``save(dir)`` / ``load(dir)``.
   ``future`` holds the known-future covariates of the forecast periods: one row per item and
   period with ``item_id, date, price`` and optionally ``list_price, promo``; the planned prices
-  and promotions.
+  and promotions. ``list_price`` defaults to the item's last list price in the history; a
+  price above the list price is a new regular price (discount 0), not a negative discount:
+  the forecasters model discounts, not price increases.
 * **Simulator face** (torch, one step, batched): :meth:`Forecaster.one_step` takes a
   :class:`DemandContext` of ``B`` contexts already on the device and a ladder of candidate
   discounts, and returns the negative-binomial demand distribution (mean, dispersion) for each

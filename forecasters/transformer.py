@@ -1346,15 +1346,9 @@ class TransformerForecaster(Forecaster):
                     f"{fut['date'].iloc[i].date()}: column {column!r} is {values[i]!r}; give a "
                     "finite number > 0"
                 )
-        above = price > list_price * (1.0 + 1e-6)
-        if above.any():
-            i = int(np.argmax(above))
-            raise DataError(
-                f"future covariates: item {fut['item_id'].iloc[i]!r}, "
-                f"{fut['date'].iloc[i].date()}: price {price[i]:g} is above list_price "
-                f"{list_price[i]:g}; the forecaster models discounts from the list price, not "
-                "increases: give a price at most the list price (or a higher list_price)"
-            )
+        # As every forecaster (forecasters.baselines.future_covariates): a price above the
+        # list price is a new regular price, not a negative discount.
+        list_price = np.maximum(list_price, price)
         promo = (
             fut["promo"].to_numpy(np.float64)
             if "promo" in fut

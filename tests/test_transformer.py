@@ -576,9 +576,14 @@ def test_bad_inputs(fitted: TransformerForecaster, history: SalesHistory) -> Non
         fitted.predict(
             tiny, future_frame(tiny, 1).assign(date=lambda f: f["date"] + pd.Timedelta(days=40)), 1
         )
-    dearer = future_frame(history, 1).assign(price=lambda f: f["price"] * 1.5)
-    with pytest.raises(DataError, match="above list_price.*not increases"):
-        fitted.predict(history, dearer, 1)
+    # A price above the list price is a new regular price (the forecaster contract), so the
+    # forecast is the regular-price one.
+    dearer = future_frame(history, 1, discounts=(-0.5,))
+    regular = future_frame(history, 1, discounts=(0.0,))
+    pd.testing.assert_frame_equal(
+        fitted.predict(history, dearer, 1).drop(columns="date"),
+        fitted.predict(history, regular, 1).drop(columns="date"),
+    )
     bad_item = dataclasses.replace(context_of(history, 14, [0, 1]), item=torch.tensor([0, 7]))
     with pytest.raises(DataError, match="out of range"):
         fitted.one_step(bad_item, torch.tensor([0.0]))
