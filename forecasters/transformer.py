@@ -1518,7 +1518,8 @@ class TransformerForecaster(Forecaster):
     def _validation_pits(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """PIT values ``(M, prediction_length)`` (NaN where unobserved) of forecasts made like
+        """PIT values ``(M, prediction_length)`` (NaN where missing; uniform above the stock's
+        PIT where sold out) of forecasts made like
         :meth:`predict` (Monte-Carlo paths) from every origin of the validation periods of
         ``series`` that leaves ``prediction_length`` periods, and the periods' promo flags (bool).
 
@@ -1547,7 +1548,15 @@ class TransformerForecaster(Forecaster):
             _, means, disps = self._paths(past, fut, p, min(cfg.num_samples, 16), cfg.seed + 2 + k)
             actual = w.units[:, c:].unsqueeze(1)
             pit = self.likelihood.pit(actual, means, disps).mean(dim=1)
-            pits.append(torch.where(w.observed[:, c:], pit, torch.full_like(pit, math.nan)))
+            # A period that sold out had demand of at least its stock: its PIT is uniform
+            # above the stock's (leaving it out keeps the low draws and shifts the maps down).
+            censored = w.censored[:, c:]
+            if bool(censored.any()):
+                gen = torch.Generator(device=pit.device).manual_seed(cfg.seed + 7919 + k)
+                u = torch.rand(pit.shape, generator=gen, dtype=pit.dtype, device=pit.device)
+                pit = torch.where(censored, pit + u * (1.0 - pit), pit)
+            present = w.observed[:, c:] | censored
+            pits.append(torch.where(present, pit, torch.full_like(pit, math.nan)))
             promos.append(w.promo[:, c:] > 0.5)
         return torch.cat(pits), torch.cat(promos)
 

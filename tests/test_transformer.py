@@ -1099,3 +1099,27 @@ def test_device_auto_and_bad_device_names() -> None:
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ConfigError, match="device must be"):
         dataclasses.replace(TINY, device="gpu")
+
+
+def test_quantile_maps_count_sold_out_periods_above_their_stock(
+    history: SalesHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held-out period that sold out had demand of at least its stock: its PIT enters the
+    quantile maps uniform above the stock's PIT, not left out (which would keep only the
+    low-demand periods and shift the maps down)."""
+    import promogym.forecasters.transformer as module
+
+    monkeypatch.setattr(module, "MIN_RECALIBRATION_POINTS", 2)
+    seen: list[torch.Tensor] = []
+    maps = module.recalibration_maps
+    monkeypatch.setattr(module, "recalibration_maps", lambda pit: seen.append(pit) or maps(pit))
+    frame = history.frame.copy()
+    late = frame["date"] >= frame["date"].max() - pd.Timedelta(days=27)
+    frame.loc[late, "stock"] = frame.loc[late, "units_sold"]  # every held-out period sold out
+    frame.loc[late, "censored"] = True
+    sold_out = SalesHistory(frame, "D", "sold-out.csv")
+    cfg = dataclasses.replace(TINY, epochs=1, refit=False)
+    TransformerForecaster(cfg, from_scratch=True).fit(sold_out)
+    pit = seen[-1]
+    assert bool(torch.isfinite(pit).all())  # every validation period counts
+    assert float(pit.mean()) > 0.5  # above the stocks' PITs
