@@ -548,9 +548,20 @@ def gamma_quantiles(
     return variance / mean * k * (1.0 - 1.0 / (9.0 * k) + z / (3.0 * k.sqrt())).clamp_min(0.0) ** 3
 
 
-def calibrate_dispersion(mean: torch.Tensor, disp: torch.Tensor, actual: torch.Tensor) -> float:
+def calibrate_dispersion(
+    mean: torch.Tensor,
+    disp: torch.Tensor,
+    actual: torch.Tensor,
+    stock: torch.Tensor | None = None,
+) -> float:
     """The factor on the dispersion that minimises the mean pinball loss of ``actual`` over
     quantile levels 0.05..0.95 (about half the CRPS), by grid search.
+
+    With ``stock`` (inf where unknown), ``actual`` is the units sold, capped by the stock,
+    and the loss scores the *sales* quantiles ``min(q, stock)``: periods that sold out count
+    without knowing their demand, and the factor stays unbiased (NB(10, r=5) draws, true
+    factor 1: 1.00 at 15-55% sold out, where leaving the sold-out periods out gave 1.22 /
+    0.86 / 0.43 / 0.21 at 15 / 28 / 40 / 55%).
 
     The pinball loss is used rather than the NB log-likelihood: the likelihood is dominated by
     a few outlying weeks and widened the OJ intervals (80% coverage 0.87 -> 0.93, measured);
@@ -566,7 +577,10 @@ def calibrate_dispersion(mean: torch.Tensor, disp: torch.Tensor, actual: torch.T
     best, best_loss = 1.0, math.inf
     for scale in DISPERSION_SCALES.tolist():
         var = mean + mean * mean / (disp * scale)
-        diff = actual.unsqueeze(0) - gamma_quantiles(CALIBRATION_LEVELS, mean, var)
+        quantiles = gamma_quantiles(CALIBRATION_LEVELS, mean, var)
+        if stock is not None:
+            quantiles = torch.minimum(quantiles, stock.unsqueeze(0))
+        diff = actual.unsqueeze(0) - quantiles
         loss = float(torch.maximum(lv * diff, (lv - 1.0) * diff).mean())
         if loss < best_loss:
             best, best_loss = scale, loss

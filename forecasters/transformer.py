@@ -437,12 +437,15 @@ class _PeriodTensors:
     observed: torch.Tensor
     extra: torch.Tensor
     censored: torch.Tensor
+    stock: torch.Tensor
 
     def __post_init__(self) -> None:
         if self.extra is None:
             object.__setattr__(self, "extra", self.units.new_zeros(*self.units.shape, 0))
         if self.censored is None:
             object.__setattr__(self, "censored", torch.zeros_like(self.observed))
+        if self.stock is None:
+            object.__setattr__(self, "stock", torch.full_like(self.units, math.inf))
 
     def to(self, device: torch.device | str) -> Self:
         """Every field on ``device``."""
@@ -457,7 +460,8 @@ class SeriesData(_PeriodTensors):
     ``item`` is the embedding row (0 = generic); ``daily`` 1.0 for daily, 0.0 for weekly;
     ``extra`` the ``(S, T, X)`` extra covariates (``X = 0`` when omitted); ``censored`` marks
     stock-outs (unobserved, ``units`` = the stock; ``None`` -> none), as opposed to missing
-    periods (unobserved, not censored).
+    periods (unobserved, not censored); ``stock`` each period's stock (inf where unknown;
+    ``None`` -> unknown everywhere).
     """
 
     units: torch.Tensor  # (S, T) float32
@@ -470,6 +474,7 @@ class SeriesData(_PeriodTensors):
     length: torch.Tensor  # (S,) long
     extra: torch.Tensor = None  # type: ignore[assignment]  # (S, T, X) float32; None -> X = 0
     censored: torch.Tensor = None  # type: ignore[assignment]  # (S, T) bool; None -> all False
+    stock: torch.Tensor = None  # type: ignore[assignment]  # (S, T) float32; inf = unknown
 
     def window_starts(
         self, window: int, first_end: Sequence[int] | torch.Tensor | int, last_end: torch.Tensor
@@ -503,6 +508,7 @@ class SeriesData(_PeriodTensors):
             daily=self.daily[s],
             extra=self.extra[rows, pos],
             censored=self.censored[rows, pos],
+            stock=self.stock[rows, pos],
         )
 
 
@@ -519,6 +525,7 @@ class Windows(_PeriodTensors):
     daily: torch.Tensor
     extra: torch.Tensor = None  # type: ignore[assignment]  # (N, T, X); None -> X = 0
     censored: torch.Tensor = None  # type: ignore[assignment]  # (N, T) bool; None -> all False
+    stock: torch.Tensor = None  # type: ignore[assignment]  # (N, T) float32; inf = unknown
 
     def select(self, rows: torch.Tensor | slice, periods: slice) -> Windows:
         """Rows ``rows`` and periods ``periods`` of every field."""
@@ -653,6 +660,10 @@ def series_from_frame(
     observed[code, pos] = ~censored
     censored_grid = np.zeros((s, t_max), bool)
     censored_grid[code, pos] = censored
+    stock_grid = np.full((s, t_max), np.inf, np.float32)
+    if "stock" in f:
+        stock = f["stock"].to_numpy(np.float64)
+        stock_grid[code, pos] = np.where(np.isnan(stock), np.inf, stock)
     discount = np.zeros((s, t_max), np.float32)
     discount[code, pos] = np.clip(f["discount"].to_numpy(np.float32), 0.0, 0.99)
     promo = np.zeros((s, t_max), np.float32)
@@ -673,11 +684,12 @@ def series_from_frame(
         length=torch.from_numpy(length),
         extra=torch.from_numpy(_forward_fill(extras, present)),
         censored=torch.from_numpy(censored_grid),
+        stock=torch.from_numpy(stock_grid),
     )
     return data, items
 
 
-FLOAT_FIELDS = ("units", "discount", "promo", "extra")
+FLOAT_FIELDS = ("units", "discount", "promo", "extra", "stock")
 
 
 def resolve_extra_columns(
@@ -894,12 +906,16 @@ class TransformerForecaster(Forecaster):
         log = train_network(self.model, data, train_idx, val_idx, cfg, progress)
         one_step = self._validation_one_step(data, val_end, calibration)
         if cfg.calibrate_dispersion and self.likelihood.has_dispersion and one_step is not None:
-            self.dispersion_scale = calibrate_dispersion(*one_step)
+            first, second, sold, stock, _ = one_step
+            self.dispersion_scale = calibrate_dispersion(first, second, sold, stock)
         self.validation_metrics = {}
         if one_step is not None:
-            first, second, actual = one_step
+            first, second, sold, _, observed = one_step  # metrics: the periods not sold out
             self.validation_metrics = validation_metrics(
-                first, self._dispersed(second), actual, likelihood=self.likelihood
+                first[observed],
+                self._dispersed(second[observed]),
+                sold[observed],
+                likelihood=self.likelihood,
             )
         present = data.observed | data.censored  # not a gap (nor padding)
         before = torch.arange(data.units.shape[1], device=data.units.device) < val_end[:, None]
@@ -965,15 +981,16 @@ class TransformerForecaster(Forecaster):
 
     def _validation_one_step(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """One-step :meth:`_params` and actual of every observed validation period of
-        ``series``. Called by :meth:`fit` before the dispersion is calibrated, so the NB
+    ) -> tuple[torch.Tensor, ...] | None:
+        """One-step :meth:`_params`, units sold and stock (inf: unknown) of every validation
+        period of ``series`` with a sale record, observed or sold out, and which were
+        observed. Called by :meth:`fit` before the dispersion is calibrated, so the NB
         dispersion is the network's own (:attr:`dispersion_scale` is 1)."""
         c = self.config.context_length
         w = self._validation_windows(data, val_end, series)
         if w is None:
             return None
-        ok = w.observed[:, c]
+        ok = w.observed[:, c] | w.censored[:, c]
         past = w.select(slice(None), slice(0, c))
         with torch.inference_mode():
             # The recorded promo flag: data whose promo is not "discount > 0" (OJ's deals,
@@ -982,7 +999,13 @@ class TransformerForecaster(Forecaster):
             mean, disp = self._one_step_windows(
                 past, w.day[:, c], w.discount[:, c : c + 1], w.extra[:, c], w.promo[:, c : c + 1]
             )
-        return mean[ok, 0], disp[ok, 0], w.units[ok, c].to(torch.float64)
+        return (
+            mean[ok, 0],
+            disp[ok, 0],
+            w.units[ok, c].to(torch.float64),
+            w.stock[ok, c].to(torch.float64),
+            w.observed[ok, c],
+        )
 
     def _validation_windows(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]

@@ -1123,3 +1123,24 @@ def test_quantile_maps_count_sold_out_periods_above_their_stock(
     pit = seen[-1]
     assert bool(torch.isfinite(pit).all())  # every validation period counts
     assert float(pit.mean()) > 0.5  # above the stocks' PITs
+
+
+def test_dispersion_calibration_counts_sold_out_periods_by_their_sales() -> None:
+    """Scoring the sales quantiles min(q, stock) on every period recovers the true dispersion
+    factor however often stock runs out; leaving the sold-out periods out does not."""
+    from promogym.distributions import sample_negative_binomial
+    from promogym.forecasters.likelihood import calibrate_dispersion
+
+    g = torch.Generator().manual_seed(0)
+    mean = torch.full((8000,), 10.0, dtype=torch.float64)
+    disp = torch.full_like(mean, 5.0)  # the truth: factor 1
+    demand = sample_negative_binomial(mean, disp, g)
+    for stock_level in (11.0, 9.0):  # about 40% and 55% of periods sell out
+        stock = torch.full_like(mean, stock_level)
+        sold = torch.minimum(demand, stock)
+        assert 0.8 < calibrate_dispersion(mean, disp, sold, stock) < 1.25
+        kept = demand < stock
+        assert not 0.8 < calibrate_dispersion(mean[kept], disp[kept], sold[kept]) < 1.25
+    # Unknown stock (inf): the plain calibration, unchanged.
+    inf = torch.full_like(mean, math.inf)
+    assert calibrate_dispersion(mean, disp, demand, inf) == calibrate_dispersion(mean, disp, demand)
