@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from promogym.envs.core import CampaignParams, CampaignState, action_masks
+from promogym.envs.core import CampaignParams, CampaignState, action_masks, order_lands_in_time
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.market import weekday
 from promogym.envs.rollout import Policy, simulate
@@ -55,8 +55,7 @@ def base_stock_order(state: CampaignState, params: CampaignParams, level: float)
     first = enough.long().argmax(dim=1)
     largest = torch.full_like(first, params.n_orders - 1)
     order = torch.where(enough.any(dim=1), first, largest)
-    too_late = state.t + params.lead_time >= params.horizon  # as action_masks forbids
-    return torch.where(too_late, torch.zeros_like(order), order)
+    return torch.where(order_lands_in_time(state.t, params), order, torch.zeros_like(order))
 
 
 @dataclass

@@ -287,6 +287,13 @@ def initial_state(
     )
 
 
+def order_lands_in_time(t: int | torch.Tensor, params: CampaignParams) -> bool | torch.Tensor:
+    """Whether an order placed in period ``t`` (an int or a tensor of them) arrives by the
+    campaign's last period: ``t + lead_time < horizon``. Later orders would land after the
+    campaign, which neither delivers nor salvages them; no decision maker places them."""
+    return t + params.lead_time < params.horizon
+
+
 def action_masks(state: CampaignState, params: CampaignParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean masks ``(B, n_discounts)`` and ``(B, n_orders)`` of feasible choices.
 
@@ -301,7 +308,7 @@ def action_masks(state: CampaignState, params: CampaignParams) -> tuple[torch.Te
     discount_mask[:, 1:] = sale_ok.unsqueeze(1)
     position = state.on_hand + state.pipeline.sum(dim=1)
     order_mask = position.unsqueeze(1) + params.order_quantities.unsqueeze(0) <= params.capacity
-    order_mask &= (state.t + params.lead_time < params.horizon).unsqueeze(1)
+    order_mask &= order_lands_in_time(state.t, params).unsqueeze(1)
     order_mask[:, 0] = True
     return discount_mask, order_mask
 

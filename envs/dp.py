@@ -47,7 +47,7 @@ import torch
 
 from promogym.config import CampaignConfig
 from promogym.distributions import negative_binomial_pmf
-from promogym.envs.core import CampaignParams, CampaignState
+from promogym.envs.core import CampaignParams, CampaignState, order_lands_in_time
 from promogym.envs.demand import Memory
 from promogym.envs.market import MAX_STREAK, ReferenceMarket, day_number
 from promogym.envs.rollout import Policy
@@ -126,7 +126,6 @@ def dp_too_large(params: CampaignParams) -> str | None:
     ``None`` when it can."""
     if dp_lot(params) is not None:
         return None
-    need = dp_memory_bytes(params)
     if params.lead_time > 1 and dp_lot(dataclasses.replace(params, lead_time=1)) is not None:
         # not the stock grid: the orders on their way (there are none with lead time 1)
         n_o, lead = params.n_orders, params.lead_time
@@ -138,6 +137,7 @@ def dp_too_large(params: CampaignParams) -> str | None:
             "way for every stock level, streak and period; use fewer [inventory] "
             "order_quantities or a shorter lead_time"
         )
+    need = dp_memory_bytes(params)
     return (
         f"the planner would need about {need / 2**30:,.0f} GiB for inventory capacity "
         f"{params.capacity:,} (it keeps every stock level; limit "
@@ -493,8 +493,8 @@ def solve_table(
     next_u = torch.stack([u_range, (u_range + 1).clamp(max=n_u - 1)], 1)
     sale_of_d = (torch.arange(n_d) > 0).long()
 
-    # Feasibility (as action_masks): order only if position + q <= capacity (and, below, not
-    # in the last lead_time periods); sale in budget.
+    # Feasibility (as action_masks): order only if position + q <= capacity, and not in the
+    # last lead_time periods; sale in budget.
     x_col = j.view(n_x, 1, 1)
     order_ok = (x_col + pipe_sum.view(1, n_k, 1) + ladder_int.view(1, 1, n_o)) <= cap
     order_ok[..., 0] = True  # (X, K, O)
@@ -507,6 +507,8 @@ def solve_table(
         streak_ok = torch.ones(n_s, n_d, dtype=torch.bool)
         streak_ok[min(table.max_sale_run, MAX_STREAK) :, 1:] = False
         feasible = feasible & streak_ok.view(1, 1, 1, n_s, 1, n_d)
+    # in the last lead_time periods no order lands in time: only ordering nothing
+    feasible_late = feasible & (torch.arange(n_o) == 0).view(1, 1, n_o, 1, 1, 1)
 
     price = params.list_price * (1.0 - discounts)  # (D,)
     y = j  # stock facing demand (levels)
@@ -574,10 +576,7 @@ def solve_table(
             q_x = q_y[y_of_x, 0, o_range.view(1, -1)].unsqueeze(1)  # (X, 1, O, S, U, D)
         else:
             q_x = q_y
-        if t + params.lead_time >= params.horizon:  # as action_masks: no order lands in time
-            ok = feasible & (torch.arange(n_o) == 0).view(1, 1, n_o, 1, 1, 1)
-        else:
-            ok = feasible
+        ok = feasible if order_lands_in_time(t, params) else feasible_late  # as action_masks
         q_x = torch.where(ok, q_x, torch.full((), -torch.inf, dtype=f64))
         # flat action = d * n_orders + o
         q_flat = q_x.permute(0, 1, 3, 4, 5, 2).reshape(n_x, n_k, n_s, n_u, n_d * n_o)

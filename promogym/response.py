@@ -175,13 +175,13 @@ def average_rows(members: Sequence[ResponseRows], weights: Sequence[float]) -> R
 
     dispersion = None
     if all(m.dispersion is not None for m in members):
-        # the NB with the mixture's mean and variance, as the ensemble simulates (nb_mixture)
-        mean = average("mean")
-        excess = sum(
-            wk * (m.mean**2 / m.dispersion + (m.mean - mean) ** 2)  # type: ignore[operator]
-            for wk, m in zip(w, members, strict=True)
-        )
-        dispersion = np.clip(mean**2 / np.maximum(excess, 1e-12), 1e-6, 1e12)
+        import torch
+
+        from promogym.forecasters.likelihood import nb_mixture
+
+        # the NB with the mixture's mean and variance, as the ensemble simulates
+        parts = [(torch.from_numpy(m.mean), torch.from_numpy(m.dispersion)) for m in members]  # type: ignore[arg-type]
+        dispersion = nb_mixture(parts, w.tolist())[1].numpy()
     return dataclasses.replace(
         first, mean=average("mean"), mean_regular=average("mean_regular"), dispersion=dispersion
     )

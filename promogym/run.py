@@ -289,18 +289,11 @@ def held_out_rows(
     each period's stock in ``history`` (:func:`promogym.response.with_stock`); with the true
     ``market`` of a simulated ``history``, its means too. ``None`` if a member held out no
     observed period."""
-    from promogym.envs.market import day_numbers
-
     rows = [m.held_out_response for m in members]
     if any(r is None for r in rows):
         return None
     first: ResponseRows = rows[0]  # type: ignore[assignment]
-    frame = history.frame
-    stocks = pd.Series(
-        frame["stock"].to_numpy(np.float64),
-        index=pd.MultiIndex.from_arrays([frame["item_id"], day_numbers(frame["date"])]),
-    )
-    stock = stocks.reindex(pd.MultiIndex.from_arrays([first.item, first.day])).to_numpy()
+    stock = _at_periods(history.frame, history.frame["stock"], first)
     average = average_rows([with_stock(r, stock) for r in rows], [1.0] * len(rows))  # type: ignore[arg-type]
     if market is not None:
         average = with_true_means(average, market, history)
@@ -338,17 +331,13 @@ def with_true_means(
     item, day and run of sale periods (``discount > 0``) right before it in ``history``."""
     import torch
 
-    from promogym.envs.market import MAX_STREAK, day_numbers
+    from promogym.envs.market import MAX_STREAK
 
     frame = history.frame.sort_values(["item_id", "date"])
     on_sale = (frame["discount"] > 0).astype(np.int64)
     run = on_sale.groupby([frame["item_id"], (on_sale == 0).cumsum()]).cumsum()
     before = run.groupby(frame["item_id"]).shift(1, fill_value=0)
-    streaks = pd.Series(
-        before.to_numpy(),
-        index=pd.MultiIndex.from_arrays([frame["item_id"], day_numbers(frame["date"])]),
-    )
-    streak = streaks.reindex(pd.MultiIndex.from_arrays([rows.item, rows.day])).to_numpy()
+    streak = _at_periods(frame, before, rows)
     item = torch.tensor([market.item_index(i) for i in rows.item])
     day = torch.tensor(rows.day)
     streak_t = torch.as_tensor(np.nan_to_num(streak).astype(np.int64)).clamp(max=MAX_STREAK)
@@ -357,6 +346,18 @@ def with_true_means(
         for d in (rows.discount, np.zeros_like(rows.discount))
     ]
     return dataclasses.replace(rows, true_mean=mean[0], true_mean_regular=mean[1])
+
+
+def _at_periods(frame: pd.DataFrame, values: pd.Series, rows: ResponseRows) -> np.ndarray:
+    """``values`` (aligned with ``frame``'s rows) at each of ``rows``' periods, matched by
+    item and calendar day (NaN where the history has no such row), float64."""
+    from promogym.envs.market import day_numbers
+
+    by_period = pd.Series(
+        values.to_numpy(np.float64),
+        index=pd.MultiIndex.from_arrays([frame["item_id"], day_numbers(frame["date"])]),
+    )
+    return by_period.reindex(pd.MultiIndex.from_arrays([rows.item, rows.day])).to_numpy()
 
 
 def _read_market(path: Path | None, freq: str, item_ids: Sequence[str]) -> ReferenceMarket | None:
@@ -397,33 +398,33 @@ def _check_config_prices(config: CampaignConfig, history: SalesHistory) -> str |
     one (a cost may have changed since; the config's wins)."""
     eco = config.economics
 
-    def far(value: float | None, column: str) -> tuple[list[str], np.ndarray]:
+    ids = np.asarray(history.item_ids, dtype=object)
+
+    def far(value: float | None, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The items' latest ``column`` and which are more than the mismatch off ``value``."""
         data = history.latest(column)
         if value is None:
-            return [], data
-        off = np.isfinite(data) & (np.abs(data - value) > PRICE_MISMATCH * np.abs(data))
-        return [i for i, o in zip(history.item_ids, off, strict=True) if o], data
+            return np.zeros(len(data), dtype=bool), data
+        return np.isfinite(data) & (np.abs(data - value) > PRICE_MISMATCH * np.abs(data)), data
 
-    def listing(items: list[str], data: np.ndarray) -> str:
-        index = {item: k for k, item in enumerate(history.item_ids)}
-        shown = ", ".join(f"{i} {data[index[i]]:g}" for i in items[:3])
-        return (
-            f"{len(items)} of {len(history.item_ids)} items ({shown}{', ...' * (len(items) > 3)})"
-        )
+    def listing(off: np.ndarray, data: np.ndarray) -> str:
+        shown = ", ".join(f"{i} {v:g}" for i, v in zip(ids[off][:3], data[off][:3], strict=True))
+        more = ", ..." if off.sum() > 3 else ""
+        return f"{int(off.sum())} of {len(ids)} items ({shown}{more})"
 
-    items, data = far(eco.list_price, "list_price")
-    if items:
+    off, data = far(eco.list_price, "list_price")
+    if off.any():
         raise PromogymInputError(
             f"[economics] list_price {eco.list_price:g} is more than {PRICE_MISMATCH:.0%} off "
-            f"the latest list price in {history.source} of {listing(items, data)}; the "
+            f"the latest list price in {history.source} of {listing(off, data)}; the "
             "simulator learned demand at the history's prices, so leave list_price out of "
             "[economics] to price each item from its own data"
         )
-    items, data = far(eco.unit_cost, "unit_cost")
-    if items:
+    off, data = far(eco.unit_cost, "unit_cost")
+    if off.any():
         return (
             f"[economics] unit_cost {eco.unit_cost:g} replaces the history's unit cost of "
-            f"{listing(items, data)}; leave unit_cost out of [economics] to use each item's own"
+            f"{listing(off, data)}; leave unit_cost out of [economics] to use each item's own"
         )
     return None
 
@@ -1128,9 +1129,13 @@ class Run:
 def policy_first_action(
     policy: Policy, start: CampaignState, params: CampaignParams, simulator: Any
 ) -> tuple[int, int]:
-    """The policy's (deterministic) first action from the single state ``start``."""
+    """The policy's (deterministic) first action from the single state ``start``, made
+    feasible as :func:`~promogym.envs.rollout.simulate` makes every action."""
+    from promogym.envs.core import repair_actions
+
     policy.reset(start, params)
     d, o = policy.act(start, params, simulator.initial_memory(start))
+    d, o = repair_actions(start, params, d, o)
     return int(d[0]), int(o[0])
 
 
