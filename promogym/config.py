@@ -220,8 +220,10 @@ class CampaignConfig:
     # ---- validation ---------------------------------------------------------------------
     def validate(self, source: str = "<config>", *, saved: bool = False) -> None:
         """Raise :class:`ConfigError` naming the first bad key. ``saved`` (a run's own
-        config): discounts in (0, 1) and any finite money pass, as runs fitted before the
-        limits :data:`MIN_DISCOUNT`, :data:`MAX_DISCOUNT` and :data:`MAX_MONEY` keep loading."""
+        config): discounts in (0, 1) and any finite money pass, and a sale budget or lead time
+        beyond the horizon is not refused, as runs fitted before the limits
+        :data:`MIN_DISCOUNT`, :data:`MAX_DISCOUNT` and :data:`MAX_MONEY` (and those two checks)
+        keep loading."""
         c, inv, eco = self.campaign, self.inventory, self.economics
 
         def bad(key: str, want: str, got: Any) -> ConfigError:
@@ -252,6 +254,12 @@ class CampaignConfig:
             )
         if c.max_sale_periods is not None and c.max_sale_periods < 0:
             raise bad("campaign.max_sale_periods", "an integer >= 0", c.max_sale_periods)
+        if not saved and c.max_sale_periods is not None and c.max_sale_periods > c.horizon:
+            raise bad(
+                "campaign.max_sale_periods",
+                f"<= campaign.horizon ({c.horizon}; leave it out for no limit)",
+                c.max_sale_periods,
+            )
         if inv.initial < 0:
             raise bad("inventory.initial", "an integer >= 0", inv.initial)
         if inv.capacity < 1:
@@ -265,6 +273,13 @@ class CampaignConfig:
             raise bad("inventory.order_quantities", f"<= capacity ({inv.capacity})", q)
         if not 0 <= inv.lead_time <= 8:
             raise bad("inventory.lead_time", "an integer in [0, 8]", inv.lead_time)
+        if not saved and len(q) > 1 and inv.lead_time >= c.horizon:
+            raise bad(
+                "inventory.lead_time",
+                f"< campaign.horizon ({c.horizon}; an order would arrive after the campaign: "
+                "shorten the lead time, lengthen the campaign, or set order_quantities = [0])",
+                inv.lead_time,
+            )
         if eco.list_price is not None and not 0 < eco.list_price <= money:
             raise bad("economics.list_price", f"a number > 0 and <= {money:g}", eco.list_price)
         if eco.unit_cost is not None and not 0 <= eco.unit_cost <= money:

@@ -87,6 +87,8 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[economics]\nholding_cost = inf", "economics.holding_cost"),
         ("[economics]\nlist_price = inf", "economics.list_price"),
         ("[economics]\nunit_cost = inf", "economics.unit_cost"),
+        ("[campaign]\nhorizon = 5\nmax_sale_periods = 6", "campaign.max_sale_periods"),
+        ("[campaign]\nhorizon = 4\n[inventory]\nlead_time = 4", "inventory.lead_time"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -97,6 +99,16 @@ def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> No
     message = str(err.value)
     assert key in message and str(path) in message
     assert "\n" not in message
+
+
+def test_sale_budget_and_lead_time_up_to_the_horizon(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[campaign]\nhorizon = 4\nmax_sale_periods = 4\n[inventory]\nlead_time = 3\n")
+    assert load_config(path).campaign.sale_budget == 4
+    path.write_text("[campaign]\nhorizon = 4\n[inventory]\nlead_time = 6\norder_quantities = [0]\n")
+    assert load_config(path).inventory.lead_time == 6  # no orders: nothing can arrive late
+    path.write_text("[campaign]\nhorizon = 4\nmax_sale_periods = 9\n[inventory]\nlead_time = 6\n")
+    assert load_config(path, saved=True).campaign.sale_budget == 4  # a run's own config loads
 
 
 def test_cli_check_config_exit_code(tmp_path: Path) -> None:

@@ -53,8 +53,9 @@ def tiny_market(base: float = 1.6) -> ReferenceMarket:
 def small_config(**inventory: object) -> CampaignConfig:
     inv = {"capacity": 6, "initial": 3, "order_quantities": [0, 2, 4], "lead_time": 2}
     inv.update(inventory)
+    horizon = max(3, int(inv["lead_time"]) + 1)  # type: ignore[call-overload]  # an order can land
     return CampaignConfig().replace(
-        campaign={"horizon": 3, "discounts": [0.0, 0.2, 0.4]},
+        campaign={"horizon": horizon, "discounts": [0.0, 0.2, 0.4]},
         inventory=inv,
         economics={"order_fixed_cost": 3.0, "holding_cost": 0.3},
     )
