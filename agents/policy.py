@@ -135,8 +135,8 @@ class AgentPolicy(Policy):
     def observe(self, state: CampaignState) -> np.ndarray:
         """The env observation of ``state`` given what the policy has tracked (``(B, D)``)."""
         builder = self.builder
-        builder.state = state
-        builder.memory = self._memory
+        builder.state = state.to(builder.device)  # the rollout's device may not be the policy's
+        builder.memory = {key: value.to(builder.device) for key, value in self._memory.items()}
         builder.recent_units = self._recent_units
         builder.recent_discount = self._recent_discount
         if builder.expected_demand_obs:

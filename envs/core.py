@@ -243,6 +243,14 @@ class CampaignState:
     def replace(self, **changes: torch.Tensor) -> CampaignState:
         return dataclasses.replace(self, **changes)
 
+    def to(self, device: torch.device | str) -> CampaignState:
+        """Every field on ``device`` (``self`` when already there)."""
+        if self.t.device == torch.device(device):
+            return self
+        return CampaignState(
+            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
+        )
+
     def index(self, rows: torch.Tensor | slice) -> CampaignState:
         """The sub-batch ``rows``."""
         return CampaignState(

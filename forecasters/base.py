@@ -206,7 +206,8 @@ class Forecaster(abc.ABC):
         """Demand distribution for each context and candidate discount.
 
         Args:
-            context: ``B`` contexts on the model's device.
+            context: ``B`` contexts on any device (the transformer computes on its own
+                and returns on the context's).
             discounts: ``(A,)`` or ``(B, A)`` candidate discounts for the predicted period,
                 fractions in ``[0, 1)`` (checked by :func:`candidate_discounts`).
 

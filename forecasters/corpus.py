@@ -205,10 +205,10 @@ def pretrain(
     val_idx = all_idx[val_mask]
     keep = torch.randperm(val_idx.shape[0], generator=gen)[:4096]
     val_idx = val_idx[keep.sort().values]
-    torch.manual_seed(seed)
-    model = build_network(cfg, 0)
-    log = train_network(model, data, train_idx, val_idx, cfg, progress)
     forecaster = TransformerForecaster(cfg)
+    torch.manual_seed(seed)
+    model = build_network(cfg, 0).to(forecaster.device)
+    log = train_network(model, data.to(forecaster.device), train_idx, val_idx, cfg, progress)
     forecaster.model = model
     forecaster.item_ids = []
     forecaster.freq = "D"

@@ -236,8 +236,9 @@ class TransformerConfig:
         unknown_items: ``"error"`` (DataError) or ``"generic"`` (use the generic item row) for
             items outside the vocabulary at predict time.
         seed: seeds initialisation, window order, dropout and Monte-Carlo paths.
-        device: torch device of the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``:
-            CUDA when available, else the CPU).
+        device: torch device of the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``,
+            the default: CUDA when available, else the CPU). Not kept by :meth:`load`, which
+            puts the model where it is asked to, ``"auto"`` by default.
     """
 
     context_length: int = TRANSFORMER_CONTEXT_LENGTH
@@ -273,7 +274,7 @@ class TransformerConfig:
     censored_loss: str = "survival"
     unknown_items: str = "error"
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lags", tuple(int(x) for x in self.lags))
@@ -851,7 +852,7 @@ class TransformerForecaster(Forecaster):
         self.item_ids = history.item_ids
         base_info = "scratch"
         if not self.from_scratch:
-            base = TransformerForecaster.load(self.base_dir)
+            base = TransformerForecaster.load(self.base_dir, device=self.config.device)
             if base.config.likelihood != self.config.likelihood:
                 raise ConfigError(
                     f"{self.base_dir}: the base was pretrained with likelihood "
@@ -1221,6 +1222,8 @@ class TransformerForecaster(Forecaster):
         ``context`` holds :attr:`context_length` past periods; ``discounts`` is ``(A,)`` or
         ``(B, A)``. One encoder pass per context, shared by its candidates; no Python loop
         over items. Item ``-1`` means an item outside the vocabulary (generic embedding).
+        Runs on the forecaster's :attr:`device` and returns on ``context``'s (an environment
+        on another device than its forecaster works, at the cost of the copies).
         """
         if self._network().training:
             self._network().eval()
@@ -1237,18 +1240,20 @@ class TransformerForecaster(Forecaster):
                 f"one_step: context has {context.past_units.shape[1]} past periods, the "
                 f"forecaster needs exactly context_length = {c}"
             )
-        discounts = candidate_discounts(discounts, b).to(context.device, torch.float32)
-        daily = torch.full((b,), 1.0 if self.freq == "D" else 0.0, device=context.device)
+        dev = self.device
+        discounts = candidate_discounts(discounts, b).to(dev, torch.float32)
+        daily = torch.full((b,), 1.0 if self.freq == "D" else 0.0, device=dev)
         past = Windows(
-            units=context.past_units.to(torch.float32),
-            observed=context.past_observed.bool(),
-            discount=context.past_discount.to(torch.float32),
-            promo=context.past_promo.to(torch.float32),
-            day=context.past_day.long(),
-            item=self.item_rows(context.item),
+            units=context.past_units.to(dev, torch.float32),
+            observed=context.past_observed.to(dev, torch.bool),
+            discount=context.past_discount.to(dev, torch.float32),
+            promo=context.past_promo.to(dev, torch.float32),
+            day=context.past_day.to(dev, torch.long),
+            item=self.item_rows(context.item.to(dev)),
             daily=daily,
         )
-        return self._simulator_nb(past, context.day.long(), discounts)
+        mean, disp = self._simulator_nb(past, context.day.to(dev, torch.long), discounts)
+        return mean.to(context.device), disp.to(context.device)
 
     # ---- analyst face -----------------------------------------------------------------------
     def _prepare(
@@ -1630,7 +1635,8 @@ class TransformerForecaster(Forecaster):
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], device: str | None = None) -> Self:
-        """Read a forecaster written by :meth:`save` (optionally onto another ``device``)."""
+        """Read a forecaster written by :meth:`save` onto ``device`` (default ``"auto"``, not
+        the device it was fitted on: a model fitted on a GPU loads on a machine without one)."""
         directory = Path(directory)
         path = directory / CONFIG_FILE
         if not path.exists() or not (directory / WEIGHTS_FILE).exists():
@@ -1643,8 +1649,7 @@ class TransformerForecaster(Forecaster):
             raise DataError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
         # Saved before the price-response head existed: load without it.
         config = TransformerConfig.from_dict({"price_head": False, **meta["config"]}, str(path))
-        if device is not None:
-            config = dataclasses.replace(config, device=device)
+        config = dataclasses.replace(config, device=device or "auto")
         self = cls(config)
         self.freq = meta["freq"]
         self.item_ids = list(meta["items"])
@@ -1698,7 +1703,7 @@ def recalibration_map(pit: torch.Tensor) -> list[float]:
     >>> recalibration_map(torch.linspace(0.0, 1.0, 1001))[49]  # calibrated: identity
     0.5
     """
-    levels = torch.tensor(RECALIBRATION_LEVELS, dtype=torch.float64)
+    levels = torch.tensor(RECALIBRATION_LEVELS, dtype=torch.float64, device=pit.device)
     mapped = torch.quantile(pit.to(torch.float64), levels).clamp(0.002, 0.998)
     return [round(float(x), 6) for x in torch.cummax(mapped, 0).values]
 

@@ -602,8 +602,9 @@ class Run:
 
     @functools.cached_property
     def forecaster(self) -> TransformerForecaster | EnsembleForecaster:
-        """The fitted forecaster (on the CPU): a transformer, or the ensemble of several
-        seeds' (``fit_run(forecaster_seeds=N)``)."""
+        """The fitted forecaster (on the GPU where present, else the CPU; its ``one_step``
+        takes contexts on any device): a transformer, or the ensemble of several seeds'
+        (``fit_run(forecaster_seeds=N)``)."""
         from promogym.forecasters.ensemble import ENSEMBLE_FILE, EnsembleForecaster
         from promogym.forecasters.transformer import TransformerForecaster
 

@@ -160,6 +160,15 @@ def test_save_load_round_trip_is_exact(
     ctx = context_of(history, 14, [0, 1])
     ladder = torch.tensor([0.0, 0.1, 0.5])
     assert torch.equal(loaded.one_step(ctx, ladder)[0], fitted.one_step(ctx, ladder)[0])
+    # A model fitted on a GPU loads where there is none: the device is the loader's choice.
+    meta_path = tmp_path / "m" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["device"] = "cuda:1"
+    meta_path.write_text(json.dumps(meta))
+    on_gpu_once = TransformerForecaster.load(tmp_path / "m")
+    assert on_gpu_once.config.device == "auto"
+    assert torch.equal(on_gpu_once.one_step(ctx, ladder)[0], fitted.one_step(ctx, ladder)[0])
+    assert TransformerForecaster.load(tmp_path / "m", device="cpu").device == torch.device("cpu")
 
 
 def test_the_simulator_mixes_promotion_and_none_by_the_historys_rates(
