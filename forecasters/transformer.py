@@ -659,6 +659,8 @@ def series_from_frame(
     observed = np.zeros((s, t_max), bool)
     censored = f["censored"].to_numpy(bool) if "censored" in f else np.zeros(len(f), bool)
     observed[code, pos] = ~censored
+    if "stock" in f:  # censored at zero stock (e.g. fill_gaps="missing"): demand unknown, no
+        censored = censored & ~(f["stock"].to_numpy(np.float64) <= 0.0)  # record: as a gap
     censored_grid = np.zeros((s, t_max), bool)
     censored_grid[code, pos] = censored
     stock_grid = np.full((s, t_max), np.inf, np.float32)

@@ -85,7 +85,11 @@ ColumnsOption = Annotated[
     typer.Option(help="Column map CONTRACT=SOURCE,..., e.g. units_sold=move,date=week_start."),
 ]
 FillGapsOption = Annotated[
-    str | None, typer.Option(help="Gap policy: 'zero' (fill with 0 units) or 'drop'.")
+    str | None,
+    typer.Option(
+        help="Gap policy: 'missing' (no record, demand unknown), 'zero' (nothing sold) or "
+        "'drop' (each item's last run without gaps)."
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
@@ -197,7 +201,7 @@ def check_data(
     """Validate a sales-history file against the contract and print a one-screen summary.
 
     Options override the data table of the config TOML. Example: promogym check-data --data
-    data.csv --columns units_sold=move,date=week_start --fill-gaps zero
+    data.csv --columns units_sold=move,date=week_start --fill-gaps missing
     """
     from promogym.config import load_config
     from promogym.data import load_history_with_config
@@ -272,7 +276,13 @@ def evaluate_command(
             "campaign).",
         ),
     ] = None,
-    item: Annotated[str, typer.Option(help="Item whose campaign is evaluated.")] = "sku-0",
+    item: Annotated[
+        str | None,
+        typer.Option(
+            help="Item whose campaign is evaluated (default: sku-0, the demo shop's; with --run, "
+            "required unless the run has sku-0 or one item)."
+        ),
+    ] = None,
     policy: Annotated[
         str, typer.Option(help="Run's agent model: best, last, or PATH (RUN/agents/NAME).")
     ] = "best",

@@ -300,8 +300,8 @@ class CampaignConfig:
                 "itself at the campaign's end)",
                 eco.salvage_value,
             )
-        if self.data.fill_gaps not in (None, "zero", "drop"):
-            raise bad("data.fill_gaps", "'zero' or 'drop'", self.data.fill_gaps)
+        if self.data.fill_gaps not in (None, "missing", "zero", "drop"):
+            raise bad("data.fill_gaps", "'missing', 'zero' or 'drop'", self.data.fill_gaps)
         from promogym.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
         mappable = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *self.data.categorical)

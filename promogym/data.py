@@ -34,9 +34,15 @@ Frequency: ``"D"`` when an item's periods are 1 day apart, ``"W"`` when 7 days a
 must share it (weekly dates also share one weekday). A longer step inside an item is a gap:
 an error unless a gap policy is chosen:
 
-* ``fill_gaps="zero"``: add the missing periods with ``units_sold = 0`` at the item's last
-  list price (``price = list_price``, ``promo = 0``, ``stock`` unknown; ``unit_cost`` and
-  categorical columns carried forward), i.e. "nothing sold, nothing recorded".
+* ``fill_gaps="missing"``: add the missing periods as periods without a sales record, whose
+  demand is unknown: at the item's last list price (``price = list_price``, ``promo = 0``;
+  ``unit_cost`` and categorical columns carried forward) with ``units_sold = 0`` and
+  ``stock = 0``, i.e. censored at zero stock, which says nothing about demand: the forecaster
+  does not learn from them, the simulator's checks leave them out, and a context that holds
+  one treats it as unobserved. For scanner data whose missing weeks are unreported, not
+  weeks without sales (Dominick's stores).
+* ``fill_gaps="zero"``: the same periods with ``units_sold = 0`` and ``stock`` unknown, i.e.
+  "nothing sold": periods that were open with no sales.
 * ``fill_gaps="drop"``: keep, for each item, only its last gap-free run of periods (the rows
   after its last gap), so every series is contiguous and ends at its most recent data.
 
@@ -73,7 +79,8 @@ if TYPE_CHECKING:
     from promogym.config import CampaignConfig
 
 Frequency = Literal["D", "W"]
-GapPolicy = Literal["zero", "drop"]
+GapPolicy = Literal["missing", "zero", "drop"]
+GAP_POLICIES = ("missing", "zero", "drop")
 
 CANONICAL_COLUMNS = (
     "date",
@@ -123,7 +130,7 @@ class SalesHistory:
         freq: ``"D"`` (daily) or ``"W"`` (weekly).
         source: where it came from (file path or a description), used in error messages.
         categorical: names of the extra categorical columns kept in ``frame``.
-        filled_rows: rows added by ``fill_gaps="zero"``.
+        filled_rows: rows added by ``fill_gaps="zero"`` or ``"missing"`` (:attr:`gap_policy`).
         dropped_rows: rows removed by ``fill_gaps="drop"``.
         ignored_columns: columns of the source that the contract did not use (neither a
             contract column, after the column map, nor a named categorical one).
@@ -135,6 +142,7 @@ class SalesHistory:
     categorical: tuple[str, ...] = ()
     filled_rows: int = 0
     dropped_rows: int = 0
+    gap_policy: str | None = None
     ignored_columns: tuple[str, ...] = ()
 
     @property
@@ -246,7 +254,12 @@ class SalesHistory:
         if s["categorical"]:
             lines.append(f"categorical     {', '.join(s['categorical'])}")
         if s["filled_rows"]:
-            lines.append(f"gap rows filled {s['filled_rows']} (fill_gaps=zero)")
+            how = (
+                "no sales record, demand unknown"
+                if self.gap_policy == "missing"
+                else "0 units sold at the list price"
+            )
+            lines.append(f"gap rows filled {s['filled_rows']} (fill_gaps={self.gap_policy}: {how})")
         if s["dropped_rows"]:
             lines.append(f"rows dropped    {s['dropped_rows']} (fill_gaps=drop)")
         if min_periods is not None and s["periods_per_item_min"] < min_periods:
@@ -278,7 +291,8 @@ def load_history(
     Args:
         path: ``.csv`` or ``.parquet`` / ``.pq`` file.
         columns: column map ``{contract_name: source_name}`` for other exports.
-        fill_gaps: ``None`` (gaps are errors), ``"zero"`` or ``"drop"`` (module docstring).
+        fill_gaps: ``None`` (gaps are errors), ``"missing"``, ``"zero"`` or ``"drop"`` (module
+            docstring).
         categorical: extra columns to keep as strings (contract names, after the map).
 
     Raises:
@@ -386,9 +400,9 @@ def save_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 # ---- reading ---------------------------------------------------------------------------------
 def _check_options(source: str, fill_gaps: object, categorical: Sequence[str]) -> None:
-    if fill_gaps not in (None, "zero", "drop"):
+    if fill_gaps is not None and fill_gaps not in GAP_POLICIES:
         raise PromogymInputError(
-            f"{source}: fill_gaps must be 'zero' or 'drop' (or unset), got {fill_gaps!r}"
+            f"{source}: fill_gaps must be 'missing', 'zero' or 'drop' (or unset), got {fill_gaps!r}"
         )
     if isinstance(categorical, str):
         raise PromogymInputError(
@@ -748,6 +762,7 @@ def _build(
         categorical=categorical,
         filled_rows=filled,
         dropped_rows=dropped,
+        gap_policy=fill_gaps if filled or dropped else None,
         ignored_columns=ignored,
     )
 
@@ -1027,15 +1042,17 @@ def _apply_gap_policy(
             f"{check.column('date')}: item {frame['item_id'].iat[i]!r} has a gap of "
             f"{missing} missing {unit}{'s' if missing != 1 else ''} after "
             f"{frame['date'].iat[i - 1].date().isoformat()}; add the missing rows (units_sold 0 "
-            "if nothing sold) or choose a gap policy: --fill-gaps zero|drop"
+            "if nothing sold) or choose a gap policy: --fill-gaps missing (no record, demand "
+            "unknown) | zero (nothing sold) | drop"
         )
     if fill_gaps == "drop":
         run = pd.Series(gap.astype(np.int64)).groupby(frame["item_id"].to_numpy()).cumsum()
         last_run = run.groupby(frame["item_id"].to_numpy()).transform("max")
         keep = (run == last_run).to_numpy()
         return frame.loc[keep].reset_index(drop=True), 0, int((~keep).sum())
-    # fill_gaps == "zero": every missing period copies the row before the gap (list price,
-    # unit cost, categorical columns) and sells nothing at the list price.
+    # fill_gaps "zero" / "missing": every missing period copies the row before the gap (list
+    # price, unit cost, categorical columns) and sells nothing at the list price; "missing"
+    # with a stock of 0, i.e. censored at zero: demand unknown.
     missing = np.where(gap, diff // step_days - 1, 0)
     source_rows = np.repeat(np.arange(frame.shape[0]) - 1, missing)
     first_of_run = np.repeat(np.cumsum(missing) - missing, missing)
@@ -1046,7 +1063,7 @@ def _apply_gap_policy(
     fill["units_sold"] = 0
     fill["discount"] = 0.0
     fill["promo"] = False
-    fill["stock"] = np.nan
+    fill["stock"] = 0.0 if fill_gaps == "missing" else np.nan
     fill["_row"] = 0
     filled = pd.concat([frame, fill], ignore_index=True)
     filled = filled.sort_values(["item_id", "date"], kind="stable").reset_index(drop=True)

@@ -166,7 +166,12 @@ BAD_INPUTS = [
         "d.csv",
         csv_text("2024-01-01,a,3,10", "2024-01-02,a,3,10", "2024-01-05,a,3,10"),
         {},
-        ["data rows 2 and 3", "column 'date'", "gap of 2 missing days", "--fill-gaps zero|drop"],
+        [
+            "data rows 2 and 3",
+            "column 'date'",
+            "gap of 2 missing days",
+            "--fill-gaps missing (no record, demand unknown) | zero",
+        ],
     ),
     (
         "units-above-stock",
@@ -371,7 +376,7 @@ def test_frame_errors_count_positions_from_one() -> None:
 
 def test_bad_gap_policy_is_a_user_error(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", GOOD)
-    with pytest.raises(PromogymInputError, match="fill_gaps must be 'zero' or 'drop'"):
+    with pytest.raises(PromogymInputError, match="fill_gaps must be 'missing', 'zero' or 'drop'"):
         load_history(path, fill_gaps="interpolate")  # type: ignore[arg-type]
     result = CliRunner().invoke(app, ["check-data", "--data", str(path), "--fill-gaps", "x"])
     assert result.exit_code == 2 and "fill_gaps" in result.stderr
@@ -473,6 +478,31 @@ def test_fill_gaps_zero_adds_zero_rows_at_last_list_price(tmp_path: Path) -> Non
     assert a["store"].tolist() == ["north"] * 4 + ["south"]
     assert a["stock"].isna().all() and not a["censored"].any()
     assert history.filled_rows == 2 and len(history.frame) == 7
+
+
+def test_fill_gaps_missing_adds_rows_censored_at_zero_stock(tmp_path: Path) -> None:
+    """Unreported periods: no sale recorded, demand unknown (censored at a stock of 0)."""
+    text = csv_text(
+        "2024-01-01,a,3,10",
+        "2024-01-02,a,4,8",
+        "2024-01-05,a,2,12",
+        "2024-01-01,b,1,5",
+        "2024-01-02,b,1,5",
+    )
+    path = write(tmp_path, "d.csv", text)
+    with pytest.raises(DataError, match="--fill-gaps missing"):
+        load_history(path)
+    history = load_history(path, fill_gaps="missing")
+    a = history.item("a")
+    assert a["units_sold"].tolist() == [3, 4, 0, 0, 2]
+    assert a["price"].tolist() == [10.0, 8.0, 10.0, 10.0, 12.0]
+    assert a["stock"].tolist()[2:4] == [0.0, 0.0] and a["censored"].tolist()[2:4] == [True, True]
+    assert not a["censored"].iloc[[0, 1, 4]].any() and a["stock"].iloc[[0, 1, 4]].isna().all()
+    assert history.filled_rows == 2 and history.gap_policy == "missing"
+    assert "gap rows filled 2 (fill_gaps=missing: no sales record, demand unknown)" in (
+        history.describe()
+    )
+    assert "(fill_gaps=zero: 0 units sold" in load_history(path, fill_gaps="zero").describe()
 
 
 def test_fill_gaps_drop_keeps_last_gap_free_run(tmp_path: Path) -> None:

@@ -522,6 +522,30 @@ def test_one_step_ignores_censored_units(
     assert torch.equal(fitted.one_step(a, ladder)[0], fitted.one_step(b, ladder)[0])
 
 
+def test_periods_censored_at_zero_stock_teach_nothing(history: SalesHistory) -> None:
+    """``fill_gaps="missing"`` periods (stock 0): whatever units they record, the fit, its
+    checks and its forecasts are the same."""
+    frame = history.frame.copy()
+    gap = frame.groupby("item_id").nth([30, 31, 85]).index  # in training and validation
+    frame.loc[gap, "stock"], frame.loc[gap, "censored"] = 0.0, True
+    fits = []
+    for units in (0, 500):
+        frame.loc[gap, "units_sold"] = units
+        changed = dataclasses.replace(history, frame=frame.copy())
+        fits.append(TransformerForecaster(TINY, from_scratch=True).fit(changed))
+    zero, many = fits
+    for a, b in zip(
+        zero.model.state_dict().values(), many.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert zero.validation_metrics == many.validation_metrics
+    assert zero.recalibration == many.recalibration and zero.held_out_response is not None
+    rows = zero.held_out_response  # the held-out days of 2 items but the one missing each
+    assert len(rows.actual) == 2 * (zero.config.validation_periods - 1) and np.array_equal(
+        rows.actual, many.held_out_response.actual
+    )
+
+
 def test_fine_tuning_step_lowers_loss() -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, dropout=0.0)
