@@ -245,7 +245,7 @@ def evaluate_campaign(
     out: str | Path,
     config: CampaignConfig | None = None,
     *,
-    item: str = "sku-0",
+    item: str | None = None,
     run: str | Path | None = None,
     policy: str = "best",
     market: str | None = None,
@@ -269,7 +269,8 @@ def evaluate_campaign(
     Args:
         out: report directory.
         config: campaign config (default: the built-in campaign, or the run's).
-        item: item to run the campaign for.
+        item: item to run the campaign for (default: ``sku-0``, the demo shop's first; with a
+            run, required unless the run has that item or only one).
         run: a trained run directory.
         policy: the run's agent model: ``best``, ``last``, or a PATH to one of the run's
             agent directories or model files (``RUN/agents/NAME[/best_model.zip]``).
@@ -291,7 +292,7 @@ def evaluate_campaign(
             raise PromogymInputError(f"--market must be one of {MARKET_CHOICES}, got {market!r}")
         check_report_dir(out)  # fail before the DP solve, tuning and simulation
         if run is None:
-            inputs = demo_inputs(config, item, market or "reference")
+            inputs = demo_inputs(config, item or "sku-0", market or "reference")
         else:
             inputs = run_inputs(Path(run), config, item, policy, market)
         return _evaluate(
@@ -348,7 +349,7 @@ def demo_inputs(config: CampaignConfig | None, item: str, market: str) -> Campai
 
 
 def run_inputs(
-    path: Path, config: CampaignConfig | None, item: str, policy: str, market: str | None
+    path: Path, config: CampaignConfig | None, item: str | None, policy: str, market: str | None
 ) -> CampaignInputs:
     """A run: its planner and agent, learned simulator and (if simulated) true market.
 
@@ -356,7 +357,7 @@ def run_inputs(
     planner (:data:`promogym.run.PLANNER`) and the baselines.
     """
     from promogym.agents.train import config_digest
-    from promogym.run import PLANNER, load_run
+    from promogym.run import PLANNER, load_run, unknown_item
 
     run = load_run(path)
     if config is not None and config_digest(config) != config_digest(run.config):
@@ -373,8 +374,10 @@ def run_inputs(
             "for simulated histories); use --market learned"
         )
     vocab = run.item_vocabulary()
-    if item not in vocab:
-        raise PromogymInputError(f"--item: unknown item {item!r}; the run knows {list(vocab)}")
+    if item is None:  # the demo's first item, or a run's only one
+        item = "sku-0" if "sku-0" in vocab else vocab[0] if len(vocab) == 1 else None
+    if item is None or item not in vocab:
+        raise unknown_item(item, vocab)
     params = run.params()
     start = run.next_campaign(item)
     day = int(start.day[0])

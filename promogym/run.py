@@ -279,6 +279,19 @@ def fit_run(
     return load_run(out)
 
 
+def unknown_item(item: str | None, vocab: Sequence[str]) -> PromogymInputError:
+    """The one-line error for ``--item`` missing or not among the run's items ``vocab``.
+
+    >>> str(unknown_item(None, [f"s{i}" for i in range(9)]))
+    "--item is required: the run knows 9 items: 's0', 's1', 's2', 's3', 's4', ..."
+    """
+    names = ", ".join(repr(v) for v in vocab[:5]) + (", ..." if len(vocab) > 5 else "")
+    known = f"the run knows {len(vocab)} item{'s' if len(vocab) != 1 else ''}: {names}"
+    if item is None:
+        return PromogymInputError(f"--item is required: {known}")
+    return PromogymInputError(f"--item: unknown item {item!r}; {known}")
+
+
 def held_out_rows(
     members: Sequence[TransformerForecaster],
     history: SalesHistory,
@@ -872,9 +885,7 @@ class Run:
         cfg = self.config
         vocab = self.item_vocabulary()
         if item_id not in vocab:
-            raise PromogymInputError(
-                f"--item: unknown item {item_id!r}; the run knows {list(vocab)}"
-            )
+            raise unknown_item(item_id, vocab)
         if history.freq != self.history.freq:
             raise PromogymInputError(
                 f"--history {history.source}: {history.freq} data, but the run was fitted on "

@@ -439,6 +439,13 @@ def test_recommend_short_history_and_cli_error(shop: Path, trained: Run) -> None
     assert result.output.count("\n") == 1 and "unknown item" in result.output
 
 
+def test_evaluate_names_the_runs_items(shop: Path, trained: Run, tmp_path: Path) -> None:
+    args = ["evaluate", "--run", str(shop / "run"), "--out", str(tmp_path / "r"), "--item", "x"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and not (tmp_path / "r").exists()
+    assert "--item: unknown item 'x'; the run knows 2 items: 'sku-0', 'sku-1'" in result.output
+
+
 def test_campaign_state_counts_the_campaigns_own_sale_periods(shop: Path, trained: Run) -> None:
     frame = load_history(shop / "history.csv").frame
     item = frame[frame["item_id"] == "sku-0"].copy()
