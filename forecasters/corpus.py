@@ -7,14 +7,19 @@ with wide ranges) run under randomised behaviour policies
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
 capacities tight enough that some promotions sell out (censored periods). Every draw comes from
 one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same weights on
-the same machine and thread count.
+the same kind of CPU with the same thread count and library versions (recorded in the saved
+``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by rounding (the
+log-normal base rebuilt on another machine: relative differences about 1e-6, the same losses
+to 8 digits).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +168,18 @@ def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = No
     )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def pretrain(
     out: str | os.PathLike[str] | None,
     *,
@@ -234,6 +251,8 @@ def pretrain(
         },
         "seconds": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),
+        "versions": {name: metadata.version(name) for name in ("torch", "transformers", "numpy")},
+        "cpu": cpu_name(),
     }
     if out is not None:
         forecaster.save(Path(out))
