@@ -41,7 +41,11 @@ from promogym.envs.core import (
     transition,
 )
 from promogym.envs.demand import DemandModel, MarketDemand, Memory
-from promogym.envs.forecaster_demand import HistoryWindows, trailing_sale_streak
+from promogym.envs.forecaster_demand import (
+    HistoryWindows,
+    sale_threshold,
+    trailing_sale_streak,
+)
 from promogym.envs.market import MAX_STREAK, day_date, day_number, default_market, weekday
 from promogym.errors import PromogymInputError
 
@@ -486,7 +490,7 @@ class CampaignBatch:
             window = self.windows.window(item, day, max(self.recent_periods, MAX_STREAK))
             recent_units = window["units"][:, -self.recent_periods :].to(torch.float64)
             recent_discount = window["discount"][:, -self.recent_periods :].to(torch.float64)
-            streak = trailing_sale_streak(window["discount"])
+            streak = trailing_sale_streak(window["discount"], sale_threshold(self.params.discounts))
         else:
             recent_units = self.typical[item].unsqueeze(1).expand(-1, self.recent_periods)
             recent_discount = torch.zeros_like(recent_units)

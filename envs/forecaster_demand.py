@@ -15,6 +15,7 @@ operation; the environment uses it too, for random start dates and recent-sales 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -159,9 +160,22 @@ class HistoryWindows:
         return out
 
 
-def trailing_sale_streak(past_discount: torch.Tensor) -> torch.Tensor:
-    """Consecutive sale periods (discount > 0) at the end of each row, capped at MAX_STREAK."""
-    on_sale = (past_discount > 0).flip(1).long()
+def sale_threshold(discounts: torch.Tensor) -> float:
+    """The smallest history discount that counts as a sale on the campaign ladder
+    ``discounts``: half its shallowest sale rung, so a period is on sale when its discount is
+    nearer a sale rung than 0 (a 1% price move is not a sale on a 0 / 10% / ... ladder).
+
+    >>> sale_threshold(torch.tensor([0.0, 0.1, 0.3]))
+    0.05
+    """
+    rungs = discounts[discounts > 0]
+    return round(float(rungs.min()) / 2, 6) if rungs.numel() else math.inf
+
+
+def trailing_sale_streak(past_discount: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Consecutive sale periods (discount above ``threshold``, :func:`sale_threshold`) at the
+    end of each row, capped at MAX_STREAK."""
+    on_sale = (past_discount > threshold).flip(1).long()
     return on_sale.cumprod(dim=1).sum(dim=1).clamp(max=MAX_STREAK)
 
 

@@ -635,11 +635,18 @@ def _build(
                         if str(c).lower() == n and c != n
                     )
                 )
-            raise DataError(
-                f"{source}: header: missing required column {name!r}; the file has "
-                f"{', '.join(map(repr, raw.columns))}; rename a column to {name!r} or map it "
-                f"with --columns {name}=SOURCE_COLUMN"
-            )
+    missing = [name for name in REQUIRED_COLUMNS if name not in present]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        has = ", ".join(  # as in the file
+            f"{source_names[c]!r} (as {c})" if c in source_names else repr(c) for c in raw.columns
+        )
+        raise DataError(
+            f"{source}: header: missing required column{plural} "
+            f"{', '.join(map(repr, missing))}; the file has {has}; rename the column{plural} "
+            f"or map {'them' if plural else 'it'} with --columns "
+            + ",".join(f"{name}=SOURCE_COLUMN" for name in missing)
+        )
     for name in categorical:
         if name not in present:
             raise DataError(

@@ -51,7 +51,7 @@ from promogym.errors import PromogymInputError
 from promogym.io import atomic_directory, dumps, jsonable
 from promogym.response import NOTE as RESPONSE_NOTE
 from promogym.response import TITLE as RESPONSE_TITLE
-from promogym.response import ResponseBin, response_summary, response_table
+from promogym.response import ResponseBin, caution, response_summary, response_table
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 PLOTS_DIR = "plots"
@@ -891,7 +891,11 @@ def response_section(report: EvaluationReport) -> tuple[Table, str] | None:
         return None
     bins = [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
     header, rows = response_table(bins)
-    table = Table("Observed vs simulated lift, by discount", header, [("", r) for r in rows])
+    table = Table(
+        "Observed vs simulated lift, by discount (the held-out periods of all the run's items)",
+        header,
+        [("", r) for r in rows],
+    )
     return table, response_summary(bins)
 
 
@@ -966,6 +970,10 @@ def _ordered_verdicts(report: EvaluationReport) -> list[str]:
         order = _policy_order(report, market.name)
         order.sort(key=lambda p: market.policies[p].kind != "agent")
         out += [market.policies[p].verdict for p in order if market.policies[p].verdict]
+    if report.price_response and "learned" in report.markets:
+        bins = [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
+        if text := caution(bins):  # the learned simulator's verdicts rest on its response
+            out.append(f"caution: {text}")
     return out
 
 

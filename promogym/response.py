@@ -519,12 +519,53 @@ def format_response(bins: Sequence[ResponseBin]) -> str:
         )
         for r in [header, *rows]
     ]
-    return "\n".join([f"{TITLE}:", *lines, response_summary(bins)])
+    warning = [f"warning: {text}"] if (text := caution(bins)) else []
+    return "\n".join([f"{TITLE}:", *lines, response_summary(bins), *warning])
 
 
 def bin_of(discount: float) -> str:
     """Label of the :data:`BINS` bin holding ``discount``."""
     return BINS[int(_bin_index(np.array([discount]))[0])][0]
+
+
+def caution(bins: Sequence[ResponseBin]) -> str | None:
+    """A warning when the held-out check rejects the simulator's discount response: some
+    discount bin's observed / simulated lift has a :data:`LEVEL` interval that excludes 1
+    (the simulator's plans then use that depth too little or too much); ``None`` otherwise.
+
+    >>> b = ResponseBin("10%", 0.05, 0.15, 62, 16, 0.106, 1.15, 1.55, 1.35, (1.08, 1.63), 1.2)
+    >>> caution([b]).split(": ", 1)[1][:75]
+    'it understates the lift at 10% off (observed / simulated 1.35 [1.08, 1.63])'
+    """
+    low = [b for b in bins if b.lift_ratio_ci and b.lift_ratio_ci[0] > 1.0 and not b.sets_level]
+    high = [b for b in bins if b.lift_ratio_ci and b.lift_ratio_ci[1] < 1.0 and not b.sets_level]
+    if not low and not high:
+        return None
+
+    def listing(group: list[ResponseBin]) -> str:
+        labels = ", ".join(b.label.rstrip("%+") for b in group)
+        ratios = ", ".join(
+            f"{b.lift_ratio:.2f} [{b.lift_ratio_ci[0]:.2f}, {b.lift_ratio_ci[1]:.2f}]"  # type: ignore[index]
+            for b in group
+        )
+        return f"at {labels}% off (observed / simulated {ratios})"
+
+    parts = []
+    if low:
+        parts.append(f"it understates the lift {listing(low)}")
+    if high:
+        parts.append(f"it overstates the lift {listing(high)}")
+    use = (
+        "under-use those discounts"
+        if not high
+        else "over-use those discounts"
+        if not low
+        else "misjudge those discounts"
+    )
+    return (
+        f"the held-out check rejects the simulator's discount response: {'; '.join(parts)}; "
+        f"its plans {use}, so weigh them against your own promotion results"
+    )
 
 
 def evidence(bins: Sequence[ResponseBin], discount: float) -> str:

@@ -55,6 +55,7 @@ from promogym.response import (
     ResponseBin,
     ResponseRows,
     average_rows,
+    caution,
     evidence,
     response_bins,
     response_summary,
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
     from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
 
 RUN_FORMAT = "promogym-run/1"
+INVENTORY_SCALE_PERIODS = 13
+"""Recent periods whose median sales :func:`_check_inventory_scale` compares with capacity."""
 EXTRAPOLATION_MARGIN = 0.025
 """A recommended discount this far beyond the item's deepest in the history gets a warning."""
 VERSION_PACKAGES = (
@@ -207,6 +210,8 @@ def fit_run(
         item_ids=history.item_ids,
     )
     if note := _check_config_prices(config, history):
+        say(f"warning: {note}")
+    if note := _check_inventory_scale(config, history):
         say(f"warning: {note}")
     market_path = Path(market) if market is not None else _market_beside(Path(data))
     if market is not None and not market_path.is_file():
@@ -442,6 +447,35 @@ def _check_config_prices(config: CampaignConfig, history: SalesHistory) -> str |
     return None
 
 
+def _check_inventory_scale(config: CampaignConfig, history: SalesHistory) -> str | None:
+    """A warning naming the items whose median sales per period (over the history's last
+    :data:`INVENTORY_SCALE_PERIODS` periods) exceed the campaign's shelf capacity: the
+    ``[inventory]`` sizes are then not the shop's (the built-in campaign's, 60 on hand and
+    orders of 40 / 80 for a capacity of 160, copied for a shop selling thousands a week),
+    and every campaign would lose most of its sales.
+
+    >>> from promogym.config import CampaignConfig
+    >>> from promogym.data import history_from_frame
+    >>> frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=3), "item_id": "a",
+    ...                       "units_sold": [900, 1000, 1100], "price": 2.0})
+    >>> _check_inventory_scale(CampaignConfig(), history_from_frame(frame))[:68]
+    "1 of 1 items sell more per period than [inventory] capacity 160 ('a'"
+    """
+    frame = history.frame.groupby("item_id").tail(INVENTORY_SCALE_PERIODS)
+    median = frame.groupby("item_id")["units_sold"].median()
+    over = median[median > config.inventory.capacity].sort_values(ascending=False)
+    if over.empty:
+        return None
+    shown = ", ".join(f"{item!r} median {v:g}" for item, v in over.head(3).items())
+    more = ", ..." if len(over) > 3 else ""
+    return (
+        f"{len(over)} of {len(median)} items sell more per period than [inventory] capacity "
+        f"{config.inventory.capacity} ({shown}{more}); set [inventory] initial, "
+        "order_quantities and capacity to the shop's sizes, or every campaign loses most "
+        "of its sales"
+    )
+
+
 def _short_items(history: SalesHistory, forecaster: TransformerForecaster) -> str | None:
     """A warning naming the items too short for the forecaster to train on, if any: fewer
     periods than one training window (context plus forecast periods, plus the held-out
@@ -531,6 +565,8 @@ class Recommendation:
         evidence: what the fit's held-out price-response check says about the simulator at
             the recommended discount (:func:`promogym.response.evidence`; empty if the run
             has no check).
+        caution: the check's warning when it rejects the simulator's discount response at
+            some depth (:func:`promogym.response.caution`; empty otherwise).
     """
 
     item_id: str
@@ -549,6 +585,7 @@ class Recommendation:
     list_price: float = math.nan
     stock_lot: int | None = None
     evidence: str = ""
+    caution: str = ""
 
     @property
     def price(self) -> float:
@@ -565,6 +602,7 @@ class Recommendation:
             "list_price": self.list_price,
             "stock_lot": self.stock_lot,
             "evidence": self.evidence,
+            "caution": self.caution,
             "order_quantity": self.order_quantity,
             "expected_profit": self.expected_profit,
             "profit_interval": list(self.profit_interval),
@@ -587,10 +625,13 @@ class Recommendation:
             f"{self.list_price:.2f})",
             f"  order now       {self.order_quantity} units",
             f"  expected profit {self.expected_profit:.2f} (p10 {lo:.2f}, p90 {hi:.2f}) over "
-            f"the remaining {len(self.plan)} periods",
+            f"the remaining {len(self.plan)} periods (stock on hand and on order counts as "
+            "paid for)",
         ]
         if self.evidence:
             lines.append(f"  simulator check {self.evidence}")
+        if self.caution:
+            lines.append(f"  caution         {self.caution}")
         for name, value in sorted(self.baselines.items(), key=lambda kv: -kv[1]):
             lines.append(f"  baseline {name:<22} {value:.2f}")
         return "\n".join(lines)
@@ -879,7 +920,7 @@ class Run:
         import torch
 
         from promogym.envs.core import initial_state
-        from promogym.envs.forecaster_demand import trailing_sale_streak
+        from promogym.envs.forecaster_demand import sale_threshold, trailing_sale_streak
         from promogym.envs.market import MAX_STREAK, day_number
 
         cfg = self.config
@@ -931,7 +972,8 @@ class Run:
             )
             raise PromogymInputError(
                 f"--pipeline {','.join(map(str, pipeline))}: {pipeline[-1]} units arriving in "
-                f"{lead} periods (inventory.lead_time) would be an order placed this period, "
+                f"{lead} period{'s' if lead != 1 else ''} (inventory.lead_time) would be an "
+                "order placed this period, "
                 f"which is what recommend decides; give {which}"
             )
         if inventory + sum(pipeline) > cfg.inventory.capacity:
@@ -975,11 +1017,13 @@ class Run:
         sale_budget = cfg.campaign.sale_budget
         recent = rows.tail(max(day, MAX_STREAK))
         discounts = torch.tensor(recent["discount"].to_numpy(), dtype=torch.float32)
-        streak = trailing_sale_streak(discounts[-MAX_STREAK:].unsqueeze(0))
+        # On sale: nearer a sale rung of the ladder than 0 (a 1% price move is not a sale).
+        threshold = sale_threshold(self.params().discounts)
+        streak = trailing_sale_streak(discounts[-MAX_STREAK:].unsqueeze(0), threshold)
         # The campaign's own past periods: the ``day`` periods before the next one, by date
         # (a gap in the history is a period without a recorded sale, not an earlier row).
         in_campaign = rows["date"] >= next_date - day * period
-        sale_used = int((rows.loc[in_campaign, "discount"] > 0).sum())
+        sale_used = int((rows.loc[in_campaign, "discount"] > threshold).sum())
         slots = max(lead, 1)
         pipe = [float(q) for q in pipeline] + [0.0] * (slots - len(pipeline))
         return initial_state(
@@ -1121,6 +1165,7 @@ class Run:
             list_price=float(params.price_of(start.item)[0]),
             stock_lot=lot,
             evidence=self._evidence(float(params.discounts[first_d]), item_id),
+            caution=caution(self.price_response() or []) or "",
         )
 
     def _evidence(self, discount: float, item_id: str) -> str:

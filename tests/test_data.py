@@ -34,6 +34,17 @@ BAD_INPUTS = [
         ["header", "missing required column 'units_sold'", "'date', 'item_id', 'price'"],
     ),
     (
+        "missing-columns-mapped",
+        "d.csv",
+        csv_text("2024-01-01,a,3", header="week,sku,cost"),
+        {"columns": {"date": "week"}},
+        [
+            "missing required columns 'item_id', 'units_sold', 'price'",
+            "the file has 'week' (as date), 'sku', 'cost'",
+            "--columns item_id=SOURCE_COLUMN,units_sold=SOURCE_COLUMN,price=SOURCE_COLUMN",
+        ],
+    ),
+    (
         "duplicated-column",
         "d.csv",
         csv_text("2024-01-01,a,3,10,11", header=HEADER + ",price"),

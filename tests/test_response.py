@@ -367,3 +367,21 @@ def test_a_right_simulator_passes_when_stock_runs_out() -> None:
     )
     biased = [b for b in response_bins(kept) if b.label in ("30%", "40%")]
     assert all(b.lift_ratio < 0.9 for b in biased), [(b.label, b.lift_ratio) for b in biased]
+
+
+def test_caution_names_the_bins_whose_interval_excludes_1() -> None:
+    from promogym.response import ResponseBin, caution, format_response
+
+    def rated(label: str, ratio: float, ci: tuple[float, float]) -> ResponseBin:
+        return ResponseBin(label, 0.0, 0.0, 20, 4, 0.2, 2.0, 2.0 * ratio, ratio, ci, 1.0)
+
+    level = ResponseBin("0%", 0.0, 0.05, 30, 4, 0.0, 1.0, 1.0, None, None, 1.0, sets_level=True)
+    fine = [level, rated("20%", 1.05, (0.9, 1.2)), rated("30%", 0.8, (0.6, 1.01))]
+    assert caution(fine) is None and "warning" not in format_response(fine)
+    over = [*fine, rated("40%", 0.6, (0.45, 0.8))]
+    text = caution(over)
+    assert text is not None and "overstates the lift at 40% off" in text
+    assert "over-use those discounts" in text and "understates" not in text
+    both = [*over, rated("10%", 1.5, (1.2, 1.9))]
+    assert "misjudge" in caution(both)  # type: ignore[operator]
+    assert format_response(both).splitlines()[-1].startswith("warning: the held-out check")

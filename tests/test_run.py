@@ -458,6 +458,11 @@ def test_campaign_state_counts_the_campaigns_own_sale_periods(shop: Path, traine
     for day, used in ((3, 1), (1, 0), (5, 2), (0, 0)):
         state = trained.campaign_state(history, "sku-0", inventory=10, pipeline=[0, 0], day=day)
         assert int(state.sale_used[0]) == used, day
+    # A 1% price move is nearer the ladder's 0 than its first sale rung: not a sale period.
+    item.loc[item.index[-3:], "price"] = item["list_price"].iloc[-1] * 0.99
+    moved = promogym.data.history_from_frame(item, source="test")
+    state = trained.campaign_state(moved, "sku-0", inventory=10, pipeline=[0, 0], day=3)
+    assert int(state.sale_used[0]) == 0 and int(state.streak[0]) == 0  # counted 3 before
 
 
 def test_recommend_needs_no_trained_agent(shop: Path, trained: Run, tmp_path: Path) -> None:
