@@ -40,7 +40,7 @@ from promogym.data import SalesHistory
 from promogym.envs.core import CampaignParams, CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.dp import DemandTable, DPSolution, same_grid, solve_table
-from promogym.envs.forecaster_demand import HistoryWindows
+from promogym.envs.forecaster_demand import HistoryWindows, is_sale
 from promogym.envs.market import MAX_STREAK, next_streak
 from promogym.envs.rollout import Policy
 from promogym.forecasters.features import promo_run_length
@@ -133,17 +133,21 @@ def learned_demand_table(
     return DemandTable(pad_before_t0(table_mean), pad_before_t0(table_disp), max_sale_run)
 
 
-def longest_sale_runs(history: SalesHistory, item_ids: Sequence[str]) -> list[int]:
+def longest_sale_runs(
+    history: SalesHistory, item_ids: Sequence[str], threshold: float = 0.0
+) -> list[int]:
     """Per item of ``item_ids``, the most consecutive sale periods its history shows.
 
-    A sale period is a row with ``discount > 0``; a missing period ends a run. An item
-    without a sale in ``history`` gets the longest run of any item (0 if there is none).
+    A sale period is a row whose discount is a sale at ``threshold``
+    (:func:`~promogym.envs.forecaster_demand.is_sale`; the campaign ladder's
+    :func:`~promogym.envs.forecaster_demand.sale_threshold`); a missing period ends a run. An
+    item without a sale in ``history`` gets the longest run of any item (0 if there is none).
     """
     windows = HistoryWindows(history, item_ids)
     items = torch.arange(len(item_ids))
     end = torch.full_like(items, int(windows.day_of(torch.tensor(windows.n_periods))))
     discount = windows.window(items, end, windows.n_periods)["discount"]  # missing: 0
-    longest = promo_run_length((discount > 0).float()).max(dim=1).values.tolist()
+    longest = promo_run_length(is_sale(discount, threshold).float()).max(dim=1).values.tolist()
     fallback = max(longest, default=0)
     return [run or fallback for run in longest]
 

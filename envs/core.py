@@ -244,9 +244,7 @@ class CampaignState:
         return dataclasses.replace(self, **changes)
 
     def to(self, device: torch.device | str) -> CampaignState:
-        """Every field on ``device`` (``self`` when already there)."""
-        if self.t.device == torch.device(device):
-            return self
+        """Every field on ``device`` (fields already there are not copied)."""
         return CampaignState(
             **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,8 +163,9 @@ class HistoryWindows:
 
 def sale_threshold(discounts: torch.Tensor) -> float:
     """The smallest history discount that counts as a sale on the campaign ladder
-    ``discounts``: half its shallowest sale rung, so a period is on sale when its discount is
-    nearer a sale rung than 0 (a 1% price move is not a sale on a 0 / 10% / ... ladder).
+    ``discounts`` (:func:`is_sale`): half its shallowest sale rung, so a period is on sale
+    when its discount is at least as near a sale rung as 0 (a 1% price move is not a sale on
+    a 0 / 10% / ... ladder).
 
     >>> sale_threshold(torch.tensor([0.0, 0.1, 0.3]))
     0.05
@@ -172,10 +174,21 @@ def sale_threshold(discounts: torch.Tensor) -> float:
     return round(float(rungs.min()) / 2, 6) if rungs.numel() else math.inf
 
 
+def is_sale(discount: Any, threshold: float = 0.0) -> Any:
+    """Whether each history ``discount`` (tensor, array or Series) is a sale period: above 0
+    and at least ``threshold`` (:func:`sale_threshold`), up to 1e-6 (a price of 0.95 x list
+    is 5% off whether its float reads 0.0499999 or 0.0500001).
+
+    >>> is_sale(torch.tensor([0.0, 0.01, 1 - 0.95, 0.2]), 0.05).tolist()
+    [False, False, True, True]
+    """
+    return (discount > 0) & (discount >= threshold - 1e-6)
+
+
 def trailing_sale_streak(past_discount: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
-    """Consecutive sale periods (discount above ``threshold``, :func:`sale_threshold`) at the
-    end of each row, capped at MAX_STREAK."""
-    on_sale = (past_discount > threshold).flip(1).long()
+    """Consecutive sale periods (:func:`is_sale` at ``threshold``) at the end of each row,
+    capped at MAX_STREAK."""
+    on_sale = is_sale(past_discount, threshold).flip(1).long()
     return on_sale.cumprod(dim=1).sum(dim=1).clamp(max=MAX_STREAK)
 
 

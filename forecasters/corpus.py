@@ -57,6 +57,7 @@ BASE_CONFIG = TransformerConfig(
     # One generic item row: it is trained like every other weight.
     item_learning_rate_scale=1.0,
     item_weight_decay=1e-4,
+    device="cpu",  # where the shipped bases were made: a GPU would not rebuild their bytes
 )
 """The shipped base's settings (``promogym pretrain`` defaults)."""
 

@@ -958,7 +958,8 @@ class TransformerForecaster(Forecaster):
         return self
 
     def _init_from_base(self, base: TransformerForecaster) -> None:
-        """Copy the base's weights; every item row starts as the base's generic row.
+        """Copy the base's weights into the network on :attr:`device`; every item row starts
+        as the base's generic row.
 
         Extra covariates beyond the base's are the last input features: their input weights
         start at zero, so the fine-tuned model starts from exactly the base's forecasts.
@@ -981,6 +982,7 @@ class TransformerForecaster(Forecaster):
             weight[:, : state[key].shape[1]] = state[key]
             state[key] = weight
         model.load_state_dict(state, strict=True)
+        model.to(self.device)  # callers may build the network on the CPU
 
     def _validation_one_step(
         self, data: SeriesData, val_end: torch.Tensor, series: Sequence[int]

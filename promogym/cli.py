@@ -139,6 +139,11 @@ def check_config(config: ConfigOption = None) -> None:
     from promogym.config import load_config
 
     loaded = load_config(config)
+    if config is None:
+        typer.echo(
+            "# the built-in campaign; without --config, fit prices each item from its data "
+            "(list_price and unit_cost below are the demo shop's)"
+        )
     typer.echo(loaded.to_toml())
     for key in ("list_price", "unit_cost"):
         if getattr(loaded.economics, key) is None:

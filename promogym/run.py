@@ -449,7 +449,8 @@ def _check_config_prices(config: CampaignConfig, history: SalesHistory) -> str |
 
 def _check_inventory_scale(config: CampaignConfig, history: SalesHistory) -> str | None:
     """A warning naming the items whose median sales per period (over the history's last
-    :data:`INVENTORY_SCALE_PERIODS` periods) exceed the campaign's shelf capacity: the
+    :data:`INVENTORY_SCALE_PERIODS` periods, those with stock) exceed the campaign's shelf
+    capacity: the
     ``[inventory]`` sizes are then not the shop's (the built-in campaign's, 60 on hand and
     orders of 40 / 80 for a capacity of 160, copied for a shop selling thousands a week),
     and every campaign would lose most of its sales.
@@ -462,6 +463,7 @@ def _check_inventory_scale(config: CampaignConfig, history: SalesHistory) -> str
     "1 of 1 items sell more per period than [inventory] capacity 160 ('a'"
     """
     frame = history.frame.groupby("item_id").tail(INVENTORY_SCALE_PERIODS)
+    frame = frame[~(frame["stock"] <= 0)]  # a zero stock (fill_gaps="missing"): no record
     median = frame.groupby("item_id")["units_sold"].median()
     over = median[median > config.inventory.capacity].sort_values(ascending=False)
     if over.empty:
@@ -625,8 +627,8 @@ class Recommendation:
             f"{self.list_price:.2f})",
             f"  order now       {self.order_quantity} units",
             f"  expected profit {self.expected_profit:.2f} (p10 {lo:.2f}, p90 {hi:.2f}) over "
-            f"the remaining {len(self.plan)} periods (stock on hand and on order counts as "
-            "paid for)",
+            f"the remaining {len(self.plan)} period{'s' if len(self.plan) != 1 else ''} "
+            "(stock on hand and on order counts as paid for)",
         ]
         if self.evidence:
             lines.append(f"  simulator check {self.evidence}")
@@ -833,7 +835,7 @@ class Run:
         from promogym.agents.policy import AgentPolicy
         from promogym.agents.train import EnvSpec, training_history
         from promogym.envs.flash_sale import CampaignBatch
-        from promogym.envs.forecaster_demand import HistoryWindows
+        from promogym.envs.forecaster_demand import HistoryWindows, sale_threshold
 
         name = name or self.default_agent()
         if name == PLANNER:
@@ -842,7 +844,11 @@ class Run:
             context = context if context is not None else self.history
             return PlannerPolicy(
                 feature_model or self.demand_model(context),
-                max_sale_run=longest_sale_runs(self.history, self.item_vocabulary()),
+                max_sale_run=longest_sale_runs(
+                    self.history,
+                    self.item_vocabulary(),
+                    sale_threshold(self.params().discounts),
+                ),
             )
         info = self.agent_info(name)
         self.check_agent_config(name)
@@ -920,7 +926,11 @@ class Run:
         import torch
 
         from promogym.envs.core import initial_state
-        from promogym.envs.forecaster_demand import sale_threshold, trailing_sale_streak
+        from promogym.envs.forecaster_demand import (
+            is_sale,
+            sale_threshold,
+            trailing_sale_streak,
+        )
         from promogym.envs.market import MAX_STREAK, day_number
 
         cfg = self.config
@@ -1023,7 +1033,7 @@ class Run:
         # The campaign's own past periods: the ``day`` periods before the next one, by date
         # (a gap in the history is a period without a recorded sale, not an earlier row).
         in_campaign = rows["date"] >= next_date - day * period
-        sale_used = int((rows.loc[in_campaign, "discount"] > threshold).sum())
+        sale_used = int(is_sale(rows.loc[in_campaign, "discount"], threshold).sum())
         slots = max(lead, 1)
         pipe = [float(q) for q in pipeline] + [0.0] * (slots - len(pipeline))
         return initial_state(

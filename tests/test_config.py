@@ -119,6 +119,7 @@ def test_cli_check_config_exit_code(tmp_path: Path) -> None:
     assert "campaign.horizon" in result.output
     ok = CliRunner().invoke(app, ["check-config"])
     assert ok.exit_code == 0 and "horizon = 28" in ok.output
+    assert "fit prices each item from its data" in ok.output  # not the demo's 20.0
 
 
 def test_list_price_omitted_means_from_data(tmp_path: Path) -> None:

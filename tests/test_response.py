@@ -376,12 +376,14 @@ def test_caution_names_the_bins_whose_interval_excludes_1() -> None:
         return ResponseBin(label, 0.0, 0.0, 20, 4, 0.2, 2.0, 2.0 * ratio, ratio, ci, 1.0)
 
     level = ResponseBin("0%", 0.0, 0.05, 30, 4, 0.0, 1.0, 1.0, None, None, 1.0, sets_level=True)
-    fine = [level, rated("20%", 1.05, (0.9, 1.2)), rated("30%", 0.8, (0.6, 1.01))]
-    assert caution(fine) is None and "warning" not in format_response(fine)
+    fine = [level, rated("20%", 1.05, (0.9, 1.2)), rated("30%", 0.82, (0.68, 0.99))]
+    assert caution(fine) is None and "warning" not in format_response(fine)  # one near miss
     over = [*fine, rated("40%", 0.6, (0.45, 0.8))]
     text = caution(over)
-    assert text is not None and "overstates the lift at 40% off" in text
+    assert text is not None and "overstates the lift at 30%, 40% off" in text  # 0.6: far off
     assert "over-use those discounts" in text and "understates" not in text
+    two_near = [*fine, rated("40%", 0.85, (0.75, 0.97))]
+    assert "overstates the lift at 30%, 40% off" in caution(two_near)  # type: ignore[operator]
     both = [*over, rated("10%", 1.5, (1.2, 1.9))]
     assert "misjudge" in caution(both)  # type: ignore[operator]
     assert format_response(both).splitlines()[-1].startswith("warning: the held-out check")
