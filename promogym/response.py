@@ -538,7 +538,8 @@ def caution(bins: Sequence[ResponseBin]) -> str | None:
     or one whose interval excludes 1 with a ratio beyond :data:`CAUTION_RATIO` (or its
     inverse). One bin's interval alone is not enough: with four bins, one of them misses 1
     by chance about one time in five (the demo shop's 30% bin did, 0.82 [0.68, 0.99], with
-    the simulated lift equal to the true one).
+    the simulated lift equal to the true one; with the current base its 20% bin, 1.28 [1.04,
+    1.53], simulated lift within 7% of the true one).
 
     >>> def rated(label, ratio, ci):
     ...     return ResponseBin(label, 0, 0, 20, 4, 0.2, 2.0, 2.0 * ratio, ratio, ci, 1.0)
