@@ -91,6 +91,18 @@ FillGapsOption = Annotated[
         "'drop' (each item's last run without gaps)."
     ),
 ]
+CategoricalOption = Annotated[
+    str | None, typer.Option(help="Extra categorical columns to keep, comma-separated.")
+]
+
+
+def parse_categorical(text: str | None) -> tuple[str, ...] | None:
+    """``--categorical store,brand`` -> ``("store", "brand")``; ``None`` when not given."""
+    if text is None:
+        return None
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Campaign TOML (default: the built-in campaign)."),
@@ -198,9 +210,7 @@ def check_data(
     data: DataOption,
     columns: ColumnsOption = None,
     fill_gaps: FillGapsOption = None,
-    categorical: Annotated[
-        str | None, typer.Option(help="Extra categorical columns to keep, comma-separated.")
-    ] = None,
+    categorical: CategoricalOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Validate a sales-history file against the contract and print a one-screen summary.
@@ -211,15 +221,12 @@ def check_data(
     from promogym.config import load_config
     from promogym.data import load_history_with_config
 
-    names = None
-    if categorical is not None:
-        names = tuple(c.strip() for c in categorical.split(",") if c.strip())
     history = load_history_with_config(
         data,
         load_config(config) if config is not None else None,
         columns=parse_columns(columns),
         fill_gaps=fill_gaps,  # type: ignore[arg-type]  # validated by load_history
-        categorical=names,
+        categorical=parse_categorical(categorical),
     )
     from promogym.forecasters import TRANSFORMER_CONTEXT_LENGTH
 
@@ -442,6 +449,7 @@ def fit_command(
     config: ConfigOption = None,
     columns: ColumnsOption = None,
     fill_gaps: FillGapsOption = None,
+    categorical: CategoricalOption = None,
     from_scratch: Annotated[
         bool, typer.Option("--from-scratch", help="Train the forecaster from random weights.")
     ] = False,
@@ -478,6 +486,7 @@ def fit_command(
         config,
         columns=parse_columns(columns) or None,
         fill_gaps=fill_gaps,
+        categorical=parse_categorical(categorical),
         from_scratch=from_scratch,
         epochs=epochs,
         seed=seed,

@@ -166,7 +166,8 @@ class SalesHistory:
             return None
         return (
             f"not used: {', '.join(self.ignored_columns)} (not in the contract: map them with "
-            "--columns / [data] columns, or keep text ones with [data] categorical)"
+            "--columns / [data] columns, or keep text ones with --categorical / [data] "
+            "categorical)"
         )
 
     def short_items(self, need: int) -> pd.Series:

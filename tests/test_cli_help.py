@@ -124,3 +124,19 @@ def test_solve_json_is_strict_json_when_the_optimum_is_a_loss(tmp_path, capsys) 
     assert data["expected_profit"] < 0
     assert data["best_ratio"] is None
     assert all(row["ratio"] is None for row in data["baselines"].values())
+
+
+def test_fit_passes_its_data_options_to_the_library(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import promogym.run
+
+    seen: dict[str, object] = {}
+
+    def fake_fit_run(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise promogym.run.PromogymInputError("stop here")
+
+    monkeypatch.setattr(promogym.run, "fit_run", fake_fit_run)
+    args = ["fit", "--data", "h.csv", "--out", str(tmp_path / "r"), "--fill-gaps", "missing"]
+    result = CliRunner().invoke(app, [*args, "--categorical", "store, brand"])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen["categorical"] == ("store", "brand") and seen["fill_gaps"] == "missing"
