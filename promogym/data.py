@@ -198,9 +198,12 @@ class SalesHistory:
         """Headline figures: counts, date range, frequency and promo / censored shares.
 
         ``censored_share`` is over all rows (rows with unknown stock count as uncensored);
-        ``stock_known_share`` says how many rows have a stock figure at all.
+        ``stock_known_share`` says how many rows have a stock figure at all. Both leave out
+        rows with a stock of 0 (``fill_gaps="missing"`` periods: no record), which say
+        nothing about demand.
         """
         f = self.frame
+        recorded = f[~(f["stock"] <= 0)]
         per_item = f.groupby("item_id", sort=True).size()
         prices, costs = self.latest("list_price"), self.latest("unit_cost")
         return {
@@ -215,8 +218,8 @@ class SalesHistory:
             "freq": self.freq,
             "promo_share": float(f["promo"].mean()),
             "promo_is_discount_share": float(((f["discount"] > 0) == (f["promo"] == 1)).mean()),
-            "censored_share": float(f["censored"].mean()),
-            "stock_known_share": float(f["stock"].notna().mean()),
+            "censored_share": float(recorded["censored"].mean()) if len(recorded) else 0.0,
+            "stock_known_share": float(recorded["stock"].notna().mean()) if len(recorded) else 0.0,
             "unit_cost_known_share": float(f["unit_cost"].notna().mean()),
             "latest_list_price_range": [float(prices.min()), float(prices.max())],
             "items_with_unit_cost": int(np.isfinite(costs).sum()),

@@ -514,6 +514,8 @@ def test_fill_gaps_missing_adds_rows_censored_at_zero_stock(tmp_path: Path) -> N
         history.describe()
     )
     assert "(fill_gaps=zero: 0 units sold" in load_history(path, fill_gaps="zero").describe()
+    assert history.summary()["censored_share"] == 0.0  # no stock-outs: the gaps are not ones
+    assert history.summary()["stock_known_share"] == 0.0
 
 
 def test_fill_gaps_drop_keeps_last_gap_free_run(tmp_path: Path) -> None:
