@@ -161,7 +161,7 @@ class HistoryWindows:
         return out
 
 
-def sale_threshold(discounts: torch.Tensor) -> float:
+def sale_threshold(discounts: torch.Tensor | Sequence[float]) -> float:
     """The smallest history discount that counts as a sale on the campaign ladder
     ``discounts`` (:func:`is_sale`): half its shallowest sale rung, so a period is on sale
     when its discount is at least as near a sale rung as 0 (a 1% price move is not a sale on
@@ -170,8 +170,8 @@ def sale_threshold(discounts: torch.Tensor) -> float:
     >>> sale_threshold(torch.tensor([0.0, 0.1, 0.3]))
     0.05
     """
-    rungs = discounts[discounts > 0]
-    return round(float(rungs.min()) / 2, 6) if rungs.numel() else math.inf
+    rungs = [d for d in torch.as_tensor(discounts, dtype=torch.float64).tolist() if d > 0]
+    return round(min(rungs) / 2, 6) if rungs else math.inf
 
 
 def is_sale(discount: Any, threshold: float = 0.0) -> Any:

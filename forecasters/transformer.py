@@ -93,7 +93,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPrediction
 
-from promogym.data import CANONICAL_COLUMNS, SalesHistory
+from promogym.data import CANONICAL_COLUMNS, SalesHistory, unrecorded
 from promogym.errors import ConfigError, DataError
 from promogym.forecasters import TRANSFORMER_CONTEXT_LENGTH
 from promogym.forecasters.base import (
@@ -659,10 +659,8 @@ def series_from_frame(
     observed = np.zeros((s, t_max), bool)
     censored = f["censored"].to_numpy(bool) if "censored" in f else np.zeros(len(f), bool)
     observed[code, pos] = ~censored
-    if "stock" in f:  # censored at zero stock (e.g. fill_gaps="missing"): demand unknown, no
-        censored = censored & ~(f["stock"].to_numpy(np.float64) <= 0.0)  # record: as a gap
     censored_grid = np.zeros((s, t_max), bool)
-    censored_grid[code, pos] = censored
+    censored_grid[code, pos] = censored & ~unrecorded(f)  # no record: a gap, not a stock-out
     stock_grid = np.full((s, t_max), np.inf, np.float32)
     if "stock" in f:
         stock = f["stock"].to_numpy(np.float64)

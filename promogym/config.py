@@ -300,9 +300,10 @@ class CampaignConfig:
                 "itself at the campaign's end)",
                 eco.salvage_value,
             )
-        if self.data.fill_gaps not in (None, "missing", "zero", "drop"):
+        from promogym.data import GAP_POLICIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+        if self.data.fill_gaps is not None and self.data.fill_gaps not in GAP_POLICIES:
             raise bad("data.fill_gaps", "'missing', 'zero' or 'drop'", self.data.fill_gaps)
-        from promogym.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
         mappable = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *self.data.categorical)
         for name in self.data.columns:

@@ -82,6 +82,17 @@ Frequency = Literal["D", "W"]
 GapPolicy = Literal["missing", "zero", "drop"]
 GAP_POLICIES = ("missing", "zero", "drop")
 
+
+def unrecorded(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a canonical ``frame`` have no sale record: a stock of 0 (the periods
+    ``fill_gaps="missing"`` adds), censored at zero, which says nothing about demand. Every
+    reader that learns from or sums demand leaves them out; all ``False`` without a
+    ``stock`` column."""
+    if "stock" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["stock"].to_numpy(np.float64) <= 0.0
+
+
 CANONICAL_COLUMNS = (
     "date",
     "item_id",
@@ -203,7 +214,7 @@ class SalesHistory:
         nothing about demand.
         """
         f = self.frame
-        recorded = f[~(f["stock"] <= 0)]
+        recorded = f[~unrecorded(f)]
         per_item = f.groupby("item_id", sort=True).size()
         prices, costs = self.latest("list_price"), self.latest("unit_cost")
         return {

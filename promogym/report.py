@@ -884,12 +884,19 @@ def market_tables(report: EvaluationReport, market: MarketResult) -> list[Table]
     return tables
 
 
+def _response_bins(report: EvaluationReport) -> list[ResponseBin] | None:
+    """The run's held-out price-response check (``None``: no run, or no held-out period)."""
+    if not report.price_response:
+        return None
+    return [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
+
+
 def response_section(report: EvaluationReport) -> tuple[Table, str] | None:
     """The learned simulator's price response on the run's held-out periods, and its summary
     sentence (``None``: the report has no run, or the run held out no period)."""
-    if not report.price_response:
+    bins = _response_bins(report)
+    if bins is None:
         return None
-    bins = [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
     header, rows = response_table(bins)
     table = Table(
         "Observed vs simulated lift, by discount (the held-out periods of all the run's items)",
@@ -970,8 +977,8 @@ def _ordered_verdicts(report: EvaluationReport) -> list[str]:
         order = _policy_order(report, market.name)
         order.sort(key=lambda p: market.policies[p].kind != "agent")
         out += [market.policies[p].verdict for p in order if market.policies[p].verdict]
-    if report.price_response and "learned" in report.markets:
-        bins = [ResponseBin.from_dict(b) for b in report.price_response["bins"]]
+    bins = _response_bins(report)
+    if bins is not None and "learned" in report.markets:
         if text := caution(bins):  # the learned simulator's verdicts rest on its response
             out.append(f"caution: {text}")
     return out

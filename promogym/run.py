@@ -462,8 +462,10 @@ def _check_inventory_scale(config: CampaignConfig, history: SalesHistory) -> str
     >>> _check_inventory_scale(CampaignConfig(), history_from_frame(frame))[:68]
     "1 of 1 items sell more per period than [inventory] capacity 160 ('a'"
     """
+    from promogym.data import unrecorded
+
     frame = history.frame.groupby("item_id").tail(INVENTORY_SCALE_PERIODS)
-    frame = frame[~(frame["stock"] <= 0)]  # a zero stock (fill_gaps="missing"): no record
+    frame = frame[~unrecorded(frame)]
     median = frame.groupby("item_id")["units_sold"].median()
     over = median[median > config.inventory.capacity].sort_values(ascending=False)
     if over.empty:
@@ -847,7 +849,7 @@ class Run:
                 max_sale_run=longest_sale_runs(
                     self.history,
                     self.item_vocabulary(),
-                    sale_threshold(self.params().discounts),
+                    sale_threshold(self.config.campaign.discounts),
                 ),
             )
         info = self.agent_info(name)
@@ -1028,7 +1030,7 @@ class Run:
         recent = rows.tail(max(day, MAX_STREAK))
         discounts = torch.tensor(recent["discount"].to_numpy(), dtype=torch.float32)
         # On sale: nearer a sale rung of the ladder than 0 (a 1% price move is not a sale).
-        threshold = sale_threshold(self.params().discounts)
+        threshold = sale_threshold(cfg.campaign.discounts)
         streak = trailing_sale_streak(discounts[-MAX_STREAK:].unsqueeze(0), threshold)
         # The campaign's own past periods: the ``day`` periods before the next one, by date
         # (a gap in the history is a period without a recorded sale, not an earlier row).
