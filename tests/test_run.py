@@ -446,6 +446,16 @@ def test_evaluate_names_the_runs_items(shop: Path, trained: Run, tmp_path: Path)
     assert "--item: unknown item 'x'; the run knows 2 items: 'sku-0', 'sku-1'" in result.output
 
 
+def test_evaluate_without_item_on_a_run_without_the_demo_item(
+    shop: Path, trained: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Run, "item_vocabulary", lambda self: ("a", "b"))
+    args = ["evaluate", "--run", str(shop / "run"), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(app, [*args, "--market", "learned"])
+    assert result.exit_code == 2 and not (tmp_path / "r").exists()
+    assert "--item is required: the run knows 2 items: 'a', 'b'" in result.output
+
+
 def test_campaign_state_counts_the_campaigns_own_sale_periods(shop: Path, trained: Run) -> None:
     frame = load_history(shop / "history.csv").frame
     item = frame[frame["item_id"] == "sku-0"].copy()
