@@ -11,7 +11,8 @@ The observation is built by the env's own builder (a
 state, the policy tracks like a deployed agent would, from what it sees:
 
 * recent units sold and discounts: at the first decision, the ``context`` history's periods
-  before the campaign day; afterwards, each period's units sold, inferred from the state
+  before the campaign day (a period it does not record sold the item's typical units, as in
+  the env); afterwards, each period's units sold, inferred from the state
   change (``sold = on_hand_after_order - (next_on_hand - arrivals)``, exact because a
   feasible order never lets on-hand + pipeline exceed capacity) and the discount it chose;
 * the expected-demand features: the ``feature_model`` (the run's forecaster, or the market
@@ -90,12 +91,12 @@ class AgentPolicy(Policy):
     def _start(self, state: CampaignState, memory: Memory) -> None:
         k = self.builder.recent_periods
         b, device = state.batch_size, self.builder.device
+        item, typical = state.item.to(device), self.builder.typical[state.item.to(device)]
         if self.context is not None:
-            window = self.context.window(state.item.to(device), state.day.to(device), k)
-            units = window["units"].to(torch.float64)
-            discount = window["discount"].to(torch.float64)
+            day = state.day.to(device)
+            units = self.context.recent_units(item, day, k, typical)
+            discount = self.context.window(item, day, k)["discount"].to(torch.float64)
         else:
-            typical = self.builder.typical[state.item.to(device)]
             units = typical.unsqueeze(1).expand(b, k).clone()
             discount = torch.zeros(b, k, dtype=torch.float64, device=device)
         self._recent_units, self._recent_discount = units, discount

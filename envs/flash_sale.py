@@ -488,7 +488,9 @@ class CampaignBatch:
 
         if self.windows is not None:
             window = self.windows.window(item, day, max(self.recent_periods, MAX_STREAK))
-            recent_units = window["units"][:, -self.recent_periods :].to(torch.float64)
+            recent_units = self.windows.recent_units(
+                item, day, self.recent_periods, self.typical[item]
+            )
             recent_discount = window["discount"][:, -self.recent_periods :].to(torch.float64)
             streak = trailing_sale_streak(window["discount"], sale_threshold(self.params.discounts))
         else:
@@ -760,7 +762,8 @@ class FlashSaleEnv(gymnasium.Env):
     ``A = n_discounts``; 25 entries with the default campaign (L 2, K 7), 31 with
     ``expected_demand_obs=True`` (A 6). "typical" is
     the item's typical demand per period (its mean in the history, else the demand model's
-    mean at no discount over four weeks).
+    mean at no discount over four weeks). Before the campaign, the recent units come from the
+    history, with "typical" in a period it does not record (a missing row, or one with stock 0).
 
     =================  ====================================================  =====  =====
     index              observation                                           min    max

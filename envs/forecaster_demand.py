@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from promogym.data import SalesHistory
+from promogym.data import SalesHistory, unrecorded
 from promogym.envs.core import CampaignState
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.market import MAX_STREAK, day_date, day_numbers
@@ -49,6 +49,8 @@ class HistoryWindows:
 
     Grid period ``k`` is calendar day ``first_day + k * period_days``. Missing rows are
     unobserved with zero units and no discount; censored periods (stock-outs) are unobserved.
+    A period is *recorded* when the history has a row for it that is not
+    :func:`~promogym.data.unrecorded` (a stock of 0, which ``fill_gaps="missing"`` adds).
     """
 
     def __init__(self, history: SalesHistory, item_ids: Sequence[str]) -> None:
@@ -76,11 +78,13 @@ class HistoryWindows:
         shape = (n_items, self.n_periods)
         units = np.zeros(shape, dtype=np.float32)
         present = np.zeros(shape, dtype=bool)
+        recorded = np.zeros(shape, dtype=bool)
         observed = np.zeros(shape, dtype=bool)
         discount = np.zeros(shape, dtype=np.float32)
         promo = np.zeros(shape, dtype=np.float32)
         units[item_idx, period_idx] = frame["units_sold"].to_numpy()[keep]
         present[item_idx, period_idx] = True
+        recorded[item_idx, period_idx] = ~unrecorded(frame)[keep]
         observed[item_idx, period_idx] = ~frame["censored"].to_numpy(dtype=bool)[keep]
         discount[item_idx, period_idx] = frame["discount"].to_numpy(dtype=np.float32)[keep]
         promo[item_idx, period_idx] = frame["promo"].to_numpy(dtype=np.float32)[keep]
@@ -96,6 +100,7 @@ class HistoryWindows:
         self._host = {
             "units": torch.from_numpy(units),
             "observed": torch.from_numpy(observed),
+            "recorded": torch.from_numpy(recorded),
             "discount": torch.from_numpy(discount),
             "promo": torch.from_numpy(promo),
         }
@@ -145,8 +150,9 @@ class HistoryWindows:
     def window(self, item: torch.Tensor, day: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
         """The ``length`` periods just before ``day`` for each item: ``(B, length)`` tensors.
 
-        Keys: ``units`` (float32), ``observed`` (bool), ``discount`` (float32), ``promo``
-        (float32), ``day`` (long); periods outside the history are unobserved zeros.
+        Keys: ``units`` (float32), ``observed`` (bool), ``recorded`` (bool), ``discount``
+        (float32), ``promo`` (float32), ``day`` (long); periods outside the history are
+        unobserved, unrecorded zeros.
         """
         device = item.device
         data = self._tensors(device)
@@ -159,6 +165,17 @@ class HistoryWindows:
         out = {name: torch.where(inside, v, torch.zeros_like(v)) for name, v in out.items()}
         out["day"] = self.first_day + periods * self.period_days
         return out
+
+    def recent_units(
+        self, item: torch.Tensor, day: torch.Tensor, length: int, typical: torch.Tensor
+    ) -> torch.Tensor:
+        """Units sold in the ``length`` periods before ``day`` (``(B, length)`` float64), with
+        ``typical`` (``(B,)``, the item's typical units per period) in periods the history
+        does not record: a missing period says nothing about sales, and 0 would read as a
+        collapse. Sold-out periods keep what they sold."""
+        window = self.window(item, day, length)
+        units = window["units"].to(torch.float64)
+        return torch.where(window["recorded"], units, typical.to(units).unsqueeze(1))
 
 
 def sale_threshold(discounts: torch.Tensor | Sequence[float]) -> float:

@@ -586,3 +586,25 @@ def test_each_item_runs_at_its_own_list_price(market: ReferenceMarket) -> None:
     assert one.item_list_price is None and one.list_price == 30.0
     with pytest.raises(PromogymInputError, match="list_price: 2 values for 4 items"):
         CampaignBatch(demand, from_data, list_price=[1.0, 2.0], device="cpu")
+
+
+def test_recent_sales_of_unrecorded_periods_read_as_typical(
+    market: ReferenceMarket, history: SalesHistory
+) -> None:
+    """A period the history does not record (no row, or a ``fill_gaps="missing"`` row with
+    stock 0) enters the observation as a typical period, not as 0 units sold."""
+    frame = history.frame.copy()
+    sku3 = frame.index[frame["item_id"] == "sku-3"]
+    frame = frame.drop(index=sku3[-2])  # no row 2 periods before today: filled with stock 0
+    frame.loc[sku3[-4], ["units_sold", "stock"]] = [0, 0]  # a row of stock 0 in the data
+    gappy = history_from_frame(frame[history.frame.columns], source="<gappy>", fill_gaps="missing")
+    env = FlashSaleEnv(ForecasterDemand(MarketOracle(market), gappy), device="cpu")
+    today = (frame["date"].max() + pd.Timedelta(days=1)).date()
+    obs, _ = env.reset(seed=0, options={"item": "sku-3", "day": today})
+    names = [row[0] for row in env.core.layout]
+    lags = np.array([obs[names.index(f"sales_lag_{k}")] for k in range(1, 8)])
+    typical = float(env.core.typical[gappy.item_ids.index("sku-3")])
+    units = history.frame.loc[sku3[-7:], "units_sold"].to_numpy()[::-1] / typical
+    expected = np.where(np.isin(np.arange(1, 8), [2, 4]), 1.0, units)
+    np.testing.assert_allclose(lags, np.minimum(expected, 10.0), rtol=1e-6)
+    assert units[1] != 1.0 and units[3] != 1.0  # the recorded sales differ from typical
