@@ -28,7 +28,6 @@ from pathlib import Path
 import pandas as pd
 
 from promogym.config import CampaignConfig
-from promogym.response import format_response
 
 DEMO_ITEMS = 8
 DEMO_PERIODS = 730
@@ -104,10 +103,7 @@ def run_demo(
     )
     metrics = run.info["forecaster"]["validation_metrics"]
     log("forecaster validation: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()))
-    bins = run.price_response()
-    if bins:
-        log(format_response(bins))
-    stage("fit", t)
+    stage("fit", t)  # fit_run's progress showed the held-out price-response check
 
     t = time.perf_counter()
     result = train_agent(

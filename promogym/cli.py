@@ -473,7 +473,8 @@ def fit_command(
     """Fit the forecaster on a sales history and write a run directory.
 
     Without --config, the built-in campaign with each item's list price and unit cost taken
-    from the data. Writes OUT/config.toml, run.json, history.parquet, forecaster/ (and market.json when
+    from the data, and its money terms (holding, order and lost-sale costs, salvage value)
+    scaled to the items' median list price. Writes OUT/config.toml, run.json, history.parquet, forecaster/ (and market.json when
     DATA.market.json exists). Example: promogym fit --data history.csv --config campaign.toml
     --out runs/shop
     """
@@ -503,11 +504,6 @@ def fit_command(
     )
     which = f"the mean of its {seeds} seeds' validation" if seeds > 1 else "validation"
     typer.echo(f"wrote {out}: forecaster {which} {shown}")
-    bins = run.price_response()
-    if bins:
-        from promogym.response import format_response
-
-        typer.echo(format_response(bins))
 
 
 @app.command("train")

@@ -11,8 +11,8 @@ Per period of a campaign (the data's frequency, days or weeks):
 
 ``economics.list_price`` and ``economics.unit_cost`` left out of a TOML come from the data:
 each item's latest list price and unit cost in the history. The built-in campaign sets both
-(20.0 and 9.0, the demo shop's); ``promogym fit`` without a config clears them
-(:meth:`CampaignConfig.priced_from_data`).
+(20.0 and 9.0, the demo shop's); ``promogym fit`` without a config clears them and scales the
+other money terms to the items' prices (:meth:`CampaignConfig.scaled_to_prices`).
 
 >>> cfg = CampaignConfig()
 >>> cfg.campaign.horizon, cfg.inventory.lead_time, cfg.economics.unit_cost
@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import os
 import re
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -215,6 +216,41 @@ class CampaignConfig:
         True
         """
         economics = dataclasses.replace(self.economics, list_price=None, unit_cost=None)
+        return dataclasses.replace(self, economics=economics)
+
+    def scaled_to_prices(
+        self, list_prices: Sequence[float], unit_costs: Sequence[float]
+    ) -> CampaignConfig:
+        """:meth:`priced_from_data`, with the money terms this config sets for its own
+        ``list_price`` (holding cost, order fixed cost, lost-sale penalty, salvage value)
+        multiplied by the items' median list price / that price, and the salvage value at
+        most the config's salvage / unit-cost share of the cheapest unit cost (NaN =
+        unknown, left out). What ``promogym fit`` uses without ``--config``: the built-in
+        campaign is the demo shop's (a 20.0 item), whose salvage value of 5.0 would exceed a
+        1.10 unit cost. Unchanged for items priced and costed like the demo shop's.
+
+        >>> eco = CampaignConfig().scaled_to_prices([4.0, 4.0], [1.2, 1.8]).economics
+        >>> eco.order_fixed_cost, round(eco.salvage_value, 4), eco.list_price
+        (3.0, 0.6667, None)
+        """
+        eco = self.economics
+        if eco.list_price is None or eco.unit_cost is None:
+            raise ConfigError("scaled_to_prices needs a config that sets list_price and unit_cost")
+        prices = [float(p) for p in list_prices if p == p and p > 0]
+        costs = [float(c) for c in unit_costs if c == c and c > 0]
+        scale = statistics.median(prices) / eco.list_price if prices else 1.0
+        salvage = eco.salvage_value * scale
+        if costs:
+            salvage = min(salvage, eco.salvage_value / eco.unit_cost * min(costs))
+        economics = dataclasses.replace(
+            eco,
+            list_price=None,
+            unit_cost=None,
+            holding_cost=eco.holding_cost * scale,
+            order_fixed_cost=eco.order_fixed_cost * scale,
+            lost_sale_penalty=eco.lost_sale_penalty * scale,
+            salvage_value=salvage,
+        )
         return dataclasses.replace(self, economics=economics)
 
     # ---- validation ---------------------------------------------------------------------
@@ -411,8 +447,10 @@ def _toml_value(value: Any) -> str:
     """
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, float):
+        return repr(float(value))  # a NumPy float's repr is not TOML
     if isinstance(value, str):
         return _toml_string(value)
     if isinstance(value, list):

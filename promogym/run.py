@@ -136,7 +136,7 @@ def fit_run(
     categorical: Sequence[str] | None = None,
     from_scratch: bool = False,
     epochs: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     forecaster_seeds: int = 1,
     forecaster_config: TransformerConfig | None = None,
     market: str | os.PathLike[str] | None = None,
@@ -149,14 +149,15 @@ def fit_run(
         data: sales history (.csv or .parquet).
         out: run directory to create (an existing one is an error unless ``overwrite``).
         config: campaign config, or a path to its TOML (default: the built-in campaign with
-            each item's list price and unit cost from the data,
-            :meth:`~promogym.config.CampaignConfig.priced_from_data`).
+            each item's list price and unit cost from the data and its money terms scaled to
+            the items' prices, :meth:`~promogym.config.CampaignConfig.scaled_to_prices`).
         columns, fill_gaps, categorical: as for :func:`promogym.data.load_history_with_config`;
             the run's ``config.toml`` keeps them in its ``[data]`` section, so ``recommend``
             reads a newer history of the same layout the same way.
         from_scratch: train the forecaster from random weights instead of the shipped base.
         epochs: maximum forecaster epochs (default: the forecaster config's).
-        seed: forecaster seed.
+        seed: forecaster seed (default: ``forecaster_config.seed``, else 0); given, it
+            replaces ``forecaster_config.seed``.
         forecaster_seeds: fit this many forecasters (seeds ``seed``, ``seed + 1``, ...) and
             simulate with their :class:`~promogym.forecasters.ensemble.EnsembleForecaster`
             (equal weights): it averages out each fit's item-level errors in the price
@@ -167,7 +168,8 @@ def fit_run(
             written by ``promogym simulate-history``); copied to ``market.json``.
         overwrite: replace an existing run directory (only once the new one is complete);
             a non-empty directory that is not a run is never replaced.
-        progress: ``callable(str)`` for status lines.
+        progress: ``callable(str)`` for status lines, warnings and, last, the held-out
+            price-response check (:func:`promogym.response.format_response`).
     """
 
     from promogym.data import load_history_with_config
@@ -189,6 +191,7 @@ def fit_run(
                 f"--out {out}: not a run directory (no run.json), so --overwrite will not "
                 "replace it; pick another name"
             )
+    built_in = config is None
     if config is None:
         config = CampaignConfig().priced_from_data()
     elif not isinstance(config, CampaignConfig):
@@ -198,6 +201,14 @@ def fit_run(
     section = config.data.merged(columns, fill_gaps, categorical)
     config = dataclasses.replace(config, data=section)
     history = load_history_with_config(data, config)
+    if built_in:
+        demo = CampaignConfig()
+        config = dataclasses.replace(
+            demo.scaled_to_prices(history.latest("list_price"), history.latest("unit_cost")),
+            data=section,
+        )
+        if config.economics != demo.priced_from_data().economics:
+            say(_scaled_note(config, demo, history))
     if unused := history.unused_note():  # as check-data says
         say(unused)
     from promogym.envs.core import CampaignParams
@@ -217,7 +228,9 @@ def fit_run(
     if market is not None and not market_path.is_file():
         raise PromogymInputError(f"--market {market_path}: file not found")
     true_market = _read_market(market_path, history.freq, history.item_ids)  # fail early
-    fc_config = forecaster_config or TransformerConfig(seed=seed)
+    fc_config = forecaster_config or TransformerConfig()
+    if seed is not None:
+        fc_config = dataclasses.replace(fc_config, seed=seed)
     if epochs is not None:
         fc_config = dataclasses.replace(fc_config, epochs=epochs)
     if forecaster_seeds < 1:
@@ -281,7 +294,12 @@ def fit_run(
         }
         atomic_write_text(tmp / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     say(f"wrote {out}")
-    return load_run(out)
+    run = load_run(out)
+    if bins := run.price_response():
+        from promogym.response import format_response
+
+        say(format_response(bins))  # the held-out check, with its caution if it rejects
+    return run
 
 
 def unknown_item(item: str | None, vocab: Sequence[str]) -> PromogymInputError:
@@ -406,6 +424,19 @@ def _read_market(path: Path | None, freq: str, item_ids: Sequence[str]) -> Refer
 PRICE_MISMATCH = 0.10
 """How far (relative) a config's ``[economics]`` price may be from an item's own before
 :func:`fit_run` refuses it (list price) or warns (unit cost)."""
+
+
+def _scaled_note(config: CampaignConfig, demo: CampaignConfig, history: SalesHistory) -> str:
+    """What :meth:`CampaignConfig.scaled_to_prices` did to the built-in campaign's money."""
+    eco, base = config.economics, demo.economics
+    median = float(np.nanmedian(history.latest("list_price")))
+    return (
+        f"campaign: the built-in one (a {base.list_price:g} item's), its money terms scaled "
+        f"to the items' median list price {median:.4g}: holding cost {eco.holding_cost:.4g}, "
+        f"order fixed cost {eco.order_fixed_cost:.4g}, lost-sale penalty "
+        f"{eco.lost_sale_penalty:.4g}, salvage value {eco.salvage_value:.4g} per unit; set "
+        "them in a campaign TOML's [economics] (--config) if they are not your shop's"
+    )
 
 
 def _check_config_prices(config: CampaignConfig, history: SalesHistory) -> str | None:

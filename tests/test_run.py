@@ -102,6 +102,7 @@ def test_fit_remembers_how_the_history_was_read_and_prices_from_the_data(
     frame["unit_cost"] = frame["unit_cost"] + 3.0
     frame = frame.rename(columns={"units_sold": "move"})
     frame.to_csv(tmp_path / "moved.csv", index=False)
+    said: list[str] = []
     run = fit_run(
         tmp_path / "moved.csv",
         tmp_path / "run",
@@ -109,14 +110,25 @@ def test_fit_remembers_how_the_history_was_read_and_prices_from_the_data(
         columns={"units_sold": "move"},
         forecaster_config=TINY_FORECASTER,
         from_scratch=True,
+        seed=3,  # replaces the forecaster config's seed
+        progress=said.append,
     )
+    assert run.forecaster.config.seed == 3 and run.info["seeds"] == {"forecaster": 3}
+    assert any("money terms scaled to the items' median list price 30" in line for line in said)
     assert run.list_prices().tolist() == [30.0, 30.0]
     assert run.unit_costs().tolist() == [12.0, 12.0]
+    # the demo campaign's money terms (for a 20.0 item costing 9.0) scaled to a 30.0 item,
+    # the salvage value to at most 5/9 of the cheapest unit cost
+    eco = run.config.economics
+    assert (eco.holding_cost, eco.order_fixed_cost, eco.lost_sale_penalty) == pytest.approx(
+        (0.075, 22.5, 3.0)
+    )
+    assert eco.salvage_value == pytest.approx(12.0 * 5 / 9)
     assert load_run(tmp_path / "run").config.data.columns == {"units_sold": "move"}
     rec = run.recommend(tmp_path / "moved.csv", "sku-0", 60, [0, 0], episodes=4, baselines=False)
     assert rec.list_price == 30.0
     # the [data] section is how files are read, not the campaign: the same campaign passes
-    same = CampaignConfig().priced_from_data()
+    same = CampaignConfig().scaled_to_prices([30.0, 30.0], [12.0, 12.0])
     run.recommend(
         frame,
         "sku-0",
