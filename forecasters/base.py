@@ -10,7 +10,10 @@ Two faces:
   period with ``item_id, date, price`` and optionally ``list_price, promo``; the planned prices
   and promotions. ``list_price`` defaults to the item's last list price in the history; a
   price above the list price is a new regular price (discount 0), not a negative discount:
-  the forecasters model discounts, not price increases.
+  the forecasters model discounts, not price increases. ``promo`` defaults to ``price <
+  list_price``; the transformer, which learns how often the history promoted at each depth
+  (``promo_rates``), uses the flag its history most often had at the row's depth instead, so
+  a 1% price move is not read as a promotion where the history's were not.
 * **Simulator face** (torch, one step, batched): :meth:`Forecaster.one_step` takes a
   :class:`DemandContext` of ``B`` contexts already on the device and a ladder of candidate
   discounts, and returns the negative-binomial demand distribution (mean, dispersion) for each

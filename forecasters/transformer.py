@@ -189,7 +189,11 @@ class TransformerConfig:
             quantiles are those of the mixture of the paths' NB distributions, with far less
             Monte-Carlo noise in the tails than the paths' single draws.
         extra_covariates: extra numeric columns used as known-future covariates; ``None`` =
-            every numeric column of the history beyond the contract and the categorical ones.
+            every numeric column of the history's frame beyond the contract and the
+            categorical ones. ``load_history`` keeps none (they are not campaign decisions,
+            and the simulator's ``one_step`` has no extra covariates, so a run cannot use
+            them); a :class:`~promogym.data.SalesHistory` built in Python with such columns
+            (as ``benchmarks/bench_oj.py`` adds ``feat``) uses them in ``predict``.
         group_price_features: add, for each categorical column of the history (e.g. store),
             the item's log price relative to the mean log price of its group in the same
             period (cross-price competition; ``future`` must then hold every item of a group).
@@ -708,7 +712,8 @@ def resolve_extra_columns(
         if c not in frame or not pd.api.types.is_numeric_dtype(frame[c]):
             raise ConfigError(
                 f"transformer config: extra_covariates names {c!r}, which is not a numeric "
-                f"column of {history.source}; numeric columns: "
+                f"column of {history.source} (load_history keeps no extra numeric column: "
+                "the simulator has no future values for one); numeric columns: "
                 f"{[x for x in frame.columns if pd.api.types.is_numeric_dtype(frame[x])]}"
             )
     return tuple(requested)
@@ -1379,17 +1384,18 @@ class TransformerForecaster(Forecaster):
         # As every forecaster (forecasters.baselines.future_covariates): a price above the
         # list price is a new regular price, not a negative discount.
         list_price = np.maximum(list_price, price)
-        promo = (
-            fut["promo"].to_numpy(np.float64)
-            if "promo" in fut
-            else (price < list_price).astype(np.float64)
-        )
+        discount = np.clip(1.0 - price / list_price, 0.0, 0.99)
+        if "promo" in fut:
+            promo = fut["promo"].to_numpy(np.float64)
+        else:  # the flag the history most often had at that depth (no rates: discount > 0)
+            chance = self.promo_probability(torch.from_numpy(discount)).numpy()
+            promo = (chance >= 0.5).astype(np.float64)
         shape = (len(items), horizon)
         n_extra = len(self.extra_columns)
         future_windows = Windows(
             units=torch.zeros(shape),
             observed=torch.ones(shape, dtype=torch.bool),
-            discount=torch.tensor(np.clip(1.0 - price / list_price, 0.0, 0.99).reshape(shape)),
+            discount=torch.tensor(discount.reshape(shape)),
             promo=torch.tensor(promo.reshape(shape)),
             day=torch.from_numpy(fut_days),
             item=rows,

@@ -228,6 +228,28 @@ def test_the_simulator_mixes_promotion_and_none_by_the_historys_rates(
     assert fitted_rule.fit(history).promo_rates == default_promo_rates()
 
 
+def test_predict_without_a_promo_column_takes_the_historys_usual_flag_at_each_depth(
+    fitted: TransformerForecaster, history: SalesHistory
+) -> None:
+    """A planned price without a promo flag is a promotion when the history's periods at
+    its depth mostly were: a 2% price move is not one where the history's were not."""
+    future = future_frame(history, 3, discounts=(0.0, 0.02, 0.2))
+    rates = fitted.promo_rates
+    try:
+        fitted.promo_rates = [0.0, 0.1, 0.3, 0.9, 0.9, 0.9, 0.9]  # 0-5%: 10%; 15-25%: 90%
+        flagged = future.assign(promo=[0.0, 0.0, 1.0] * len(history.item_ids))
+        pd.testing.assert_frame_equal(
+            fitted.predict(history, future, 3), fitted.predict(history, flagged, 3)
+        )
+        fitted.promo_rates = None  # no rates: every discount is a promotion (price < list)
+        flagged = future.assign(promo=[0.0, 1.0, 1.0] * len(history.item_ids))
+        pd.testing.assert_frame_equal(
+            fitted.predict(history, future, 3), fitted.predict(history, flagged, 3)
+        )
+    finally:
+        fitted.promo_rates = rates
+
+
 def test_promo_rates_come_from_before_validation_then_every_period_with_the_refit(
     history: SalesHistory,
 ) -> None:
