@@ -459,18 +459,20 @@ def baseline_suite(
 ) -> dict[str, Policy]:
     """Tuned baselines by name, every one tuned by simulation in ``demand_model``.
 
-    ``no-promotion``, ``best-fixed-discount``, ``periodic-flash-sale`` (every 2/3/4/7
-    periods), ``weekend-flash-sale`` (Saturday+Sunday; daily data only) and ``random``.
+    ``no-promotion``, ``best-fixed-discount`` (the best sale rung, every period),
+    ``periodic-flash-sale`` (every 2/3/4/7 periods), ``weekend-flash-sale`` (Saturday+Sunday;
+    daily data only) and ``random``; the three sale rules only with a sale rung on the
+    ladder.
     Tuning uses ``n_episodes`` campaigns on the random numbers of ``seed``; score the
     returned policies on another seed to avoid selection bias.
     """
     common = {"n_episodes": n_episodes, "seed": seed, "levels": levels}
     no_promotion = best_no_promotion(demand_model, params, start, **common)
-    suite: dict[str, Policy] = {
-        "no-promotion": no_promotion,
-        "best-fixed-discount": best_fixed_discount(demand_model, params, start, **common),
-    }
+    suite: dict[str, Policy] = {"no-promotion": no_promotion}
     if params.n_discounts > 1:
+        suite["best-fixed-discount"] = best_fixed_discount(
+            demand_model, params, start, discount_indices=range(1, params.n_discounts), **common
+        )
         common["anchor_base_stock"] = no_promotion.base_stock
         periodic = best_flash_sale(demand_model, params, start, **common)
         periodic.name = "periodic-flash-sale"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -261,6 +263,14 @@ def test_baseline_suite_names_and_weekly_data() -> None:
     )
     weekly = baseline_suite(demand, weekly_params, start_of(weekly_params), seed=0, **kwargs)
     assert "weekend-flash-sale" not in weekly and "periodic-flash-sale" in weekly
+    # the fixed discount is a sale every period, as recommend's (0% is no-promotion's row)
+    flat = baseline_suite(ElasticDemand(4.0, elasticity=0.0), params, start_of(params), **kwargs)
+    assert flat["best-fixed-discount"].discount_idx >= 1
+    no_sales = dataclasses.replace(params, discounts=params.discounts[:1])
+    assert list(baseline_suite(demand, no_sales, start_of(no_sales), **kwargs)) == [
+        "no-promotion",
+        "random",
+    ]
 
 
 def test_base_stock_grid_covers_capacity() -> None:
