@@ -387,3 +387,8 @@ def test_caution_names_the_bins_whose_interval_excludes_1() -> None:
     both = [*over, rated("10%", 1.5, (1.2, 1.9))]
     assert "misjudge" in caution(both)  # type: ignore[operator]
     assert format_response(both).splitlines()[-1].startswith("warning: the held-out check")
+    # one bin alone: far off, and with the periods for its interval to mean it
+    far = rated("40%", 0.58, (0.35, 0.91))
+    assert "overstates the lift at 40% off" in caution([level, far])  # type: ignore[operator]
+    few = dataclasses.replace(far, periods=6)  # six held-out weeks that drew low
+    assert caution([level, few]) is None
