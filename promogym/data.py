@@ -804,8 +804,9 @@ def _apply_column_map(
         if original not in present:
             raise DataError(
                 f"{source}: column map: source column {original!r} (for {contract}) is not in "
-                f"the file; the file has {', '.join(map(repr, present))}; fix the column map "
-                "(--columns, or [data] columns in the config)"
+                f"the data, which has {', '.join(map(repr, present))}; fix the column map "
+                "(--columns, or [data] columns in the config; from Python, a SalesHistory such "
+                "as run.history is read as it is)"
             )
         if original in renames:
             raise DataError(

@@ -259,7 +259,7 @@ BAD_INPUTS = [
         "d.csv",
         GOOD,
         {"columns": {"units_sold": "move"}},
-        ["column map", "source column 'move'", "not in the file"],
+        ["column map", "source column 'move'", "not in the data, which has"],
     ),
     (
         "column-mapped-error-names-source",
