@@ -369,6 +369,7 @@ def train_agent(
     seed: int = 0,
     device: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     hparams: Mapping[str, Any] | None = None,
     demand: str = "learned",
     holdout_periods: int | None = None,
@@ -391,6 +392,8 @@ def train_agent(
         seed: seeds the env, the model and the evaluation campaigns.
         device: ``cpu``, ``cuda`` or ``auto`` (env and networks).
         resume: continue an interrupted run from its checkpoint (same settings).
+        overwrite: replace a trained agent of the same name (else that is an error; it is
+            replaced only when the new one is complete).
         hparams: overrides of :data:`~promogym.agents.hparams.DEFAULT_HPARAMS`.
         demand: ``learned`` (the run's forecaster) or ``reference`` (the true market, when
             the run has ``market.json``; the upper bound of what RL can do).
@@ -426,11 +429,22 @@ def train_agent(
             f"hyper-parameters: {algo} n_steps x n_envs = {given['n_steps'] * n_envs}; a "
             "rollout needs at least 2 steps: raise n_steps or n_envs"
         )
+    if final_dir.exists() and not (overwrite or resume):
+        raise PromogymInputError(
+            f"{final_dir}: the run already has a trained {name} agent; pass --overwrite to "
+            "replace it (once the new one is complete), or train into another run"
+        )
     hp = effective_hparams(algo, given, n_envs)
     if hp != given:
         say(
             f"batch_size {given['batch_size']} is more than one rollout (n_steps x n_envs = "
             f"{given['n_steps'] * n_envs}): using {hp['batch_size']}"
+        )
+    rollout = hp["n_steps"] * n_envs if algo != "dqn" else 1
+    if timesteps % rollout:
+        say(
+            f"{algo} trains whole rollouts of n_steps x n_envs = {rollout:,} steps: "
+            f"{-(-timesteps // rollout) * rollout:,} timesteps for the {timesteps:,} asked"
         )
     n_periods = int(run.history.frame["date"].nunique())
     horizon = run.config.campaign.horizon

@@ -503,7 +503,7 @@ def fit_command(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
     )
     which = f"the mean of its {seeds} seeds' validation" if seeds > 1 else "validation"
-    typer.echo(f"wrote {out}: forecaster {which} {shown}")
+    typer.echo(f"run {out}: forecaster {which} {shown}")
 
 
 @app.command("train")
@@ -519,6 +519,10 @@ def train_command(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace a trained agent of the same name."),
     ] = False,
     set_: Annotated[
         list[str] | None,
@@ -556,6 +560,7 @@ def train_command(
         seed=seed,
         device=device,
         resume=resume,
+        overwrite=overwrite,
         hparams=overrides,
         demand=demand,
         eval_episodes=eval_episodes,
@@ -564,10 +569,10 @@ def train_command(
     )
     best = result.best_mean_reward
     typer.echo(
-        f"wrote {result.directory}: {result.timesteps:,} timesteps in {result.seconds:.0f} s, "
+        f"agent {result.directory}: {result.timesteps:,} timesteps in {result.seconds:.0f} s, "
         f"best held-out mean profit {best:.2f}"
         if best is not None
-        else f"wrote {result.directory}"
+        else f"agent {result.directory}: {result.timesteps:,} timesteps"
     )
 
 

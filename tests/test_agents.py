@@ -38,7 +38,7 @@ TINY = {
     "maskable-ppo": TINY_PPO,
     "dqn": {"learning_starts": 28, "batch_size": 16, "gradient_steps": 1, "net_arch": [16]},
 }
-FAST = {"n_envs": 4, "device": "cpu", "eval_episodes": 4, "tensorboard": False}
+FAST = {"n_envs": 4, "device": "cpu", "eval_episodes": 4, "tensorboard": False, "overwrite": True}
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,10 @@ def test_same_seed_same_weights(run: Run, tmp_path: Path) -> None:
     shutil.copy(again.directory / "last_model.zip", tmp_path / "b.zip")
     other = train_agent(run, "ppo", timesteps=56, seed=6, hparams=TINY["ppo"], **FAST)
     shutil.copy(other.directory / "last_model.zip", tmp_path / "c.zip")
+    keep = dict(FAST, overwrite=False)  # a trained agent is replaced only on request
+    with pytest.raises(PromogymInputError, match="already has a trained ppo agent.*--overwrite"):
+        train_agent(run, "ppo", timesteps=56, seed=7, hparams=TINY["ppo"], **keep)
+    assert (other.directory / "last_model.zip").read_bytes() == (tmp_path / "c.zip").read_bytes()
     a = weights(tmp_path / "a.zip", "ppo")
     b = weights(tmp_path / "b.zip", "ppo")
     c = weights(tmp_path / "c.zip", "ppo")
