@@ -259,8 +259,8 @@ class SalesHistory:
             f"promo agrees    with discount > 0 on {s['promo_is_discount_share']:.1%} of rows"
             + (PROMO_MISMATCH_NOTE if s["promo_is_discount_share"] < PROMO_AGREEMENT_MIN else ""),
             f"censored share  {s['censored_share']:.1%} "
-            f"(stock known on {s['stock_known_share']:.0%} of rows)",
-            f"unit cost known {s['unit_cost_known_share']:.0%} of rows, for "
+            f"(stock known on {_share(s['stock_known_share'])} of rows)",
+            f"unit cost known {_share(s['unit_cost_known_share'])} of rows, for "
             f"{s['items_with_unit_cost']} of {s['items']} items",
             "list prices     latest per item {:g} .. {:g} (the campaigns' prices unless the "
             "config sets economics.list_price)".format(*s["latest_list_price_range"]),
@@ -291,6 +291,20 @@ class SalesHistory:
             )
         lines.append(f"fingerprint     {s['fingerprint'][:16]}")
         return "\n".join(lines)
+
+
+def _share(x: float) -> str:
+    """A share in whole percent, never rounded up to 100% or down to 0%.
+
+    >>> _share(0.997), _share(0.9999), _share(1.0), _share(0.0004)
+    ('99.7%', '>99.9%', '100%', '<0.1%')
+    """
+    text = f"{x:.0%}"
+    if 0.0 < x < 1.0 and text in ("0%", "100%"):
+        text = f"{x:.1%}"
+        if text in ("0.0%", "100.0%"):
+            text = "<0.1%" if x < 0.5 else ">99.9%"
+    return text
 
 
 # ---- public API ------------------------------------------------------------------------------

@@ -1008,10 +1008,10 @@ class Run:
         if lead and len(pipeline) == lead and pipeline[-1] > 0:
             # An order lands in lead_time periods, so at a decision that slot is still empty.
             which = (
-                f"at most {lead - 1} entr{'ies' if lead > 2 else 'y'} (arrivals in 1.."
-                f"{lead - 1} period{'s' if lead > 2 else ''})"
+                f"arrivals in 1..{lead - 1} period{'s' if lead > 2 else ''} only (the last of "
+                f"{lead} entries 0, or {lead - 1} entr{'ies' if lead > 2 else 'y'})"
                 if lead > 1
-                else "no pipeline (orders arrive the next period)"
+                else "no pipeline, or 0 (orders arrive the next period)"
             )
             raise PromogymInputError(
                 f"--pipeline {','.join(map(str, pipeline))}: {pipeline[-1]} units arriving in "

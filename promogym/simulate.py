@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 
 from promogym.config import CampaignConfig
+from promogym.data import unrecorded
 from promogym.envs.market import ReferenceMarket, day_number, next_streak
 from promogym.errors import PromogymInputError
 
@@ -243,7 +244,8 @@ def write_simulated_history(
         market_tmp.write_text(market.params.to_json(), encoding="utf-8")
         write_frame(frame, frame_tmp, file_format)
     promo = float(frame["promo"].mean())
-    censored = float((frame["units_sold"] >= frame["stock"]).mean())
+    recorded = frame[~unrecorded(frame)]  # as check-data counts it: stock 0 says nothing
+    censored = float((recorded["units_sold"] >= recorded["stock"]).mean())
     return (
         f"wrote {out} ({n_items} items x {periods} periods from "
         f"{frame['date'].min().date().isoformat()}, promo share {promo:.1%}, "
