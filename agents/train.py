@@ -440,10 +440,11 @@ def train_agent(
             f"batch_size {given['batch_size']} is more than one rollout (n_steps x n_envs = "
             f"{given['n_steps'] * n_envs}): using {hp['batch_size']}"
         )
-    rollout = hp["n_steps"] * n_envs if algo != "dqn" else 1
+    per_rollout = "train_freq" if algo == "dqn" else "n_steps"
+    rollout = int(hp[per_rollout]) * n_envs
     if timesteps % rollout:
         say(
-            f"{algo} trains whole rollouts of n_steps x n_envs = {rollout:,} steps: "
+            f"{algo} trains whole rollouts of {per_rollout} x n_envs = {rollout:,} steps: "
             f"{-(-timesteps // rollout) * rollout:,} timesteps for the {timesteps:,} asked"
         )
     n_periods = int(run.history.frame["date"].nunique())

@@ -497,6 +497,7 @@ def fit_command(
         ),
         overwrite=overwrite,
         progress=lambda m: typer.echo(m, err=True),
+        show_response=False,
     )
     metrics = run.info["forecaster"]["validation_metrics"]
     shown = ", ".join(
@@ -504,6 +505,10 @@ def fit_command(
     )
     which = f"the mean of its {seeds} seeds' validation" if seeds > 1 else "validation"
     typer.echo(f"run {out}: forecaster {which} {shown}")
+    if bins := run.price_response():
+        from promogym.response import format_response
+
+        typer.echo(format_response(bins))  # on stdout: the answer fit gives
 
 
 @app.command("train")

@@ -232,12 +232,14 @@ class CampaignConfig:
         >>> eco = CampaignConfig().scaled_to_prices([4.0, 4.0], [1.2, 1.8]).economics
         >>> eco.order_fixed_cost, round(eco.salvage_value, 4), eco.list_price
         (3.0, 0.6667, None)
+        >>> CampaignConfig().scaled_to_prices([4.0, 4.0], [0.0, 1.5]).economics.salvage_value
+        0.0
         """
         eco = self.economics
         if eco.list_price is None or eco.unit_cost is None:
             raise ConfigError("scaled_to_prices needs a config that sets list_price and unit_cost")
         prices = [float(p) for p in list_prices if p == p and p > 0]
-        costs = [float(c) for c in unit_costs if c == c and c > 0]
+        costs = [float(c) for c in unit_costs if c == c and c >= 0]
         scale = statistics.median(prices) / eco.list_price if prices else 1.0
         salvage = eco.salvage_value * scale
         if costs:

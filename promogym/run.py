@@ -142,6 +142,7 @@ def fit_run(
     market: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    show_response: bool = True,
 ) -> Run:
     """Validate ``data``, fit the forecaster and write the run directory ``out``.
 
@@ -168,8 +169,9 @@ def fit_run(
             written by ``promogym simulate-history``); copied to ``market.json``.
         overwrite: replace an existing run directory (only once the new one is complete);
             a non-empty directory that is not a run is never replaced.
-        progress: ``callable(str)`` for status lines, warnings and, last, the held-out
-            price-response check (:func:`promogym.response.format_response`).
+        progress: ``callable(str)`` for status lines, warnings and, last (with
+            ``show_response``), the held-out price-response check
+            (:func:`promogym.response.format_response`; the CLI prints it on stdout itself).
     """
 
     from promogym.data import load_history_with_config
@@ -295,7 +297,7 @@ def fit_run(
         atomic_write_text(tmp / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     say(f"wrote {out}")
     run = load_run(out)
-    if bins := run.price_response():
+    if show_response and (bins := run.price_response()):
         from promogym.response import format_response
 
         say(format_response(bins))  # the held-out check, with its caution if it rejects
@@ -426,16 +428,36 @@ PRICE_MISMATCH = 0.10
 :func:`fit_run` refuses it (list price) or warns (unit cost)."""
 
 
+WIDE_PRICE_RANGE = 3.0
+"""Highest / lowest list price above which the scaled built-in campaign's note says one set of
+money terms serves items of very different prices."""
+
+
 def _scaled_note(config: CampaignConfig, demo: CampaignConfig, history: SalesHistory) -> str:
     """What :meth:`CampaignConfig.scaled_to_prices` did to the built-in campaign's money."""
     eco, base = config.economics, demo.economics
-    median = float(np.nanmedian(history.latest("list_price")))
+    prices = history.latest("list_price")
+    median, low, high = (float(f(prices)) for f in (np.nanmedian, np.nanmin, np.nanmax))
+    scale = eco.order_fixed_cost / base.order_fixed_cost
+    capped = eco.salvage_value < base.salvage_value * scale - 1e-12
+    spread = (
+        f"; the items' list prices run from {low:.4g} to {high:.4g}, and one set of money "
+        "terms serves them all"
+        if high > WIDE_PRICE_RANGE * low
+        else ""
+    )
     return (
-        f"campaign: the built-in one (a {base.list_price:g} item's), its money terms scaled "
-        f"to the items' median list price {median:.4g}: holding cost {eco.holding_cost:.4g}, "
-        f"order fixed cost {eco.order_fixed_cost:.4g}, lost-sale penalty "
-        f"{eco.lost_sale_penalty:.4g}, salvage value {eco.salvage_value:.4g} per unit; set "
-        "them in a campaign TOML's [economics] (--config) if they are not your shop's"
+        f"campaign: the built-in one (a {base.list_price:g} item's), its money terms x"
+        f"{scale:.4g} for the items' median list price {median:.4g}: holding cost "
+        f"{eco.holding_cost:.4g}, order fixed cost {eco.order_fixed_cost:.4g}, lost-sale "
+        f"penalty {eco.lost_sale_penalty:.4g}, salvage value {eco.salvage_value:.4g} per unit"
+        + (
+            f" (capped at {base.salvage_value / base.unit_cost:.2g} of the cheapest unit cost)"
+            if capped
+            else ""
+        )
+        + spread
+        + "; set them in a campaign TOML's [economics] (--config) if they are not your shop's"
     )
 
 

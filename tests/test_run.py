@@ -114,7 +114,8 @@ def test_fit_remembers_how_the_history_was_read_and_prices_from_the_data(
         progress=said.append,
     )
     assert run.forecaster.config.seed == 3 and run.info["seeds"] == {"forecaster": 3}
-    assert any("money terms scaled to the items' median list price 30" in line for line in said)
+    note = "money terms x1.5 for the items' median list price 30: holding cost 0.075"
+    assert any(note in line and "(capped at 0.56 of the cheapest" in line for line in said)
     assert run.list_prices().tolist() == [30.0, 30.0]
     assert run.unit_costs().tolist() == [12.0, 12.0]
     # the demo campaign's money terms (for a 20.0 item costing 9.0) scaled to a 30.0 item,
@@ -565,7 +566,8 @@ def test_cli_fit_prints_the_price_response_on_held_out_periods(
     args = ["fit", "--data", str(shop / "history.csv"), "--out", str(out), "--from-scratch"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "forecaster validation nll" in result.output and f"{TITLE}:" in result.output
+    assert "forecaster validation nll" in result.stdout and f"{TITLE}:" in result.stdout
+    assert TITLE not in result.stderr  # once, on stdout (fit > file keeps it)
     info = json.loads((out / "run.json").read_text())
     check = info["price_response"]
     periods = info["forecaster"]["validation_metrics"]["n_periods"]  # those that did not sell out
