@@ -153,8 +153,9 @@ def check_config(config: ConfigOption = None) -> None:
     loaded = load_config(config)
     if config is None:
         typer.echo(
-            "# the built-in campaign; without --config, fit prices each item from its data "
-            "(list_price and unit_cost below are the demo shop's)"
+            "# the built-in campaign; without --config, fit prices each item from its data and "
+            "scales the other money terms to the items' median list price (the [economics] "
+            "below is the demo shop's, a 20.0 item's)"
         )
     typer.echo(loaded.to_toml())
     for key in ("list_price", "unit_cost"):
@@ -401,6 +402,10 @@ def fit_forecaster_command(
     quantile_maps: QuantileMapsOption = True,
     columns: ColumnsOption = None,
     fill_gaps: FillGapsOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace a saved forecaster in --out."),
+    ] = False,
 ) -> None:
     """Fit the transformer forecaster (fine-tuning the shipped base) and print its metrics.
 
@@ -415,7 +420,15 @@ def fit_forecaster_command(
 
     check_output_path(out, directory=True)
     if out.is_dir() and any(out.iterdir()):
-        raise PromogymInputError(f"--out {out}: exists and is not empty; pick another name")
+        if not overwrite:
+            raise PromogymInputError(
+                f"--out {out}: exists and is not empty; pick another name or pass --overwrite"
+            )
+        if not (out / "model.safetensors").is_file():
+            raise PromogymInputError(
+                f"--out {out}: not a saved forecaster (no model.safetensors), so --overwrite "
+                "will not replace it; pick another name"
+            )
     config = TransformerConfig(
         seed=seed, likelihood=likelihood, refit=refit, recalibrate_quantiles=quantile_maps
     )

@@ -431,7 +431,8 @@ def save_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def _check_options(source: str, fill_gaps: object, categorical: Sequence[str]) -> None:
     if fill_gaps is not None and fill_gaps not in GAP_POLICIES:
         raise PromogymInputError(
-            f"{source}: fill_gaps must be 'missing', 'zero' or 'drop' (or unset), got {fill_gaps!r}"
+            f"{source}: --fill-gaps / fill_gaps must be 'missing', 'zero' or 'drop' (or unset), "
+            f"got {fill_gaps!r}"
         )
     if isinstance(categorical, str):
         raise PromogymInputError(

@@ -75,6 +75,10 @@ def test_outputs_under_a_file_or_into_a_full_directory_fail_before_any_work(tmp_
         (["simulate-history", "--periods", "30", "--out", f"{data}/x.csv"], "is a file"),
         (["fit-forecaster", "--data", str(data), "--out", f"{data}/model"], "is a file"),
         (["fit-forecaster", "--data", str(data), "--out", str(full)], "not empty"),
+        (
+            ["fit-forecaster", "--data", str(data), "--out", str(full), "--overwrite"],
+            "not a saved forecaster",
+        ),
         (["evaluate", "--episodes", "2", "--out", f"{data}/report"], "is a file"),
         (["pretrain", "--series", "8", "--epochs", "1", "--out", str(data)], "not a directory"),
         (["pretrain", "--series", "8", "--epochs", "1", "--out", str(full)], "'keep.txt'"),

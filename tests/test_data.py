@@ -387,7 +387,9 @@ def test_frame_errors_count_positions_from_one() -> None:
 
 def test_bad_gap_policy_is_a_user_error(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", GOOD)
-    with pytest.raises(PromogymInputError, match="fill_gaps must be 'missing', 'zero' or 'drop'"):
+    with pytest.raises(
+        PromogymInputError, match="--fill-gaps / fill_gaps must be 'missing', 'zero' or 'drop'"
+    ):
         load_history(path, fill_gaps="interpolate")  # type: ignore[arg-type]
     result = CliRunner().invoke(app, ["check-data", "--data", str(path), "--fill-gaps", "x"])
     assert result.exit_code == 2 and "fill_gaps" in result.stderr

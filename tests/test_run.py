@@ -633,3 +633,22 @@ def test_both_fit_commands_name_the_columns_they_do_not_use(
         result = CliRunner().invoke(app, args)
         assert "stop before fitting" in result.output
         assert "not used: feat (not in the contract" in result.output, command
+
+
+def test_fit_forecaster_overwrite_replaces_only_a_saved_forecaster(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promogym.forecasters.transformer as module
+
+    def stop(history, config, **kwargs):  # type: ignore[no-untyped-def]
+        raise PromogymInputError("stop before fitting")
+
+    monkeypatch.setattr(module, "fit_forecaster", stop)
+    saved = tmp_path / "model"
+    saved.mkdir()
+    (saved / "model.safetensors").write_bytes(b"old")
+    args = ["fit-forecaster", "--data", str(shop / "history.csv"), "--out", str(saved)]
+    assert "pass --overwrite" in CliRunner().invoke(app, args).output
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert "stop before fitting" in result.output  # past the guard; a failed fit keeps the old
+    assert (saved / "model.safetensors").read_bytes() == b"old"
