@@ -843,7 +843,9 @@ def _cell(key: str, spec: str | None, result: PolicyResult, market: MarketResult
 
 
 def _label(result: PolicyResult) -> str:
-    return result.name + {"agent": " (agent)", "optimum": " (DP policy, simulated)"}.get(
+    if result.name == "planner":  # promogym.run.PLANNER: an agent that is computed
+        return "planner (DP on the learned simulator)"
+    return result.name + {"agent": " (agent)", "optimum": " (reference-market DP policy)"}.get(
         result.kind, ""
     )
 
@@ -1013,7 +1015,33 @@ DEFINITIONS = (
     "Sell-through: units sold / (starting stock + units received). Lost-sales rate: unmet "
     "demand / demand (both pooled over episodes).",
     "Avg discount: mean over all periods; depth on sale: mean over the periods on sale.",
+    "Reference market: the true demand model (a run's market.json, the market that generated "
+    "its simulated history; without a run, the built-in reference market). Learned market: "
+    "the run's fitted forecaster as the simulator. Each market's table is simulated in it.",
+    "dp-optimum: the exact DP policy of the reference market, the optimum there; in the "
+    "learned market it is that same policy replayed, not the learned simulator's optimum.",
+    "planner: no training; the exact DP over the learned simulator's expected demand (its "
+    "sales no longer than the item's longest in the history), re-planned at each campaign start.",
+    "Baselines: no-promotion (never on sale), best-fixed-discount (the best sale depth, every "
+    "period), periodic-flash-sale (a sale every 2, 3, 4 or 7 periods at the best depth), "
+    "weekend-flash-sale (Saturday and Sunday; daily data), each with its tuned base-stock "
+    "order level; random (a random feasible discount and order each period).",
 )
+
+
+def definitions(report: EvaluationReport) -> list[str]:
+    """:data:`DEFINITIONS`, and where the baselines were tuned (from the provenance)."""
+    tuning = report.provenance.get("tuning") or {}
+    where = (
+        [
+            f"The baselines' depths, periods and stock levels were tuned by simulation in the "
+            f"{tuning['market']} market ({tuning.get('episodes', '?')} campaigns per candidate, "
+            "other random numbers than the scoring), then scored in every market."
+        ]
+        if tuning.get("market")
+        else []
+    )
+    return [*DEFINITIONS, *where]
 
 
 def render_markdown(report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]]) -> str:
@@ -1046,7 +1074,7 @@ def render_markdown(report: EvaluationReport, plots: Mapping[str, tuple[str, byt
     out += ["## Plots", ""]
     for stem, (caption, _) in plots.items():
         out += [f"![{caption}]({PLOTS_DIR}/{stem}.png)", "", f"*{caption}*", ""]
-    out += ["## Definitions", ""] + [f"- {d}" for d in DEFINITIONS] + [""]
+    out += ["## Definitions", ""] + [f"- {d}" for d in definitions(report)] + [""]
     out += ["## Provenance", "", "| key | value |", "|---|---|"]
     for key, text in _provenance_items(report.provenance):
         escaped = text.replace("|", "\\|")
@@ -1127,7 +1155,7 @@ def render_html(report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]]
             f'alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
         )
     out.append('<h2>Definitions</h2><ul class="note">')
-    out += [f"<li>{e(d)}</li>" for d in DEFINITIONS]
+    out += [f"<li>{e(d)}</li>" for d in definitions(report)]
     out.append('</ul><h2>Provenance</h2><table class="prov"><tbody>')
     for key, text in _provenance_items(report.provenance):
         out.append(f"<tr><td>{e(key)}</td><td>{e(text)}</td></tr>")

@@ -600,3 +600,18 @@ def test_evaluate_plans_on_stock_lots_or_leaves_the_planner_out_past_the_dp_memo
     assert "No DP optimum: the planner would need" in (out / "report.md").read_text(
         encoding="utf-8"
     )
+
+
+def test_definitions_name_the_markets_policies_and_where_baselines_were_tuned() -> None:
+    from types import SimpleNamespace
+
+    from promogym.report import DEFINITIONS, definitions
+
+    tuned = SimpleNamespace(provenance={"tuning": {"market": "reference", "episodes": 16}})
+    lines = definitions(tuned)  # type: ignore[arg-type]
+    assert lines[: len(DEFINITIONS)] == list(DEFINITIONS)
+    assert "tuned by simulation in the reference market (16 campaigns" in lines[-1]
+    assert definitions(SimpleNamespace(provenance={})) == list(DEFINITIONS)  # type: ignore[arg-type]
+    text = " ".join(DEFINITIONS)
+    for name in ("Learned market", "dp-optimum", "planner", "best-fixed-discount", "random"):
+        assert name in text
