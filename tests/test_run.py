@@ -617,15 +617,19 @@ def test_cli_forecaster_flags_reach_the_forecaster_config(
     assert [getattr(c, field) for c in seen] == [expected, expected]
 
 
-def test_both_fit_commands_name_the_columns_they_do_not_use(
-    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's forecaster fit stops with "stop before fitting" (tests of what comes first)."""
     import promogym.forecasters.transformer as module
 
     def stop(history, config, **kwargs):  # type: ignore[no-untyped-def]
         raise PromogymInputError("stop before fitting")
 
     monkeypatch.setattr(module, "fit_forecaster", stop)
+
+
+@pytest.mark.usefixtures("no_fit")
+def test_both_fit_commands_name_the_columns_they_do_not_use(shop: Path, tmp_path: Path) -> None:
     data = tmp_path / "h.csv"
     pd.read_csv(shop / "history.csv").assign(feat=1).to_csv(data, index=False)
     for command in ("fit-forecaster", "fit"):
@@ -635,15 +639,10 @@ def test_both_fit_commands_name_the_columns_they_do_not_use(
         assert "not used: feat (not in the contract" in result.output, command
 
 
+@pytest.mark.usefixtures("no_fit")
 def test_fit_forecaster_overwrite_replaces_only_a_saved_forecaster(
-    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shop: Path, tmp_path: Path
 ) -> None:
-    import promogym.forecasters.transformer as module
-
-    def stop(history, config, **kwargs):  # type: ignore[no-untyped-def]
-        raise PromogymInputError("stop before fitting")
-
-    monkeypatch.setattr(module, "fit_forecaster", stop)
     saved = tmp_path / "model"
     saved.mkdir()
     (saved / "model.safetensors").write_bytes(b"old")
