@@ -774,7 +774,10 @@ def make_plots(
     if training_log is not None:
         curve = read_training_log(training_log)
         plots["training_curve"] = (
-            f"Training curve ({curve.source}).",
+            f"Training curve ({curve.source}): the agent's mean evaluation result as it "
+            "trained (from promogym train: profit per campaign over its held-out start dates "
+            "of every item, in the simulator it trained in; band: +-1 sd over those campaigns), "
+            "so its level is not the tables' item and start.",
             plot_training_curve(curve),
         )
     plots["trajectory"] = (
@@ -1008,6 +1011,12 @@ def _summary_line(report: EvaluationReport) -> str:
     )
 
 
+GAP_NOTE = (
+    "Learned-simulator mean minus reference-market mean. Positive: the learned simulator "
+    "flatters the policy; negative: it underrates it. Paired over episodes with the same "
+    "random numbers."
+)
+
 DEFINITIONS = (
     "IQM: mean of the middle 50% of episode profits.",
     "vs best baseline: paired difference of mean profit with the highest-earning baseline of "
@@ -1066,7 +1075,7 @@ def render_markdown(report: EvaluationReport, plots: Mapping[str, tuple[str, byt
         for table in market_tables(report, market):
             out += md_table(table)
     if report.gaps:
-        out += ["## Simulator gap", ""] + md_table(gap_table(report))
+        out += ["## Simulator gap", "", GAP_NOTE, ""] + md_table(gap_table(report))
     response = response_section(report)
     if response is not None:
         out += [f"## {RESPONSE_TITLE}", "", RESPONSE_NOTE, ""] + md_table(response[0])
@@ -1135,11 +1144,7 @@ def render_html(report: EvaluationReport, plots: Mapping[str, tuple[str, bytes]]
             out += html_table(table)
     if report.gaps:
         out.append("<h2>Simulator gap</h2>")
-        out.append(
-            '<p class="note">Learned-simulator mean minus reference-market mean. Positive: the '
-            "learned simulator flatters the policy; negative: it underrates it. Paired over "
-            "episodes with the same random numbers.</p>"
-        )
+        out.append(f'<p class="note">{e(GAP_NOTE)}</p>')
         out += html_table(gap_table(report))
     response = response_section(report)
     if response is not None:

@@ -313,6 +313,7 @@ def test_html_is_self_contained_with_every_row_and_plot(built: dict) -> None:
     assert "algorithm.gamma" in html and "packages.numpy" in html
     md = (built["out"] / "report.md").read_text(encoding="utf-8")
     assert "## Verdicts" in md and "| fixed-20 |" in md and "(plots/trajectory.png)" in md
+    assert "Positive: the learned simulator flatters the policy" in md  # as the html says
     assert sorted(p.name for p in (built["out"] / "plots").iterdir()) == sorted(
         f"{stem}.png" for stem in built["data"]["plots"]
     )
