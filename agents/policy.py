@@ -32,7 +32,7 @@ import torch
 from promogym.envs.core import CampaignParams, CampaignState, place_order, repair_actions
 from promogym.envs.demand import DemandModel, Memory
 from promogym.envs.flash_sale import CampaignBatch, flat_masks
-from promogym.envs.forecaster_demand import HistoryWindows
+from promogym.envs.forecaster_demand import HistoryWindows, units_or_typical
 from promogym.envs.rollout import Policy
 
 
@@ -91,11 +91,12 @@ class AgentPolicy(Policy):
     def _start(self, state: CampaignState, memory: Memory) -> None:
         k = self.builder.recent_periods
         b, device = state.batch_size, self.builder.device
-        item, typical = state.item.to(device), self.builder.typical[state.item.to(device)]
+        item = state.item.to(device)
+        typical = self.builder.typical[item]
         if self.context is not None:
-            day = state.day.to(device)
-            units = self.context.recent_units(item, day, k, typical)
-            discount = self.context.window(item, day, k)["discount"].to(torch.float64)
+            window = self.context.window(item, state.day.to(device), k)
+            units = units_or_typical(window, typical)
+            discount = window["discount"].to(torch.float64)
         else:
             units = typical.unsqueeze(1).expand(b, k).clone()
             discount = torch.zeros(b, k, dtype=torch.float64, device=device)

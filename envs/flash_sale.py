@@ -45,6 +45,7 @@ from promogym.envs.forecaster_demand import (
     HistoryWindows,
     sale_threshold,
     trailing_sale_streak,
+    units_or_typical,
 )
 from promogym.envs.market import MAX_STREAK, day_date, day_number, default_market, weekday
 from promogym.errors import PromogymInputError
@@ -488,9 +489,7 @@ class CampaignBatch:
 
         if self.windows is not None:
             window = self.windows.window(item, day, max(self.recent_periods, MAX_STREAK))
-            recent_units = self.windows.recent_units(
-                item, day, self.recent_periods, self.typical[item]
-            )
+            recent_units = units_or_typical(window, self.typical[item])[:, -self.recent_periods :]
             recent_discount = window["discount"][:, -self.recent_periods :].to(torch.float64)
             streak = trailing_sale_streak(window["discount"], sale_threshold(self.params.discounts))
         else:

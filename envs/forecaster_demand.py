@@ -166,16 +166,14 @@ class HistoryWindows:
         out["day"] = self.first_day + periods * self.period_days
         return out
 
-    def recent_units(
-        self, item: torch.Tensor, day: torch.Tensor, length: int, typical: torch.Tensor
-    ) -> torch.Tensor:
-        """Units sold in the ``length`` periods before ``day`` (``(B, length)`` float64), with
-        ``typical`` (``(B,)``, the item's typical units per period) in periods the history
-        does not record: a missing period says nothing about sales, and 0 would read as a
-        collapse. Sold-out periods keep what they sold."""
-        window = self.window(item, day, length)
-        units = window["units"].to(torch.float64)
-        return torch.where(window["recorded"], units, typical.to(units).unsqueeze(1))
+
+def units_or_typical(window: dict[str, torch.Tensor], typical: torch.Tensor) -> torch.Tensor:
+    """Units sold in a :meth:`HistoryWindows.window` (``(B, length)`` float64), with
+    ``typical`` (``(B,)``, the item's typical units per period) in periods the history does
+    not record: a missing period says nothing about sales, and 0 would read as a collapse.
+    Sold-out periods keep what they sold."""
+    units = window["units"].to(torch.float64)
+    return torch.where(window["recorded"], units, typical.to(units).unsqueeze(1))
 
 
 def sale_threshold(discounts: torch.Tensor | Sequence[float]) -> float:

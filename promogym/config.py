@@ -218,6 +218,18 @@ class CampaignConfig:
         economics = dataclasses.replace(self.economics, list_price=None, unit_cost=None)
         return dataclasses.replace(self, economics=economics)
 
+    def price_scale(self, list_prices: Sequence[float]) -> float:
+        """The items' median list price (NaN and non-positive left out) / this config's
+        ``list_price``; 1 without prices.
+
+        >>> CampaignConfig().price_scale([4.0, float("nan"), 6.0])
+        0.25
+        """
+        if self.economics.list_price is None:
+            raise ConfigError("price_scale needs a config that sets list_price")
+        prices = [float(p) for p in list_prices if p == p and p > 0]
+        return statistics.median(prices) / self.economics.list_price if prices else 1.0
+
     def scaled_to_prices(
         self, list_prices: Sequence[float], unit_costs: Sequence[float]
     ) -> CampaignConfig:
@@ -238,9 +250,8 @@ class CampaignConfig:
         eco = self.economics
         if eco.list_price is None or eco.unit_cost is None:
             raise ConfigError("scaled_to_prices needs a config that sets list_price and unit_cost")
-        prices = [float(p) for p in list_prices if p == p and p > 0]
         costs = [float(c) for c in unit_costs if c == c and c >= 0]
-        scale = statistics.median(prices) / eco.list_price if prices else 1.0
+        scale = self.price_scale(list_prices)
         salvage = eco.salvage_value * scale
         if costs:
             salvage = min(salvage, eco.salvage_value / eco.unit_cost * min(costs))

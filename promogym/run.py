@@ -195,7 +195,7 @@ def fit_run(
             )
     built_in = config is None
     if config is None:
-        config = CampaignConfig().priced_from_data()
+        config = CampaignConfig()  # priced from the data below, once it is read
     elif not isinstance(config, CampaignConfig):
         config = load_config(config)
     # The run remembers how its history was read (column map, gap policy, categorical
@@ -203,24 +203,19 @@ def fit_run(
     section = config.data.merged(columns, fill_gaps, categorical)
     config = dataclasses.replace(config, data=section)
     history = load_history_with_config(data, config)
+    prices, costs = history.latest("list_price"), history.latest("unit_cost")
     if built_in:
-        demo = CampaignConfig()
-        config = dataclasses.replace(
-            demo.scaled_to_prices(history.latest("list_price"), history.latest("unit_cost")),
-            data=section,
-        )
+        demo = config
+        config = demo.scaled_to_prices(prices, costs)
         if config.economics != demo.priced_from_data().economics:
-            say(_scaled_note(config, demo, history))
+            say(_scaled_note(config, demo, prices))
     if unused := history.unused_note():  # as check-data says
         say(unused)
     from promogym.envs.core import CampaignParams
 
     # Before any fitting: every item needs a list price and a unit cost (config or data).
     CampaignParams.from_config(
-        config,
-        item_list_price=history.latest("list_price"),
-        item_unit_cost=history.latest("unit_cost"),
-        item_ids=history.item_ids,
+        config, item_list_price=prices, item_unit_cost=costs, item_ids=history.item_ids
     )
     if note := _check_config_prices(config, history):
         say(f"warning: {note}")
@@ -433,12 +428,12 @@ WIDE_PRICE_RANGE = 3.0
 money terms serves items of very different prices."""
 
 
-def _scaled_note(config: CampaignConfig, demo: CampaignConfig, history: SalesHistory) -> str:
-    """What :meth:`CampaignConfig.scaled_to_prices` did to the built-in campaign's money."""
+def _scaled_note(config: CampaignConfig, demo: CampaignConfig, prices: np.ndarray) -> str:
+    """What :meth:`CampaignConfig.scaled_to_prices` did to ``demo``'s money terms, for items
+    of latest list prices ``prices``."""
     eco, base = config.economics, demo.economics
-    prices = history.latest("list_price")
     median, low, high = (float(f(prices)) for f in (np.nanmedian, np.nanmin, np.nanmax))
-    scale = eco.order_fixed_cost / base.order_fixed_cost
+    scale = demo.price_scale(prices)
     capped = eco.salvage_value < base.salvage_value * scale - 1e-12
     spread = (
         f"; the items' list prices run from {low:.4g} to {high:.4g}, and one set of money "
