@@ -414,6 +414,7 @@ def test_recommend_cli_and_api_agree(shop: Path, trained: Run) -> None:
         ({"inventory": 500}, "capacity"),
         ({"inventory": 155, "pipeline": [10, 0]}, "plus --pipeline 10 units exceed"),
         ({"pipeline": [0, 40]}, "40 units arriving in 2 periods .inventory.lead_time. would be"),
+        ({"pipeline": [0, 40]}, r"give arrivals in 1..1 period only \(the last of 2 entries 0"),
         ({"inventory": -1}, "must be in"),
         ({"day": 7}, "campaign has 7 periods"),
         ({"config": CampaignConfig()}, "another campaign config"),
