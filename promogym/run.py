@@ -77,7 +77,11 @@ RUN_FORMAT = "promogym-run/1"
 INVENTORY_SCALE_PERIODS = 13
 """Recent periods whose median sales :func:`_check_inventory_scale` compares with capacity."""
 EXTRAPOLATION_MARGIN = 0.025
-"""A recommended discount this far beyond the item's deepest in the history gets a warning."""
+"""A recommended discount this far beyond the item's deepest in the history gets a warning;
+periods within this distance of it count as its evidence (:data:`THIN_EVIDENCE_PERIODS`)."""
+THIN_EVIDENCE_PERIODS = 5
+"""A recommended sale depth with fewer of the item's periods near it whose demand was seen (not
+sold out) gets a warning: the simulator's response there rests on other depths and items."""
 VERSION_PACKAGES = (
     "promogym",
     "torch",
@@ -1231,14 +1235,30 @@ class Run:
     def _evidence(self, discount: float, item_id: str) -> str:
         """:func:`promogym.response.evidence` of the run's check at ``discount`` ("" if none),
         and a warning when ``discount`` is deeper than any in the history the simulator was
-        fitted on (the run's, not the one passed to :meth:`recommend`)."""
+        fitted on (the run's, not the one passed to :meth:`recommend`) or when fewer than
+        :data:`THIN_EVIDENCE_PERIODS` of the item's recorded periods near it saw their demand
+        (sold-out periods say only that demand was at least the stock)."""
+        from promogym.data import unrecorded
+
         bins = self.price_response()
         text = evidence(bins, discount) if bins else ""
-        deepest = float(self.history.item(item_id)["discount"].max())
+        item = self.history.item(item_id)
+        item = item[~unrecorded(item)]
+        deepest = float(item["discount"].max())
+        near = (item["discount"] - discount).abs().to_numpy() <= EXTRAPOLATION_MARGIN
+        seen = int((near & ~item["censored"].to_numpy()).sum())
         if discount > deepest + EXTRAPOLATION_MARGIN:
             text += (
                 f"{'; ' if text else ''}deeper than this item's deepest discount in the fitted "
                 f"history ({deepest:.0%}): the simulator extrapolates its response"
+            )
+        elif discount > 0 and seen < THIN_EVIDENCE_PERIODS:
+            sold_out = int(near.sum()) - seen
+            text += (
+                f"{'; ' if text else ''}this item's fitted history saw its demand near "
+                f"{discount:.0%} off in only {seen} period{'' if seen == 1 else 's'}"
+                + (f" ({sold_out} more sold out)" if sold_out else "")
+                + ": the simulator's response there rests mostly on other depths and items"
             )
         return text
 

@@ -345,6 +345,18 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
         f"; deeper than this item's deepest discount in the fitted history ({deepest:.0%}): "
         "the simulator extrapolates its response"
     )
+    # sku-1's history has 2 periods at 20% off and 1, sold out, at 30%: too few to lean on;
+    # 40% off has 8, none sold out
+    thin = ": the simulator's response there rests mostly on other depths and items"
+    assert trained._evidence(0.2, "sku-1").endswith(
+        f"; this item's fitted history saw its demand near 20% off in only 2 periods{thin}"
+    )
+    assert trained._evidence(0.3, "sku-1").endswith(
+        f"; this item's fitted history saw its demand near 30% off in only 0 periods "
+        f"(1 more sold out){thin}"
+    )
+    assert trained._evidence(0.4, "sku-1") == evidence(trained.price_response(), 0.4)
+    assert trained._evidence(0.0, "sku-1") == evidence(trained.price_response(), 0.0)
     by_ppo = trained.recommend(history, "sku-1", 60, [40, 0], agent="ppo", episodes=8)
     assert by_ppo.agent == "ppo" and by_ppo.discount in CONFIG.campaign.discounts
     assert by_ppo.stock_lot is None
