@@ -41,7 +41,7 @@ from promogym.config import CampaignConfig
 from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.core import CampaignParams, initial_state
 from promogym.envs.forecaster_demand import ForecasterDemand
-from promogym.forecasters.transformer import TransformerConfig, fit_forecaster
+from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, TransformerConfig, fit_forecaster
 from promogym.io import atomic_write_text
 
 ELASTICITY = 2.5
@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--bases",
+        type=Path,
+        default=None,
+        help="directory laid out as forecasters/weights (base/, base_log_normal/) whose bases "
+        "the variants fine-tune (default: the shipped ones)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "bench_elastic_shop.json"
     )
     args = parser.parse_args(argv)
@@ -156,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, seed in specs:
             config = dataclasses.replace(TransformerConfig(seed=seed), **VARIANTS[name])
             started = time.perf_counter()
-            model = fit_forecaster(history, config, from_scratch=name == "scratch")
+            base_dir = BASE_WEIGHTS_DIRS[config.likelihood]
+            if args.bases is not None:
+                base_dir = args.bases / base_dir.name
+            model = fit_forecaster(
+                history, config, from_scratch=name == "scratch", base_dir=base_dir
+            )
             lift, contexts = average_lifts(model, history)
             error = lift / truth - 1.0
             rows.append(
@@ -196,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     results = {
         "machine": {"platform": platform.platform(), "threads": args.threads},
+        "bases": str(args.bases) if args.bases is not None else "shipped",
         "ladder": list(LADDER),
         "true_lift": truth.round(4).tolist(),
         "runs": rows,

@@ -176,13 +176,18 @@ TFT_LN_SETTINGS: dict[str, Any] = {
 
 
 def make_model(
-    name: str, seed: int, lgbm: dict[str, Any] | None = None, tft: dict[str, Any] | None = None
+    name: str,
+    seed: int,
+    lgbm: dict[str, Any] | None = None,
+    tft: dict[str, Any] | None = None,
+    bases: Path | None = None,
 ) -> Forecaster:
     """A fresh forecaster for ``name`` (one of :data:`MODEL_NAMES`).
 
     ``lgbm`` overrides :data:`LGBM_SETTINGS` (keys of ``LightGBMForecaster``; ``params`` merge);
     ``tft`` overrides :data:`TFT_SETTINGS` (keys of ``TransformerConfig``; for ``tft-ln*``
-    after :data:`TFT_LN_SETTINGS`).
+    after :data:`TFT_LN_SETTINGS`). ``bases``: a directory laid out as the shipped
+    ``forecasters/weights`` (default: that one), whose bases the transformers fine-tune.
     """
     if name == "snaive":
         from promogym.forecasters.baselines import SeasonalNaive
@@ -198,14 +203,23 @@ def make_model(
         from promogym.forecasters.ensemble import EnsembleForecaster
 
         weights = ENSEMBLES[name]
-        members = [make_model(m, seed, lgbm, tft) for m in weights]
+        members = [make_model(m, seed, lgbm, tft, bases) for m in weights]
         return EnsembleForecaster(members, list(weights.values()))
     if name in ("tft", "tft-scratch", "tft-ln", "tft-ln-scratch"):
-        from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
+        from promogym.forecasters.transformer import (
+            BASE_WEIGHTS_DIRS,
+            TransformerConfig,
+            TransformerForecaster,
+        )
 
         log_normal = TFT_LN_SETTINGS if name.startswith("tft-ln") else {}
         config = TransformerConfig(seed=seed, **{**TFT_SETTINGS, **log_normal, **(tft or {})})
-        return TransformerForecaster(config, from_scratch=name.endswith("-scratch"))
+        base_dir = BASE_WEIGHTS_DIRS[config.likelihood]
+        if bases is not None:
+            base_dir = bases / base_dir.name
+        return TransformerForecaster(
+            config, from_scratch=name.endswith("-scratch"), base_dir=base_dir
+        )
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
@@ -331,6 +345,7 @@ def run_model(
     log: Callable[[str], None],
     lgbm: dict[str, Any] | None = None,
     tft: dict[str, Any] | None = None,
+    bases: Path | None = None,
 ) -> dict[str, Any]:
     """Fit and forecast every round with a fresh model; metrics, timings and per-round MAPE
     (and, under ``"rows"``, each round's scored rows: actuals beside the forecasts)."""
@@ -338,7 +353,7 @@ def run_model(
     for i in range(rounds):
         train_end, weeks = round_weeks(i, shift)
         history, future, actual = split_round(full, train_end)
-        model = make_model(name, seed, lgbm, tft)
+        model = make_model(name, seed, lgbm, tft, bases)
         t0 = time.perf_counter()
         model.fit(history)
         t1 = time.perf_counter()
@@ -455,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="the store's other brands' promotions as covariates (RIVAL_COLUMNS; default on)",
     )
+    parser.add_argument(
+        "--bases",
+        type=Path,
+        default=None,
+        help="directory laid out as forecasters/weights (base/, base_log_normal/) whose bases "
+        "the transformers fine-tune (default: the shipped ones)",
+    )
     parser.add_argument("--update-readme", action="store_true", help="write the table into README")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -491,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 print,
                 {"num_threads": args.threads, **(args.lgbm or {})},
                 args.tft,
+                args.bases,
             )
         except Exception as exc:  # a model that fails is reported, the others still run
             traceback.print_exc()
@@ -521,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         "published_mape": PUBLISHED,
         "lgbm_settings": {**LGBM_SETTINGS, **(args.lgbm or {})},
         "tft_settings": {**TFT_SETTINGS, **(args.tft or {})},
+        "bases": str(args.bases) if args.bases is not None else "shipped",
         "models": results,
         "table": markdown,
     }
