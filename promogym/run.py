@@ -80,8 +80,10 @@ EXTRAPOLATION_MARGIN = 0.025
 """A recommended discount this far beyond the item's deepest in the history gets a warning;
 periods within this distance of it count as its evidence (:data:`THIN_EVIDENCE_PERIODS`)."""
 THIN_EVIDENCE_PERIODS = 5
-"""A recommended sale depth with fewer of the item's periods near it whose demand was seen (not
-sold out) gets a warning: the simulator's response there rests on other depths and items."""
+"""A recommended sale depth with fewer of the item's recorded periods within
+:data:`EXTRAPOLATION_MARGIN` of it whose demand was seen (not sold out) gets a warning: the
+simulator's response there rests on other depths and items. It counts periods, not separate
+sales: one 5-day sale on a daily shop is enough, where a weekly shop needs five sale weeks."""
 VERSION_PACKAGES = (
     "promogym",
     "torch",
@@ -1245,7 +1247,8 @@ class Run:
         item = self.history.item(item_id)
         item = item[~unrecorded(item)]
         deepest = float(item["discount"].max())
-        near = (item["discount"] - discount).abs().to_numpy() <= EXTRAPOLATION_MARGIN
+        # the tolerance keeps a row exactly the margin away inside (0.2 vs 0.175000...04)
+        near = (item["discount"] - discount).abs().to_numpy() <= EXTRAPOLATION_MARGIN + 1e-9
         seen = int((near & ~item["censored"].to_numpy()).sum())
         if discount > deepest + EXTRAPOLATION_MARGIN:
             text += (
@@ -1254,11 +1257,20 @@ class Run:
             )
         elif discount > 0 and seen < THIN_EVIDENCE_PERIODS:
             sold_out = int(near.sum()) - seen
+            where = (
+                f"period{'' if seen == 1 else 's'} within {100 * EXTRAPOLATION_MARGIN:g} points "
+                f"of {discount:.0%} off in this item's fitted history"
+            )
             text += (
-                f"{'; ' if text else ''}this item's fitted history saw its demand near "
-                f"{discount:.0%} off in only {seen} period{'' if seen == 1 else 's'}"
-                + (f" ({sold_out} more sold out)" if sold_out else "")
-                + ": the simulator's response there rests mostly on other depths and items"
+                ("; " if text else "")
+                + (f"no {where}" if seen == 0 else f"only {seen} {where}")
+                + " showed the full demand"
+                + (
+                    f" ({sold_out} sold out, showing only that it reached the stock)"
+                    if sold_out
+                    else ""
+                )
+                + ": the simulator's lift there rests mostly on other depths and items"
             )
         return text
 

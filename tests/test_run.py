@@ -347,13 +347,12 @@ def test_recommend_fields(shop: Path, trained: Run) -> None:
     )
     # sku-1's history has 2 periods at 20% off and 1, sold out, at 30%: too few to lean on;
     # 40% off has 8, none sold out
-    thin = ": the simulator's response there rests mostly on other depths and items"
-    assert trained._evidence(0.2, "sku-1").endswith(
-        f"; this item's fitted history saw its demand near 20% off in only 2 periods{thin}"
-    )
+    thin = ": the simulator's lift there rests mostly on other depths and items"
+    where = "within 2.5 points of {} off in this item's fitted history showed the full demand"
+    assert trained._evidence(0.2, "sku-1").endswith(f"; only 2 periods {where.format('20%')}{thin}")
     assert trained._evidence(0.3, "sku-1").endswith(
-        f"; this item's fitted history saw its demand near 30% off in only 0 periods "
-        f"(1 more sold out){thin}"
+        f"; no periods {where.format('30%')} (1 sold out, showing only that it reached the "
+        f"stock){thin}"
     )
     assert trained._evidence(0.4, "sku-1") == evidence(trained.price_response(), 0.4)
     assert trained._evidence(0.0, "sku-1") == evidence(trained.price_response(), 0.0)
