@@ -41,7 +41,13 @@ from promogym.config import CampaignConfig
 from promogym.data import SalesHistory, history_from_frame
 from promogym.envs.core import CampaignParams, initial_state
 from promogym.envs.forecaster_demand import ForecasterDemand
-from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, TransformerConfig, fit_forecaster
+from promogym.errors import ConfigError
+from promogym.forecasters.transformer import (
+    TransformerConfig,
+    base_dirs,
+    fit_forecaster,
+    weights_digest,
+)
 from promogym.io import atomic_write_text
 
 ELASTICITY = 2.5
@@ -146,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path(__file__).parent / "results" / "bench_elastic_shop.json"
     )
     args = parser.parse_args(argv)
+    try:
+        bases = base_dirs(args.bases)
+    except ConfigError as exc:
+        parser.error(f"--bases {exc}")
     torch.set_num_threads(args.threads)
     truth = (1.0 - np.array(LADDER)) ** -ELASTICITY
     print(f"true lift at {LADDER[1:]}: {np.round(truth[1:], 2).tolist()}")
@@ -163,11 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, seed in specs:
             config = dataclasses.replace(TransformerConfig(seed=seed), **VARIANTS[name])
             started = time.perf_counter()
-            base_dir = BASE_WEIGHTS_DIRS[config.likelihood]
-            if args.bases is not None:
-                base_dir = args.bases / base_dir.name
             model = fit_forecaster(
-                history, config, from_scratch=name == "scratch", base_dir=base_dir
+                history, config, from_scratch=name == "scratch", base_dir=bases[config.likelihood]
             )
             lift, contexts = average_lifts(model, history)
             error = lift / truth - 1.0
@@ -208,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     results = {
         "machine": {"platform": platform.platform(), "threads": args.threads},
-        "bases": str(args.bases) if args.bases is not None else "shipped",
+        "bases": {
+            name: {"dir": str(d), "weights_sha256": weights_digest(d)} for name, d in bases.items()
+        },
         "ladder": list(LADDER),
         "true_lift": truth.round(4).tolist(),
         "runs": rows,

@@ -52,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oj_data import date_to_week, load_oj, week_to_date  # noqa: E402
 
 from promogym.data import SalesHistory  # noqa: E402
+from promogym.errors import ConfigError  # noqa: E402
 from promogym.forecasters.base import Forecaster  # noqa: E402
 from promogym.forecasters.baselines import extra_numeric_columns, quantile_column  # noqa: E402
+from promogym.forecasters.transformer import base_dirs, weights_digest  # noqa: E402
 from promogym.io import atomic_write_text  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -180,14 +182,14 @@ def make_model(
     seed: int,
     lgbm: dict[str, Any] | None = None,
     tft: dict[str, Any] | None = None,
-    bases: Path | None = None,
+    bases: dict[str, Path] | None = None,
 ) -> Forecaster:
     """A fresh forecaster for ``name`` (one of :data:`MODEL_NAMES`).
 
     ``lgbm`` overrides :data:`LGBM_SETTINGS` (keys of ``LightGBMForecaster``; ``params`` merge);
     ``tft`` overrides :data:`TFT_SETTINGS` (keys of ``TransformerConfig``; for ``tft-ln*``
-    after :data:`TFT_LN_SETTINGS`). ``bases``: a directory laid out as the shipped
-    ``forecasters/weights`` (default: that one), whose bases the transformers fine-tune.
+    after :data:`TFT_LN_SETTINGS`). ``bases``: each likelihood's base directory, as
+    :func:`~promogym.forecasters.transformer.base_dirs` (default: the shipped ones).
     """
     if name == "snaive":
         from promogym.forecasters.baselines import SeasonalNaive
@@ -206,17 +208,11 @@ def make_model(
         members = [make_model(m, seed, lgbm, tft, bases) for m in weights]
         return EnsembleForecaster(members, list(weights.values()))
     if name in ("tft", "tft-scratch", "tft-ln", "tft-ln-scratch"):
-        from promogym.forecasters.transformer import (
-            BASE_WEIGHTS_DIRS,
-            TransformerConfig,
-            TransformerForecaster,
-        )
+        from promogym.forecasters.transformer import TransformerConfig, TransformerForecaster
 
         log_normal = TFT_LN_SETTINGS if name.startswith("tft-ln") else {}
         config = TransformerConfig(seed=seed, **{**TFT_SETTINGS, **log_normal, **(tft or {})})
-        base_dir = BASE_WEIGHTS_DIRS[config.likelihood]
-        if bases is not None:
-            base_dir = bases / base_dir.name
+        base_dir = (bases or base_dirs())[config.likelihood]
         return TransformerForecaster(
             config, from_scratch=name.endswith("-scratch"), base_dir=base_dir
         )
@@ -345,7 +341,7 @@ def run_model(
     log: Callable[[str], None],
     lgbm: dict[str, Any] | None = None,
     tft: dict[str, Any] | None = None,
-    bases: Path | None = None,
+    bases: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Fit and forecast every round with a fresh model; metrics, timings and per-round MAPE
     (and, under ``"rows"``, each round's scored rows: actuals beside the forecasts)."""
@@ -485,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {m!r}; choose from {', '.join(MODEL_NAMES)}")
     if not 1 <= args.rounds <= N_ROUNDS:
         parser.error(f"--rounds must be 1..{N_ROUNDS}")
+    try:
+        bases = base_dirs(args.bases)
+    except ConfigError as exc:
+        parser.error(f"--bases {exc}")
     shift = SPLIT_SHIFTS[args.split]
     out = args.out or RESULTS_DIR / (
         "bench_oj.json" if args.split == "test" else f"bench_oj_{args.split}.json"
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 print,
                 {"num_threads": args.threads, **(args.lgbm or {})},
                 args.tft,
-                args.bases,
+                bases,
             )
         except Exception as exc:  # a model that fails is reported, the others still run
             traceback.print_exc()
@@ -544,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         "published_mape": PUBLISHED,
         "lgbm_settings": {**LGBM_SETTINGS, **(args.lgbm or {})},
         "tft_settings": {**TFT_SETTINGS, **(args.tft or {})},
-        "bases": str(args.bases) if args.bases is not None else "shipped",
+        "bases": {
+            name: {"dir": str(d), "weights_sha256": weights_digest(d)} for name, d in bases.items()
+        },
         "models": results,
         "table": markdown,
     }

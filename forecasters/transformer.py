@@ -1920,6 +1920,30 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def base_dirs(root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Each likelihood's base directory: the shipped ones (:data:`BASE_WEIGHTS_DIRS`), or,
+    with ``root``, those under it laid out as ``forecasters/weights`` (``base/``,
+    ``base_log_normal/``). Raises :class:`ConfigError` naming a missing one."""
+    if root is None:
+        return dict(BASE_WEIGHTS_DIRS)
+    dirs = {name: Path(root) / d.name for name, d in BASE_WEIGHTS_DIRS.items()}
+    for d in dirs.values():
+        if not (d / WEIGHTS_FILE).is_file():
+            raise ConfigError(
+                f"{root}: no saved base in {d.name}/; lay it out as forecasters/weights "
+                f"({', '.join(x.name + '/' for x in BASE_WEIGHTS_DIRS.values())})"
+            )
+    return dirs
+
+
+def weights_digest(directory: str | os.PathLike[str]) -> str:
+    """The first 16 hex digits of the SHA-256 of a saved forecaster's ``model.safetensors``:
+    which weights a benchmark used (a base directory's files change between commits)."""
+    import hashlib
+
+    return hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+
+
 def fit_forecaster(
     history: SalesHistory,
     config: TransformerConfig | None = None,

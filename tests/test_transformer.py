@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -1200,3 +1201,15 @@ def test_dispersion_calibration_counts_sold_out_periods_by_their_sales() -> None
     # Unknown stock (inf): the plain calibration, unchanged.
     inf = torch.full_like(mean, math.inf)
     assert calibrate_dispersion(mean, disp, demand, inf) == calibrate_dispersion(mean, disp, demand)
+
+
+def test_base_dirs_finds_a_weights_layout(tmp_path: Path) -> None:
+    from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, base_dirs, weights_digest
+
+    assert base_dirs() == BASE_WEIGHTS_DIRS
+    with pytest.raises(ConfigError, match="no saved base in base/"):
+        base_dirs(tmp_path)
+    for name, shipped in BASE_WEIGHTS_DIRS.items():
+        shutil.copytree(shipped, tmp_path / shipped.name)
+        assert weights_digest(tmp_path / shipped.name) == weights_digest(shipped), name
+    assert base_dirs(tmp_path) == {n: tmp_path / d.name for n, d in BASE_WEIGHTS_DIRS.items()}
