@@ -13,10 +13,9 @@
 Budget: about 10 minutes of stages on 2 idle CPU cores with the defaults, plus about 2.5
 minutes of set-up for ``make demo``. Measured from fresh clones on 2026-12-01 (1M PPO steps):
 8 min 49 s to 11 min 42 s of stages in seven runs (fit 92-106 s, train 386-527 s, evaluate
-28-37 s, recommend 22-31 s). The last run (with the base
-shipped since the sixteenth session): planner 97.2% of the DP optimum on sku-0, PPO 91.4%
-(seventeenth session; 91.7% before its change to the first observation), best rule (periodic
-flash sale) 87.5%.
+28-37 s, recommend 22-31 s). The last run (2026-12-02, with the base shipped since the
+eighteenth session): planner 98.5% of the DP optimum on sku-0, PPO 94.2% (97.2% and 91.4%
+with the previous base), best rule (periodic flash sale) 87.5%.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ with wide ranges) run under randomised behaviour policies
 (:func:`promogym.simulate.simulate_history`): daily and weekly series, levels from about 0.5 to
 500 units per period, elasticities 0.3-4, weekly and yearly seasonality, flash-sale urgency and
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
-capacities tight enough that some promotions sell out (censored periods). Every draw comes from
+capacities tight enough that some promotions sell out (censored periods). A share
+:data:`PLAIN_MARKET_SHARE` of the markets has no promotion effect beyond the price (no
+urgency, no dip), so the base does not expect every sale to start with a jump. Every draw comes from
 one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same weights on
 the same kind of CPU with the same thread count and library versions (recorded in the saved
 ``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by rounding (the
@@ -27,7 +29,12 @@ import numpy as np
 import torch
 
 from promogym.config import CampaignConfig
-from promogym.envs.market import ReferenceMarket, day_numbers, random_market_params
+from promogym.envs.market import (
+    MarketParams,
+    ReferenceMarket,
+    day_numbers,
+    random_market_params,
+)
 from promogym.forecasters.transformer import (
     Progress,
     SeriesData,
@@ -39,6 +46,8 @@ from promogym.forecasters.transformer import (
 from promogym.simulate import BehaviourPolicy, simulate_history
 
 ITEMS_PER_MARKET = 8
+PLAIN_MARKET_SHARE = 1 / 3
+"""Share of the corpus' markets whose demand answers the price alone (urgency and dip 0)."""
 LADDERS = (
     (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
     (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
@@ -62,11 +71,12 @@ BASE_CONFIG = TransformerConfig(
 """The shipped base's settings (``promogym pretrain`` defaults)."""
 
 
-def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame, freq)
-    """One random market and its simulated history frame."""
+def _market_params(rng: np.random.Generator) -> tuple[MarketParams, str, int, float]:
+    """One random market's items, frequency, length in periods and demand level."""
     freq = "D" if rng.random() < 0.6 else "W"
     periods = int(rng.integers(240, 731)) if freq == "D" else int(rng.integers(100, 209))
     level = math.exp(rng.uniform(math.log(0.5), math.log(500.0)))
+    plain = bool(rng.random() < PLAIN_MARKET_SHARE)
     params = random_market_params(
         ITEMS_PER_MARKET,
         rng,
@@ -74,13 +84,19 @@ def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame
         elasticity=(0.3, 4.0),
         weekly_strength=(0.0, 0.6),
         yearly_amplitude=(0.0, 0.5),
-        urgency=(0.0, 1.5),
+        urgency=(0.0, 0.0) if plain else (0.0, 1.5),
         urgency_decay=(0.2, 0.9),
-        dip=(0.0, 0.4),
+        dip=(0.0, 0.0) if plain else (0.0, 0.4),
         dispersion=(1.0, 50.0),
         list_price=(2.0, 50.0),
         cost_ratio=(0.3, 0.7),
     )
+    return params, freq, periods, level
+
+
+def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame, freq)
+    """One random market and its simulated history frame."""
+    params, freq, periods, level = _market_params(rng)
     ladder = LADDERS[int(rng.integers(len(LADDERS)))]
     # Shelf room from ~3 to ~30 periods of the biggest item's regular demand: tight shelves
     # make promotions sell out, which is what teaches the model to ignore censored periods.
@@ -239,6 +255,7 @@ def pretrain(
             "train_windows": int(train_idx.shape[0]),
             "validation_windows": int(val_idx.shape[0]),
             "daily_share": round(float(data.daily.mean()), 3),
+            "plain_market_share": round(PLAIN_MARKET_SHARE, 4),
             "censored_share": round(
                 float(
                     (

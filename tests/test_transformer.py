@@ -1203,6 +1203,17 @@ def test_dispersion_calibration_counts_sold_out_periods_by_their_sales() -> None
     assert calibrate_dispersion(mean, disp, demand, inf) == calibrate_dispersion(mean, disp, demand)
 
 
+def test_corpus_has_markets_without_promotion_effects() -> None:
+    from promogym.forecasters.corpus import PLAIN_MARKET_SHARE, _market_params
+
+    rng = np.random.default_rng(0)
+    markets = [_market_params(rng)[0] for _ in range(90)]
+    plain = [bool(np.all(m.urgency == 0) and np.all(m.dip == 0)) for m in markets]
+    # about a third answer the price alone; the others have a sale-start jump on every item
+    assert abs(np.mean(plain) - PLAIN_MARKET_SHARE) < 0.12
+    assert all(np.all(m.urgency > 0) for m, p in zip(markets, plain, strict=True) if not p)
+
+
 def test_base_dirs_finds_a_weights_layout(tmp_path: Path) -> None:
     from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, base_dirs, weights_digest
 
