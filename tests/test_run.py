@@ -59,6 +59,35 @@ def test_run_directory_round_trip(shop: Path, trained: Run) -> None:
     assert not list(path.parent.glob(".run.*"))  # no temp directories left
 
 
+def test_evidence_counts_only_periods_that_showed_the_demand(trained: Run) -> None:
+    """Sold-out and unrecorded (stock 0) periods do not count; an unknown stock does."""
+    from promogym.data import history_from_frame
+
+    price, stock, units = [20.0] * 30, [100.0] * 30, [10] * 30
+    for k, s in ((3, 100.0), (6, 5.0), (9, 0.0)):  # 20% off: seen, sold out, unrecorded
+        price[k], stock[k], units[k] = 16.0, s, min(10, int(s))
+    for k in (12, 15, 18, 21, 24):  # 40% off, stock unknown: five periods seen
+        price[k], stock[k] = 12.0, math.nan
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=30),
+            "item_id": "sku-1",
+            "units_sold": units,
+            "price": price,
+            "list_price": 20.0,
+            "stock": stock,
+        }
+    )
+    run = Run(trained.path, trained.config, trained.info)
+    run.__dict__["history"] = history_from_frame(frame)  # the cached property, replaced
+    assert run._evidence(0.2, "sku-1").endswith(
+        "; only 1 period within 2.5 points of 20% off in this item's fitted history showed the "
+        "full demand (1 sold out, showing only that it reached the stock): the simulator's "
+        "lift there rests mostly on other depths and items"
+    )
+    assert run._evidence(0.4, "sku-1") == evidence(run.price_response(), 0.4)
+
+
 def test_fit_refuses_existing_run_and_leaves_nothing_on_failure(shop: Path, trained: Run) -> None:
     with pytest.raises(PromogymInputError, match="already exists"):
         fit_run(shop / "history.csv", shop / "run", CONFIG, forecaster_config=TINY_FORECASTER)
