@@ -7,12 +7,12 @@ with wide ranges) run under randomised behaviour policies
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
 capacities tight enough that some promotions sell out (censored periods). A share
 :data:`PLAIN_MARKET_SHARE` of the markets has no promotion effect beyond the price (no
-urgency, no dip), so the base does not expect every sale to start with a jump. Every draw comes from
-one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same weights on
-the same kind of CPU with the same thread count and library versions (recorded in the saved
-``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by rounding (the
-log-normal base rebuilt on another machine: relative differences about 1e-6, the same losses
-to 8 digits).
+urgency, no dip), so the base does not expect every sale to start with a jump. Every draw
+comes from one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same
+weights on the same kind of CPU with the same thread count and library versions (recorded in
+the saved ``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by
+rounding (the log-normal base rebuilt on another machine: relative differences about 1e-6,
+the same losses to 8 digits).
 """
 
 from __future__ import annotations
