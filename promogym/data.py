@@ -127,8 +127,13 @@ warns: the simulator cannot set promotions apart from discounts."""
 
 PROMO_MISMATCH_NOTE = (
     " (the simulator cannot set promotions apart from discounts: it treats a discount as a "
-    "promotion as often as the history did at that depth; a list_price column with the regular "
-    "price, so that discounts mark promotions, makes them one decision)"
+    "promotion as often as the history did at that depth{})"
+)
+"""Appended to :meth:`SalesHistory.describe`'s promo line below :data:`PROMO_AGREEMENT_MIN`;
+``{}`` holds :data:`LIST_PRICE_HINT` when the history gave no list price."""
+LIST_PRICE_HINT = (
+    "; a list_price column with the regular price, so that discounts mark promotions, makes "
+    "them one decision"
 )
 
 
@@ -145,6 +150,9 @@ class SalesHistory:
         dropped_rows: rows removed by ``fill_gaps="drop"``.
         ignored_columns: columns of the source that the contract did not use (neither a
             contract column, after the column map, nor a named categorical one).
+        list_price_given: whether the source gave list prices (a ``list_price`` column with
+            at least one value) rather than leaving them to the running maximum of ``price``;
+            ``None`` when not known (a history built from a canonical frame in Python).
     """
 
     frame: pd.DataFrame
@@ -155,6 +163,7 @@ class SalesHistory:
     dropped_rows: int = 0
     gap_policy: str | None = None
     ignored_columns: tuple[str, ...] = ()
+    list_price_given: bool | None = None
 
     @property
     def item_ids(self) -> list[str]:
@@ -257,7 +266,11 @@ class SalesHistory:
             f"date range      {s['start']} .. {s['end']}",
             f"promo share     {s['promo_share']:.1%}",
             f"promo agrees    with discount > 0 on {s['promo_is_discount_share']:.1%} of rows"
-            + (PROMO_MISMATCH_NOTE if s["promo_is_discount_share"] < PROMO_AGREEMENT_MIN else ""),
+            + (
+                PROMO_MISMATCH_NOTE.format("" if self.list_price_given else LIST_PRICE_HINT)
+                if s["promo_is_discount_share"] < PROMO_AGREEMENT_MIN
+                else ""
+            ),
             f"censored share  {s['censored_share']:.1%} "
             f"(stock known on {_share(s['stock_known_share'])} of rows)",
             f"unit cost known {_share(s['unit_cost_known_share'])} of rows, for "
@@ -801,6 +814,7 @@ def _build(
         dropped_rows=dropped,
         gap_policy=fill_gaps if filled or dropped else None,
         ignored_columns=ignored,
+        list_price_given=bool(np.isfinite(given).any()),
     )
 
 

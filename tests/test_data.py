@@ -611,6 +611,20 @@ def test_check_data_summary(tmp_path: Path) -> None:
     assert "promo agrees    with discount > 0 on 66.7% of rows (the simulator cannot " in (
         out.stdout
     )
+    assert "a list_price column with the regular price" in out.stdout  # none was given
+    # With list prices given, the promo flag differs from the discount on purpose: no hint.
+    deals = csv_text(
+        "2024-01-01,a,3,10,0,10",
+        "2024-01-02,a,4,9,0,10",
+        "2024-01-03,a,9,8,1,10",
+        header=HEADER + ",promo,list_price",
+    )
+    out = CliRunner().invoke(app, ["check-data", "--data", str(write(tmp_path, "l.csv", deals))])
+    assert "on 66.7% of rows (the simulator cannot set promotions apart from discounts: it " in (
+        out.stdout
+    )
+    assert "as often as the history did at that depth)" in out.stdout
+    assert "list_price column" not in out.stdout
 
 
 def test_config_data_section_sets_defaults_and_options_win(tmp_path: Path) -> None:
