@@ -130,6 +130,7 @@ def training_history(run: Run, holdout_periods: int) -> Any:
         freq=history.freq,
         source=f"{history.source} (before {str(cutoff)[:10]})",
         categorical=history.categorical,
+        list_price_given=history.list_price_given,
     )
 
 

@@ -150,9 +150,10 @@ class SalesHistory:
         dropped_rows: rows removed by ``fill_gaps="drop"``.
         ignored_columns: columns of the source that the contract did not use (neither a
             contract column, after the column map, nor a named categorical one).
-        list_price_given: whether the source gave list prices (a ``list_price`` column with
-            at least one value) rather than leaving them to the running maximum of ``price``;
-            ``None`` when not known (a history built from a canonical frame in Python).
+        list_price_given: whether the source gave a list price on every row (rather than
+            leaving some to the running maximum of ``price``); ``None`` for a history built
+            with ``SalesHistory(...)`` directly. A run's saved canonical history has one on
+            every row, so reloaded it counts as given.
     """
 
     frame: pd.DataFrame
@@ -814,7 +815,7 @@ def _build(
         dropped_rows=dropped,
         gap_policy=fill_gaps if filled or dropped else None,
         ignored_columns=ignored,
-        list_price_given=bool(np.isfinite(given).any()),
+        list_price_given=bool(np.isfinite(given).all()),
     )
 
 

@@ -625,6 +625,10 @@ def test_check_data_summary(tmp_path: Path) -> None:
     )
     assert "as often as the history did at that depth)" in out.stdout
     assert "list_price column" not in out.stdout
+    # A list_price column left blank on some rows: those fall back to the running maximum.
+    partly = deals.replace("2024-01-02,a,4,9,0,10", "2024-01-02,a,4,9,0,")
+    out = CliRunner().invoke(app, ["check-data", "--data", str(write(tmp_path, "m.csv", partly))])
+    assert "a list_price column with the regular price" in out.stdout
 
 
 def test_config_data_section_sets_defaults_and_options_win(tmp_path: Path) -> None:
