@@ -130,7 +130,7 @@ PROMO_MISMATCH_NOTE = (
     "promotion as often as the history did at that depth{})"
 )
 """Appended to :meth:`SalesHistory.describe`'s promo line below :data:`PROMO_AGREEMENT_MIN`;
-``{}`` holds :data:`LIST_PRICE_HINT` when the history gave no list price."""
+``{}`` holds :data:`LIST_PRICE_HINT` unless the history gave a list price on every row."""
 LIST_PRICE_HINT = (
     "; a list_price column with the regular price, so that discounts mark promotions, makes "
     "them one decision"
