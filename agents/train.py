@@ -117,20 +117,17 @@ def holdout_cutoff(run: Run, holdout_periods: int) -> pd.Timestamp | None:
 
 
 def training_history(run: Run, holdout_periods: int) -> Any:
-    """The run's history before :func:`holdout_cutoff` (training starts)."""
-    from promogym.data import SalesHistory
-
+    """The run's history before :func:`holdout_cutoff` (training starts); every other field
+    of the run's history is kept."""
     history = run.history
     frame = history.frame
     cutoff = holdout_cutoff(run, holdout_periods)
     if cutoff is None:
         return history
-    return SalesHistory(
+    return dataclasses.replace(
+        history,
         frame=frame[frame["date"] < cutoff].reset_index(drop=True),
-        freq=history.freq,
         source=f"{history.source} (before {str(cutoff)[:10]})",
-        categorical=history.categorical,
-        list_price_given=history.list_price_given,
     )
 
 
