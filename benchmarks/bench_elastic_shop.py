@@ -46,7 +46,7 @@ from promogym.forecasters.transformer import (
     TransformerConfig,
     base_dirs,
     fit_forecaster,
-    weights_digest,
+    weights_record,
 )
 from promogym.io import atomic_write_text
 
@@ -215,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     results = {
         "machine": {"platform": platform.platform(), "threads": args.threads},
-        "bases": {
-            name: {"dir": str(d), "weights_sha256": weights_digest(d)} for name, d in bases.items()
-        },
+        "bases": {name: weights_record(d) for name, d in bases.items()},
         "ladder": list(LADDER),
         "true_lift": truth.round(4).tolist(),
         "runs": rows,

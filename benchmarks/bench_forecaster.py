@@ -56,7 +56,7 @@ from promogym.forecasters.transformer import (
     TransformerForecaster,
     build_network,
     series_from_frame,
-    weights_digest,
+    weights_record,
 )
 from promogym.io import atomic_write_text
 from promogym.simulate import simulate_history
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         except (PromogymInputError, TypeError, ValueError) as exc:
             parser.error(f"--set {item}: {exc}")
     results["config"] = config.to_dict()
-    results["base"] = {"dir": str(args.base), "weights_sha256": weights_digest(args.base)}
+    results["base"] = weights_record(args.base)
     if args.skip_fidelity:  # speed only: base weights, item rows initialised as fine-tuning does
         tuned = TransformerForecaster(config, base_dir=args.base)
         base = TransformerForecaster.load(args.base)

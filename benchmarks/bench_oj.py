@@ -55,7 +55,7 @@ from promogym.data import SalesHistory  # noqa: E402
 from promogym.errors import ConfigError  # noqa: E402
 from promogym.forecasters.base import Forecaster  # noqa: E402
 from promogym.forecasters.baselines import extra_numeric_columns, quantile_column  # noqa: E402
-from promogym.forecasters.transformer import base_dirs, weights_digest  # noqa: E402
+from promogym.forecasters.transformer import base_dirs, weights_record  # noqa: E402
 from promogym.io import atomic_write_text  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -544,9 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         "published_mape": PUBLISHED,
         "lgbm_settings": {**LGBM_SETTINGS, **(args.lgbm or {})},
         "tft_settings": {**TFT_SETTINGS, **(args.tft or {})},
-        "bases": {
-            name: {"dir": str(d), "weights_sha256": weights_digest(d)} for name, d in bases.items()
-        },
+        "bases": {name: weights_record(d) for name, d in bases.items()},
         "models": results,
         "table": markdown,
     }

@@ -1936,12 +1936,14 @@ def base_dirs(root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     return dirs
 
 
-def weights_digest(directory: str | os.PathLike[str]) -> str:
-    """The first 16 hex digits of the SHA-256 of a saved forecaster's ``model.safetensors``:
-    which weights a benchmark used (a base directory's files change between commits)."""
+def weights_record(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """Which weights a benchmark used (a base directory's files change between commits):
+    ``{"dir": directory, "weights_sha256": the first 16 hex digits of the SHA-256 of its
+    model.safetensors}``."""
     import hashlib
 
-    return hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+    return {"dir": str(directory), "weights_sha256": digest}
 
 
 def fit_forecaster(

@@ -1215,12 +1215,14 @@ def test_corpus_has_markets_without_promotion_effects() -> None:
 
 
 def test_base_dirs_finds_a_weights_layout(tmp_path: Path) -> None:
-    from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, base_dirs, weights_digest
+    from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, base_dirs, weights_record
 
     assert base_dirs() == BASE_WEIGHTS_DIRS
     with pytest.raises(ConfigError, match="no saved base in base/"):
         base_dirs(tmp_path)
     for name, shipped in BASE_WEIGHTS_DIRS.items():
         shutil.copytree(shipped, tmp_path / shipped.name)
-        assert weights_digest(tmp_path / shipped.name) == weights_digest(shipped), name
+        copy, original = weights_record(tmp_path / shipped.name), weights_record(shipped)
+        assert copy["weights_sha256"] == original["weights_sha256"], name
+        assert copy["dir"] == str(tmp_path / shipped.name) and len(copy["weights_sha256"]) == 16
     assert base_dirs(tmp_path) == {n: tmp_path / d.name for n, d in BASE_WEIGHTS_DIRS.items()}
