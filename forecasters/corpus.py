@@ -94,8 +94,11 @@ def _market_params(rng: np.random.Generator) -> tuple[MarketParams, str, int, fl
     return params, freq, periods, level
 
 
-def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame, freq)
-    """One random market and its simulated history frame."""
+def _market_frame(  # noqa: ANN202 - (frame, freq)
+    rng: np.random.Generator, seed: int, with_demand: bool = False
+):
+    """One random market and its simulated history frame (with a ``demand`` column if
+    ``with_demand``)."""
     params, freq, periods, level = _market_params(rng)
     ladder = LADDERS[int(rng.integers(len(LADDERS)))]
     # Shelf room from ~3 to ~30 periods of the biggest item's regular demand: tight shelves
@@ -123,23 +126,35 @@ def _market_frame(rng: np.random.Generator, seed: int):  # noqa: ANN202 - (frame
     )
     market = ReferenceMarket(params, freq=freq)
     start = np.datetime64("2018-01-01") + int(rng.integers(0, 5 * 365))
-    frame = simulate_history(market, periods, str(start), seed, config, policy=policy)
+    frame = simulate_history(
+        market, periods, str(start), seed, config, policy=policy, with_demand=with_demand
+    )
     return frame, freq
 
 
-def generate_corpus(n_series: int, seed: int = 0, progress: Progress | None = None) -> SeriesData:
+def generate_corpus(
+    n_series: int, seed: int = 0, progress: Progress | None = None, *, full_demand: bool = False
+) -> SeriesData:
     """``n_series`` synthetic series (rounded up to whole markets of 8 items), all on the
-    generic item row."""
+    generic item row.
+
+    By default a series holds what a shop would record: sales capped by the stock, sold-out
+    periods censored. ``full_demand``: every period holds the demand the market drew (known in
+    a synthetic corpus), none censored; the same draws, policies and prices either way.
+    """
     rng = np.random.default_rng([seed, 0xC0_4B05])
     n_markets = max(1, math.ceil(n_series / ITEMS_PER_MARKET))
     series: list[dict[str, np.ndarray | float]] = []
     for m in range(n_markets):
-        frame, freq = _market_frame(rng, seed * 1_000_003 + m)
+        frame, freq = _market_frame(rng, seed * 1_000_003 + m, full_demand)
         n_items = frame["item_id"].nunique()
         periods = len(frame) // n_items
         shape = (n_items, periods)
         units = frame["units_sold"].to_numpy(np.float32).reshape(shape)
         stock = frame["stock"].to_numpy(np.float64).reshape(shape)
+        if full_demand:
+            units = frame["demand"].to_numpy(np.float32).reshape(shape)
+            stock = np.full(shape, np.inf)
         price = frame["price"].to_numpy(np.float64).reshape(shape)
         list_price = frame["list_price"].to_numpy(np.float64).reshape(shape)
         days = day_numbers(frame["date"]).reshape(shape)
@@ -207,10 +222,13 @@ def pretrain(
     likelihood: str | None = None,
     validation_series: float = 0.05,
     progress: Progress | None = None,
+    full_demand: bool = False,
 ) -> TransformerForecaster:
     """Train the base model on a fresh corpus and save it to ``out`` (if given).
 
     ``likelihood`` overrides the config's (a ``log_normal`` base for fits with that likelihood).
+    ``full_demand``: train on the demand the corpus' markets drew instead of their sales
+    capped by the stock (:func:`generate_corpus`), so the base learns no stock-outs.
 
     The base has an empty item vocabulary (every series uses the generic item row) and
     ``unknown_items="generic"``. A share ``validation_series`` of the series is held out
@@ -224,7 +242,7 @@ def pretrain(
     if likelihood is not None:
         overrides["likelihood"] = likelihood
     cfg = TransformerConfig.from_dict({**cfg.to_dict(), **overrides})
-    data = generate_corpus(n_series, seed, progress)
+    data = generate_corpus(n_series, seed, progress, full_demand=full_demand)
     corpus_seconds = time.perf_counter() - started
     s = data.length.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -256,6 +274,7 @@ def pretrain(
             "validation_windows": int(val_idx.shape[0]),
             "daily_share": round(float(data.daily.mean()), 3),
             "plain_market_share": round(PLAIN_MARKET_SHARE, 4),
+            "full_demand": full_demand,
             "censored_share": round(
                 float(
                     (

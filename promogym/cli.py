@@ -347,6 +347,14 @@ def pretrain_command(
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads (1 = reproducible).")] = 1,
     likelihood: LikelihoodOption = "negative_binomial",
+    full_demand: Annotated[
+        bool,
+        typer.Option(
+            "--full-demand",
+            help="Train on the demand the corpus' markets drew, not their sales capped by the "
+            "stock (no stock-outs in pre-training).",
+        ),
+    ] = False,
 ) -> None:
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
@@ -377,6 +385,7 @@ def pretrain_command(
         epochs=epochs,
         likelihood=likelihood,
         progress=lambda m: typer.echo(m, err=True),
+        full_demand=full_demand,
     )
     with atomic_directory(out) as tmp:
         base.save(tmp)

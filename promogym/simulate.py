@@ -105,6 +105,7 @@ def simulate_history(
     config: CampaignConfig | None = None,
     *,
     policy: BehaviourPolicy | None = None,
+    with_demand: bool = False,
 ) -> pd.DataFrame:
     """Simulate ``periods`` periods of every market item under the behaviour policy.
 
@@ -116,6 +117,8 @@ def simulate_history(
         config: campaign config for the discount ladder, lead time and capacity
             (default: :class:`~promogym.config.CampaignConfig()`).
         policy: behaviour-policy knobs (default: :class:`BehaviourPolicy()`).
+        with_demand: add a ``demand`` column (int64): each period's demand draw before the stock
+            capped it (``units_sold = min(demand, stock)``); the same draws either way.
 
     Returns:
         A frame in the sales-history contract with columns :data:`HISTORY_COLUMNS`, sorted by
@@ -175,6 +178,7 @@ def simulate_history(
     streak = torch.zeros(n_items, dtype=torch.long)
     units = np.zeros((periods, n_items), dtype=np.int64)
     stock = np.zeros((periods, n_items), dtype=np.int64)
+    drawn = np.zeros((periods, n_items), dtype=np.int64)
     for t in range(periods):
         # (s, S) ordering on the inventory position, against the planned promotions.
         position = on_hand + pipeline.sum(axis=1)
@@ -192,6 +196,7 @@ def simulate_history(
         ).numpy()
         sold = np.minimum(demand, on_hand)
         units[t] = sold.astype(np.int64)
+        drawn[t] = demand.astype(np.int64)
         on_hand = np.minimum(on_hand - sold + pipeline[:, 0], capacity)
         pipeline = np.concatenate([pipeline[:, 1:], np.zeros((n_items, 1))], axis=1)
         streak = next_streak(streak, on_sale)
@@ -210,6 +215,8 @@ def simulate_history(
             "unit_cost": np.repeat(np.asarray(market.params.unit_cost, dtype=np.float64), periods),
         }
     )
+    if with_demand:
+        frame["demand"] = drawn.T.reshape(-1)
     frame["item_id"] = frame["item_id"].astype(str)
     frame = frame.sort_values(["item_id", "date"], kind="stable").reset_index(drop=True)
     return frame

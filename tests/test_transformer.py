@@ -1214,6 +1214,22 @@ def test_corpus_has_markets_without_promotion_effects() -> None:
     assert all(np.all(m.urgency > 0) for m, p in zip(markets, plain, strict=True) if not p)
 
 
+def test_full_demand_corpus_holds_the_draws_behind_the_sales() -> None:
+    from promogym.forecasters.corpus import generate_corpus
+
+    sales = generate_corpus(16, seed=1)
+    demand = generate_corpus(16, seed=1, full_demand=True)
+    inside = torch.arange(sales.units.shape[1]) < sales.length[:, None]
+    assert bool((sales.censored & inside).any())  # the shop's record has stock-outs
+    for key in ("discount", "promo", "day", "length", "daily"):
+        assert torch.equal(getattr(sales, key), getattr(demand, key)), key
+    # the same draws: equal where the stock sufficed, more where it sold out; nothing censored
+    assert torch.equal(demand.units[sales.observed], sales.units[sales.observed])
+    assert bool((demand.units[sales.censored] >= sales.units[sales.censored]).all())
+    assert bool((demand.units[sales.censored] > sales.units[sales.censored]).any())
+    assert bool(demand.observed[inside].all()) and not bool(demand.censored.any())
+
+
 def test_base_dirs_finds_a_weights_layout(tmp_path: Path) -> None:
     from promogym.forecasters.transformer import BASE_WEIGHTS_DIRS, base_dirs, weights_record
 
