@@ -124,7 +124,8 @@ def simulate_history(
         A frame in the sales-history contract with columns :data:`HISTORY_COLUMNS`, sorted by
         ``item_id, date``: ``date`` (datetime64[ns]), ``item_id`` (str), ``units_sold``
         (int64), ``price`` (rounded to cents), ``list_price``, ``promo`` (int8 0/1), ``stock``
-        (int64, on hand at the start of the period), ``unit_cost``.
+        (int64, on hand at the start of the period), ``unit_cost``; with ``with_demand``, also
+        ``demand``.
     """
     config = config or CampaignConfig()
     policy = policy or BehaviourPolicy()

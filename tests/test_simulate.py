@@ -80,6 +80,15 @@ def test_stock_outs_are_occasional(history: pd.DataFrame) -> None:
     assert (history["stock"] <= CampaignConfig().inventory.capacity).all()
 
 
+def test_with_demand_adds_the_draws_behind_the_sales(history: pd.DataFrame) -> None:
+    full = simulate_history(default_market(8, seed=0), 730, "2024-01-01", seed=0, with_demand=True)
+    # the same frame plus the column: the default path draws nothing more or less
+    pd.testing.assert_frame_equal(full.drop(columns="demand"), history)
+    sold, stock, demand = (full[c].to_numpy() for c in ("units_sold", "stock", "demand"))
+    np.testing.assert_array_equal(sold, np.minimum(demand, stock))
+    assert (demand > stock).any()  # some periods sold out, so the column says more
+
+
 def test_stock_follows_the_inventory_balance(history: pd.DataFrame) -> None:
     # Next start-of-period stock = what was left + arrivals (never negative, only ordered units
     # arrive, and never more than the S-level allows).
