@@ -150,11 +150,13 @@ def generate_corpus(
         n_items = frame["item_id"].nunique()
         periods = len(frame) // n_items
         shape = (n_items, periods)
-        units = frame["units_sold"].to_numpy(np.float32).reshape(shape)
-        stock = frame["stock"].to_numpy(np.float64).reshape(shape)
-        if full_demand:
-            units = frame["demand"].to_numpy(np.float32).reshape(shape)
-            stock = np.full(shape, np.inf)
+        units = frame["demand" if full_demand else "units_sold"].to_numpy(np.float32).reshape(shape)
+        # full demand: no period was capped, so none counts as sold out (units < inf)
+        stock = (
+            np.full(shape, np.inf)
+            if full_demand
+            else frame["stock"].to_numpy(np.float64).reshape(shape)
+        )
         price = frame["price"].to_numpy(np.float64).reshape(shape)
         list_price = frame["list_price"].to_numpy(np.float64).reshape(shape)
         days = day_numbers(frame["date"]).reshape(shape)
