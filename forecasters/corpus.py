@@ -5,9 +5,11 @@ with wide ranges) run under randomised behaviour policies
 (:func:`promogym.simulate.simulate_history`): daily and weekly series, levels from about 0.5 to
 500 units per period, elasticities 0.3-4, weekly and yearly seasonality, flash-sale urgency and
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
-capacities tight enough that some promotions sell out (censored periods). A share
-:data:`PLAIN_MARKET_SHARE` of the markets has no promotion effect beyond the price (no
-urgency, no dip), so the base does not expect every sale to start with a jump. Every draw
+capacities tight enough that some promotions sell out (censored periods; with ``full_demand``,
+as the shipped bases are built, the corpus records the demand drawn instead, so pre-training
+sees no stock-out). A share :data:`PLAIN_MARKET_SHARE` of the markets has no promotion
+effect beyond the price (no urgency, no dip), so the base does not expect every sale to start
+with a jump. Every draw
 comes from one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same
 weights on the same kind of CPU with the same thread count and library versions (recorded in
 the saved ``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by
@@ -102,7 +104,8 @@ def _market_frame(  # noqa: ANN202 - (frame, freq)
     params, freq, periods, level = _market_params(rng)
     ladder = LADDERS[int(rng.integers(len(LADDERS)))]
     # Shelf room from ~3 to ~30 periods of the biggest item's regular demand: tight shelves
-    # make promotions sell out, which is what teaches the model to ignore censored periods.
+    # make promotions sell out, so the sales corpus holds censored periods (the full-demand
+    # corpus reads the same draws before the stock capped them).
     capacity = int(
         max(8, math.ceil(2.0 * level * math.exp(rng.uniform(math.log(3), math.log(30)))))
     )

@@ -359,7 +359,8 @@ def pretrain_command(
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
     Writes OUT/config.json and OUT/model.safetensors, replacing a previous base there once
-    the new one is whole. Example: promogym pretrain --out forecasters/weights/base --seed 0
+    the new one is whole. Example (the shipped base): promogym pretrain --out
+    forecasters/weights/base --seed 0 --full-demand
     """
     import torch
 
