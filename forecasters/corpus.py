@@ -5,9 +5,8 @@ with wide ranges) run under randomised behaviour policies
 (:func:`promogym.simulate.simulate_history`): daily and weekly series, levels from about 0.5 to
 500 units per period, elasticities 0.3-4, weekly and yearly seasonality, flash-sale urgency and
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
-capacities tight enough that some promotions sell out (censored periods; with ``full_demand``,
-as the shipped bases are built, the corpus records the demand drawn instead, so pre-training
-sees no stock-out). A share :data:`PLAIN_MARKET_SHARE` of the markets has no promotion
+capacities tight enough that some promotions sell out (censored periods; :func:`pretrain`
+by default reads the demand drawn instead, ``full_demand``, so the base sees no stock-out). A share :data:`PLAIN_MARKET_SHARE` of the markets has no promotion
 effect beyond the price (no urgency, no dip), so the base does not expect every sale to start
 with a jump. Every draw
 comes from one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same
@@ -227,13 +226,14 @@ def pretrain(
     likelihood: str | None = None,
     validation_series: float = 0.05,
     progress: Progress | None = None,
-    full_demand: bool = False,
+    full_demand: bool = True,
 ) -> TransformerForecaster:
     """Train the base model on a fresh corpus and save it to ``out`` (if given).
 
     ``likelihood`` overrides the config's (a ``log_normal`` base for fits with that likelihood).
-    ``full_demand``: train on the demand the corpus' markets drew instead of their sales
-    capped by the stock (:func:`generate_corpus`), so the base sees no censored period.
+    ``full_demand`` (default, as the shipped bases are built): train on the demand the
+    corpus' markets drew instead of their sales capped by the stock (:func:`generate_corpus`),
+    so the base sees no censored period; ``False`` trains on the sales, stock-outs censored.
 
     The base has an empty item vocabulary (every series uses the generic item row) and
     ``unknown_items="generic"``. A share ``validation_series`` of the series is held out
@@ -289,8 +289,7 @@ def pretrain(
                 4,
             ),
             "seconds": round(corpus_seconds, 1),
-            # only when set: a rebuilt default base keeps the shipped config.json
-            **({"full_demand": True} if full_demand else {}),
+            "full_demand": full_demand,
         },
         "seconds": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),

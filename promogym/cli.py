@@ -350,17 +350,18 @@ def pretrain_command(
     full_demand: Annotated[
         bool,
         typer.Option(
-            "--full-demand",
-            help="Train on the demand the corpus' markets drew, not their sales capped by the "
-            "stock (no stock-outs in pre-training).",
+            "--full-demand/--censored-sales",
+            help="Train on the demand the corpus' markets drew (the default and the shipped "
+            "bases: no stock-outs in pre-training), or on their sales capped by the stock, "
+            "stock-outs as censored periods.",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Pre-train the transformer base on a synthetic promotional-demand corpus.
 
     Writes OUT/config.json and OUT/model.safetensors, replacing a previous base there once
     the new one is whole. Example (the shipped base): promogym pretrain --out
-    forecasters/weights/base --seed 0 --full-demand
+    forecasters/weights/base --seed 0
     """
     import torch
 

@@ -699,6 +699,10 @@ def test_pretraining_is_reproducible(tmp_path: Path) -> None:
     a = pretrain(tmp_path / "a", seed=3, n_series=8, config=cfg)
     b = pretrain(None, seed=3, n_series=8, config=cfg)
     assert a.item_ids == [] and a.training["corpus"]["series"] == 8
+    # By default the base learns from the full demand (as shipped); on request from the sales.
+    assert a.training["corpus"]["full_demand"] and a.training["corpus"]["censored_share"] == 0
+    c = pretrain(None, seed=3, n_series=8, config=cfg, full_demand=False)
+    assert not c.training["corpus"]["full_demand"] and c.training["corpus"]["censored_share"] > 0
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
     loaded = TransformerForecaster.load(tmp_path / "a")
