@@ -6,9 +6,9 @@ with wide ranges) run under randomised behaviour policies
 500 units per period, elasticities 0.3-4, weekly and yearly seasonality, flash-sale urgency and
 its fatigue, post-promotion dips, dispersion 1-50, various discount ladders, and shelf
 capacities tight enough that some promotions sell out (censored periods; :func:`pretrain`
-by default reads the demand drawn instead, ``full_demand``, so the base sees no stock-out). A share :data:`PLAIN_MARKET_SHARE` of the markets has no promotion
-effect beyond the price (no urgency, no dip), so the base does not expect every sale to start
-with a jump. Every draw
+by default reads the demand drawn instead, ``full_demand``, so the base sees no stock-out). A
+share :data:`PLAIN_MARKET_SHARE` of the markets has no promotion effect beyond the price (no
+urgency, no dip), so the base does not expect every sale to start with a jump. Every draw
 comes from one seeded generator, so ``pretrain(seed=s)`` rebuilds the same corpus and the same
 weights on the same kind of CPU with the same thread count and library versions (recorded in
 the saved ``training``: ``threads``, ``versions``, ``cpu``); elsewhere the weights differ by
